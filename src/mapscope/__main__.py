@@ -1,0 +1,3 @@
+from mapscope.cli.main import run
+
+run()

@@ -1,0 +1,32 @@
+"""What every command shares: parsing lists, reporting outputs, the error boundary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mapscope.errors import ConfigError
+
+
+def parse_ints(text: str, name: str) -> list[int]:
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError as exc:
+        raise ConfigError(
+            f"{name} must be comma-separated integers like 1,2,3; got {text!r}."
+        ) from exc
+
+
+def parse_floats(text: str, name: str) -> list[float]:
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError as exc:
+        raise ConfigError(
+            f"{name} must be comma-separated numbers like 0.1,0.2; got {text!r}."
+        ) from exc
+
+
+def wrote(*paths: str | Path) -> None:
+    for path in paths:
+        typer.echo(f"wrote {path}")

@@ -1,0 +1,85 @@
+"""A dataset together with its split and fitted scaler: the exact inputs of one run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mapscope.data.datasets import Dataset, load_dataset
+from mapscope.data.prepare import Standardizer, prepare_inputs
+from mapscope.data.split import Split, make_split
+
+
+@dataclass
+class DataBundle:
+    dataset: Dataset
+    split: Split
+    scaling: str
+    scaler: Standardizer | None
+
+    @classmethod
+    def create(
+        cls,
+        dataset: str,
+        scaling: str = "standard",
+        split_mode: str = "canonical",
+        seed: int = 0,
+        test_size: int | None = None,
+        data_root: str | Path | None = None,
+    ) -> DataBundle:
+        data = load_dataset(dataset, data_root)
+        split = make_split(data.name, data.y, data.canonical_train, split_mode, seed, test_size)
+        scaler = Standardizer().fit(data.x[split.train]) if scaling == "standard" else None
+        return cls(data, split, scaling, scaler)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, data_root: str | Path | None = None) -> DataBundle:
+        """Rebuild a run's inputs from its saved split and scaler (no refitting)."""
+        from mapscope.runs import read_config
+
+        run_dir = Path(run_dir)
+        config = read_config(run_dir)
+        data = load_dataset(config["data"]["dataset"], data_root)
+        split = Split.load(run_dir / "split.npz")
+        scaler_path = run_dir / "scaler.npz"
+        scaler = Standardizer.load(scaler_path) if scaler_path.exists() else None
+        return cls(data, split, config["data"]["scaling"], scaler)
+
+    def save(self, run_dir: str | Path) -> None:
+        run_dir = Path(run_dir)
+        self.split.save(run_dir / "split.npz")
+        if self.scaler is not None:
+            self.scaler.save(run_dir / "scaler.npz")
+
+    def config(self) -> dict:
+        return {
+            "dataset": self.dataset.name,
+            "scaling": self.scaling,
+            "split_mode": self.split.mode,
+            "split_seed": self.split.seed,
+            "n_train": len(self.split.train),
+            "n_test": len(self.split.test),
+            "checksums": self.dataset.checksums,
+        }
+
+    def rows(self, part: str, indices: np.ndarray | list[int] | None = None) -> np.ndarray:
+        """Pool rows of a split part, optionally only the given positions (range-checked)."""
+        rows = self.split.indices(part)
+        if indices is None:
+            return rows
+        return np.array([self.split.pool_index(part, int(i)) for i in indices], dtype=np.int64)
+
+    def raw(self, part: str, indices=None) -> np.ndarray:
+        return self.dataset.x[self.rows(part, indices)]
+
+    def labels(self, part: str, indices=None) -> np.ndarray:
+        return self.dataset.y[self.rows(part, indices)]
+
+    def inputs(self, part: str, indices=None, layout: str = "flat") -> np.ndarray:
+        return prepare_inputs(self.raw(part, indices), self.scaling, self.scaler, layout)
+
+    def prepare(self, raw: np.ndarray, layout: str = "flat") -> np.ndarray:
+        """Scale samples from outside the dataset (a user's PNG) exactly like the training data."""
+        return prepare_inputs(raw, self.scaling, self.scaler, layout)

@@ -1,0 +1,209 @@
+"""The dataset registry: name -> files, pinned SHA-256, mirrors, and a loader.
+
+All samples of a dataset are held as one pool (for MNIST: the 60000 training images followed
+by the 10000 test images). Splits are index arrays into that pool, which is what makes
+"test image 1302" mean the same image in every session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mapscope.data.cache import DATA_ENV, data_dir, download_file, user_cache_dir, verify_file
+from mapscope.data.idx import read_idx
+from mapscope.data.wifi import read_wifi
+from mapscope.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class DataFile:
+    relpath: str
+    sha256: str
+    mirrors: tuple[str, ...]
+    normalize_newlines: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    files: tuple[DataFile, ...]
+    class_names: tuple[str, ...]
+    canonical_train: int | None  # None: no published split (WIFI); a seeded one is used
+    licence: str
+
+
+_MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+_FASHION_MIRRORS = (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+)
+_WIFI_MIRRORS = (
+    "https://archive.ics.uci.edu/ml/machine-learning-databases/00422/wifi_localization.txt",
+)
+_IDX_NAMES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
+def _idx_files(
+    folder: str, mirrors: tuple[str, ...], hashes: tuple[str, ...]
+) -> tuple[DataFile, ...]:
+    return tuple(
+        DataFile(f"{folder}/{name}", sha, tuple(m + name for m in mirrors))
+        for name, sha in zip(_IDX_NAMES, hashes, strict=True)
+    )
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        "mnist",
+        _idx_files(
+            "mnist",
+            _MNIST_MIRRORS,
+            (
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            ),
+        ),
+        tuple(str(d) for d in range(10)),
+        60000,
+        "CC BY-SA 3.0, Yann LeCun and Corinna Cortes",
+    ),
+    "fashion-mnist": DatasetSpec(
+        "fashion-mnist",
+        _idx_files(
+            "fashion-mnist",
+            _FASHION_MIRRORS,
+            (
+                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            ),
+        ),
+        (
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        60000,
+        "MIT, Zalando SE",
+    ),
+    "wifi": DatasetSpec(
+        "wifi",
+        (
+            DataFile(
+                "wifi/wifi_localization.txt",
+                "76121abf412b961f474e72baa8a802241f3032e85590c6680dd5280b1af8e0ab",
+                _WIFI_MIRRORS,
+                normalize_newlines=True,
+            ),
+        ),
+        ("room 1", "room 2", "room 3", "room 4"),
+        None,
+        "CC BY 4.0, UCI Machine Learning Repository (data set 422)",
+    ),
+}
+
+
+@dataclass
+class Dataset:
+    """All samples of one dataset as a pool, plus where they came from.
+
+    ``x`` is uint8 (N, 28, 28) for the image sets and int16 (N, 7) for WIFI; ``y`` holds class
+    indices 0..C-1 (WIFI rooms 1..4 become 0..3; ``class_names`` keeps the room numbers).
+    """
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...]
+    canonical_train: int | None
+    root: Path
+    checksums: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.ndim == 3
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+def spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}.")
+    return DATASETS[name]
+
+
+def locate(name: str, root: str | Path | None = None) -> tuple[Path, list[Path]]:
+    """Return the data folder and the missing files of a dataset (empty when complete)."""
+    folder = data_dir(root)
+    missing = [folder / f.relpath for f in spec(name).files if not (folder / f.relpath).is_file()]
+    return folder, missing
+
+
+def verify(name: str, root: str | Path | None = None) -> dict[str, str]:
+    """Check every file of a dataset; returns relpath -> sha256."""
+    folder, missing = locate(name, root)
+    if missing:
+        raise DataError(
+            f"dataset {name!r}: missing {', '.join(str(m) for m in missing)}. Looked in {folder} "
+            f"(explicit --data-dir, else ${DATA_ENV}, else {user_cache_dir()}). Run "
+            f"`mapscope data fetch {name}` when online, or point {DATA_ENV} at a folder holding "
+            f"{name}/ with the original files."
+        )
+    return {
+        f.relpath: verify_file(folder / f.relpath, f.sha256, f.normalize_newlines)
+        for f in spec(name).files
+    }
+
+
+def fetch(name: str, root: str | Path | None = None) -> dict[str, str]:
+    """Download whatever files of a dataset are missing, then verify all of them."""
+    folder, missing = locate(name, root)
+    by_path = {folder / f.relpath: f for f in spec(name).files}
+    for path in missing:
+        entry = by_path[path]
+        download_file(list(entry.mirrors), path, entry.sha256, entry.normalize_newlines)
+    return verify(name, folder)
+
+
+def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
+    """Verify and read a dataset into memory."""
+    info = spec(name)
+    checksums = verify(name, root)
+    folder = data_dir(root)
+    if name == "wifi":
+        signals, rooms = read_wifi(folder / info.files[0].relpath)
+        return Dataset(name, signals, rooms - 1, info.class_names, None, folder, checksums)
+    paths = [folder / f.relpath for f in info.files]
+    x_train = read_idx(paths[0], (60000, 28, 28))
+    y_train = read_idx(paths[1], (60000,))
+    x_test = read_idx(paths[2], (10000, 28, 28))
+    y_test = read_idx(paths[3], (10000,))
+    x = np.concatenate([x_train, x_test])
+    y = np.concatenate([y_train, y_test]).astype(np.int64)
+    if y.max() >= len(info.class_names):
+        raise DataError(f"{paths[1]}: label {y.max()} outside 0..{len(info.class_names) - 1}.")
+    return Dataset(name, x, y, info.class_names, info.canonical_train, folder, checksums)

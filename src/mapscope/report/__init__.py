@@ -1,0 +1,1 @@
+"""Figures: arrays in, matplotlib Figures out. No numerics here."""
