@@ -9,6 +9,7 @@ invalidates it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -79,10 +80,8 @@ def verify_file(path: Path, expected_sha256: str, normalize_newlines: bool = Fal
         )
     verified = _load_verified()
     verified[key] = {"stamp": _stamp(path), "sha256": actual}
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache only costs a re-hash next time
         write_json(user_cache_dir() / "verified.json", verified)
-    except OSError:
-        pass  # a read-only cache only costs a re-hash next time
     return actual
 
 
