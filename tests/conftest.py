@@ -30,3 +30,23 @@ def mnist(real_data):
     from mapscope.data import load_dataset
 
     return load_dataset("mnist", real_data)
+
+
+@pytest.fixture(scope="session")
+def cnn_run(real_data, tmp_path_factory):
+    """The default CNN trained briefly on real MNIST (1 epoch on 6000 images, seed 0)."""
+    from mapscope.cnn.train import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("cnn") / "run"
+    train(run, TrainConfig(epochs=1, max_train=6000, lr=3e-3, schedule="none"), data_root=real_data)
+    return run
+
+
+@pytest.fixture(scope="session")
+def mlp_run(real_data, tmp_path_factory):
+    """The default MLP trained briefly on real MNIST (8 epochs on 30000 images)."""
+    from mapscope.mlp.train import MLPConfig, train
+
+    run = tmp_path_factory.mktemp("mlp") / "run"
+    train(run, MLPConfig(epochs=8, max_train=30000, lr=5e-4), data_root=real_data)
+    return run

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from mapscope import __version__
-from mapscope.cli import data
+from mapscope.cli import cnn, data, evaluate, mlp
 from mapscope.errors import MapscopeError
 
 app = typer.Typer(
@@ -16,6 +16,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data.app, name="data")
+app.add_typer(cnn.app, name="cnn")
+app.add_typer(mlp.app, name="mlp")
+app.command()(evaluate.evaluate)
 
 
 def _version(value: bool) -> None:

@@ -69,7 +69,13 @@ class DataBundle:
         rows = self.split.indices(part)
         if indices is None:
             return rows
-        return np.array([self.split.pool_index(part, int(i)) for i in indices], dtype=np.int64)
+        indices = np.asarray(indices, dtype=np.int64)
+        bad = indices[(indices < 0) | (indices >= len(rows))]
+        if bad.size:
+            self.split.pool_index(
+                part, int(bad[0])
+            )  # raises the range error naming the valid range
+        return rows[indices]
 
     def raw(self, part: str, indices=None) -> np.ndarray:
         return self.dataset.x[self.rows(part, indices)]

@@ -1,0 +1,155 @@
+"""`mapscope cnn ...`: summary, train, predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from mapscope.cli.common import wrote
+from mapscope.cnn.checkpoint import load_model
+from mapscope.cnn.predict import predict_drawing, predict_proba
+from mapscope.cnn.spec import default_spec, load_spec, spec_from_dict
+from mapscope.cnn.summary import format_summary
+from mapscope.cnn.train import TrainConfig, train
+from mapscope.data.bundle import DataBundle
+from mapscope.errors import ConfigError
+from mapscope.runs import read_config
+
+app = typer.Typer(help="Build, train and use the CNN.", no_args_is_help=True)
+
+
+@app.command()
+def summary(
+    config: Path = typer.Option(None, help="TOML file describing the network."),
+    model: Path = typer.Option(None, help="A run folder of `mapscope cnn train`."),
+) -> None:
+    """Layers, output shapes, parameters, receptive field and effective stride."""
+    if config and model:
+        raise ConfigError("give --config or --model, not both.")
+    if model:
+        spec = spec_from_dict(read_config(model, "cnn")["net"], f"{model}/config.json")
+    else:
+        spec = load_spec(config) if config else default_spec()
+    typer.echo(format_summary(spec))
+
+
+@app.command(name="train")
+def train_command(
+    out: Path = typer.Option(None, help="Run folder to create (required unless --resume)."),
+    config: Path = typer.Option(None, help="TOML network config (default: the reference network)."),
+    dataset: str = typer.Option("mnist", help="mnist or fashion-mnist."),
+    epochs: int = typer.Option(
+        TrainConfig.epochs, help="Epochs (with --resume: additional epochs)."
+    ),
+    batch_size: int = typer.Option(TrainConfig.batch_size),
+    optimizer: str = typer.Option(
+        TrainConfig.optimizer, help="rmsprop, sgd, adam, nadam or adamax."
+    ),
+    lr: float = typer.Option(TrainConfig.lr, help="(Peak) learning rate."),
+    momentum: float = typer.Option(TrainConfig.momentum, help="Momentum for sgd."),
+    schedule: str = typer.Option(
+        TrainConfig.schedule, help="none, power, exponential or onecycle."
+    ),
+    decay_rate: float = typer.Option(
+        TrainConfig.decay_rate, help="Rate of power/exponential decay."
+    ),
+    decay_steps: int = typer.Option(
+        TrainConfig.decay_steps, help="Steps of power/exponential decay."
+    ),
+    seed: int = typer.Option(TrainConfig.seed),
+    resplit: bool = typer.Option(
+        False, help="Shuffle train+test with the seed and split 60000/10000 again."
+    ),
+    scaling: str = typer.Option(TrainConfig.scaling, help="standard, image, unit or none."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    precision: str = typer.Option("auto", help="auto, fp32 or bf16 (autocast)."),
+    resume: Path = typer.Option(None, help="Continue this run folder for --epochs more epochs."),
+    restart: Path = typer.Option(None, help="Start from the saved initial weights of this run."),
+    data_dir: Path = typer.Option(None, help="Data folder (default: $MAPSCOPE_DATA)."),
+) -> None:
+    """Train the CNN; the run folder is rewritten after every epoch (watch curves.png)."""
+    cfg = TrainConfig(
+        dataset,
+        epochs,
+        batch_size,
+        optimizer,
+        lr,
+        momentum,
+        schedule,
+        decay_rate,
+        decay_steps,
+        seed,
+        resplit,
+        scaling,
+        device,
+        precision,
+    )
+    if resume:
+        metrics = train(resume, cfg, resume=True, data_root=data_dir)
+        out = resume
+    else:
+        if out is None:
+            raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR).")
+        spec = load_spec(config) if config else None
+        metrics = train(out, cfg, spec, init_from=restart, data_root=data_dir)
+    typer.echo(
+        f"test accuracy {metrics['test_accuracy']:.4f}, {metrics['epochs']} epochs, "
+        f"{metrics['train_seconds']:.1f} s training"
+    )
+    wrote(
+        *(
+            out / f
+            for f in (
+                "model.safetensors",
+                "config.json",
+                "history.json",
+                "metrics.json",
+                "curves.png",
+            )
+        )
+    )
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., help="Run folder of `mapscope cnn train`."),
+    split: str = typer.Option("test", help="train or test."),
+    index: list[int] = typer.Option(None, "--index", help="Image index in the split; repeatable."),
+    image: list[Path] = typer.Option(None, "--image", help="A PNG you drew; repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    data_dir: Path = typer.Option(None, help="Data folder (default: $MAPSCOPE_DATA)."),
+) -> None:
+    """Class probabilities (summing to 1) and the predicted class."""
+    if not index and not image:
+        raise ConfigError("give at least one --index N or --image FILE.png.")
+    net = load_model(model)
+    bundle = DataBundle.from_run(model, data_dir)
+    names = bundle.dataset.class_names
+    results = []
+    if index:
+        probs = predict_proba(net, bundle.inputs(split, index, layout="nchw"))
+        for i, p, y in zip(index, probs, bundle.labels(split, index), strict=True):
+            results.append({"source": f"{split}[{i}]", "label": names[y], "probabilities": p})
+    for path in image or []:
+        results.append(
+            {
+                "source": str(path),
+                "label": None,
+                "probabilities": predict_drawing(net, bundle, path),
+            }
+        )
+    for r in results:
+        r["predicted"] = names[int(np.argmax(r["probabilities"]))]
+        r["probabilities"] = {
+            names[k]: round(float(v), 6) for k, v in enumerate(r["probabilities"])
+        }
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    for r in results:
+        probs = "  ".join(f"{k}:{v:.3f}" for k, v in r["probabilities"].items())
+        actual = f" (actual {r['label']})" if r["label"] is not None else ""
+        typer.echo(f"{r['source']}: predicted {r['predicted']}{actual}\n  {probs}")

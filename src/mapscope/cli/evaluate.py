@@ -1,0 +1,25 @@
+"""`mapscope evaluate`: confusion matrix, per-class metrics and galleries for any run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mapscope.cli.common import wrote
+from mapscope.evaluate.run import evaluate_run
+
+
+def evaluate(
+    model: Path = typer.Option(..., help="Run folder of a CNN, MLP or KMeans run."),
+    out: Path = typer.Option(..., help="Folder for the evaluation files."),
+    split: str = typer.Option("test", help="train or test."),
+    gallery: list[str] = typer.Option(
+        None, "--gallery", help="Class (name or index) for TP/FP/FN panels; repeatable."
+    ),
+    data_dir: Path = typer.Option(None, help="Data folder (default: $MAPSCOPE_DATA)."),
+) -> None:
+    """Evaluate a trained model on a split of its own data."""
+    result = evaluate_run(model, out, split, gallery, data_dir)
+    typer.echo(result["table"])
+    wrote(*result["written"])

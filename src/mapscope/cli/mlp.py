@@ -1,0 +1,177 @@
+"""`mapscope mlp ...`: train and sweep the numpy MLP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mapscope.cli.common import parse_floats, parse_ints, wrote
+from mapscope.mlp.sweep import sweep as run_sweep
+from mapscope.mlp.train import MLPConfig, train
+
+app = typer.Typer(help="Train the numpy MLP and sweep its parameters.", no_args_is_help=True)
+D = MLPConfig()
+
+
+def _config(
+    layers,
+    activation,
+    loss,
+    batch_size,
+    epochs,
+    max_batches,
+    lr,
+    decrease,
+    momentum,
+    l2,
+    l1,
+    init_scale,
+    dataset,
+    seed,
+    resplit,
+    scaling,
+    cluster_features,
+    max_train=None,
+) -> MLPConfig:
+    return MLPConfig(
+        dataset,
+        tuple(parse_ints(layers, "--layers")) if layers else None,
+        activation,
+        loss,
+        batch_size,
+        epochs,
+        max_batches,
+        lr,
+        decrease,
+        momentum,
+        l2,
+        l1,
+        init_scale,
+        seed,
+        resplit,
+        scaling,
+        cluster_features,
+        max_train,
+    ).validate()
+
+
+@app.command(name="train")
+def train_command(
+    out: Path = typer.Option(..., help="Run folder to create."),
+    layers: str = typer.Option(
+        None, help="Layer sizes, e.g. 784,70,30,10 (default adapts to the dataset)."
+    ),
+    activation: str = typer.Option(D.activation, help="Hidden activation: sigmoid, relu or tanh."),
+    loss: str = typer.Option(
+        D.loss, help="logloss (sigmoid outputs), crossentropy (softmax) or mse."
+    ),
+    batch_size: int = typer.Option(D.batch_size),
+    epochs: int = typer.Option(D.epochs),
+    max_batches: int = typer.Option(None, help="Cap on mini-batches per epoch."),
+    lr: float = typer.Option(D.lr),
+    decrease: float = typer.Option(D.decrease, help="Learning rate lr / (1 + decrease * epoch)."),
+    momentum: float = typer.Option(D.momentum),
+    l2: float = typer.Option(D.l2, help="Lambda2: L2 term Lambda2 * 0.5 * sum(w^2)."),
+    l1: float = typer.Option(D.l1, help="Lambda1: L1 term Lambda1 * sum(|w|)."),
+    init_scale: float = typer.Option(
+        D.init_scale, help="Initial weights uniform in +-scale/sqrt(fan_in)."
+    ),
+    dataset: str = typer.Option(D.dataset, help="mnist, fashion-mnist or wifi."),
+    seed: int = typer.Option(D.seed),
+    resplit: bool = typer.Option(False, help="Re-split train+test with the seed."),
+    scaling: str = typer.Option(D.scaling, help="unit, standard, image or none."),
+    cluster_features: int = typer.Option(
+        None, help="Train on distances to K KMeans centroids instead of pixels."
+    ),
+    data_dir: Path = typer.Option(None, help="Data folder (default: $MAPSCOPE_DATA)."),
+) -> None:
+    """Train the MLP; writes model.npz, config, split, history, metrics and curves.png."""
+    cfg = _config(
+        layers,
+        activation,
+        loss,
+        batch_size,
+        epochs,
+        max_batches,
+        lr,
+        decrease,
+        momentum,
+        l2,
+        l1,
+        init_scale,
+        dataset,
+        seed,
+        resplit,
+        scaling,
+        cluster_features,
+    )
+    metrics = train(out, cfg, data_dir)
+    typer.echo(
+        f"test accuracy {metrics['test_accuracy']:.4f} (best {metrics['best_test_accuracy']:.4f}), "
+        f"train accuracy {metrics['train_accuracy']:.4f}, {metrics['train_seconds']:.1f} s"
+    )
+    wrote(
+        *(
+            out / f
+            for f in ("model.npz", "config.json", "history.json", "metrics.json", "curves.png")
+        )
+    )
+
+
+@app.command()
+def sweep(
+    param: str = typer.Option(
+        ..., help="Parameter to vary: l2, l1, lr, decrease, momentum, batch_size, ..."
+    ),
+    values: str = typer.Option(..., help="Comma-separated values, e.g. 0.01,0.1,0.2,0.4,0.8."),
+    out: Path = typer.Option(
+        ..., help="Folder for one run per value plus the sweep table and plot."
+    ),
+    layers: str = typer.Option(None),
+    activation: str = typer.Option(D.activation),
+    loss: str = typer.Option(D.loss),
+    batch_size: int = typer.Option(D.batch_size),
+    epochs: int = typer.Option(D.epochs),
+    max_batches: int = typer.Option(None),
+    lr: float = typer.Option(D.lr),
+    decrease: float = typer.Option(D.decrease),
+    momentum: float = typer.Option(D.momentum),
+    l2: float = typer.Option(D.l2),
+    l1: float = typer.Option(D.l1),
+    init_scale: float = typer.Option(D.init_scale),
+    dataset: str = typer.Option(D.dataset),
+    seed: int = typer.Option(D.seed),
+    resplit: bool = typer.Option(False),
+    scaling: str = typer.Option(D.scaling),
+    cluster_features: int = typer.Option(None),
+    data_dir: Path = typer.Option(None),
+) -> None:
+    """One run per value; a table of accuracies and epochs to converge; the regularisation share."""
+    base = _config(
+        layers,
+        activation,
+        loss,
+        batch_size,
+        epochs,
+        max_batches,
+        lr,
+        decrease,
+        momentum,
+        l2,
+        l1,
+        init_scale,
+        dataset,
+        seed,
+        resplit,
+        scaling,
+        cluster_features,
+    )
+    rows = run_sweep(out, param, parse_floats(values, "--values"), base, data_dir)
+    typer.echo(f"{param:>10} {'train':>8} {'test':>8} {'best':>8} {'epochs to converge':>20}")
+    for r in rows:
+        typer.echo(
+            f"{r[param]:>10} {r['train_accuracy']:>8.4f} {r['test_accuracy']:>8.4f} "
+            f"{r['best_test_accuracy']:>8.4f} {r['epochs_to_converge']:>20}"
+        )
+    wrote(out / "sweep.json", out / "sweep.csv", out / "sweep.png")

@@ -1,0 +1,1 @@
+"""The CNN: a typed spec, a builder with named layers, training, summary and prediction."""

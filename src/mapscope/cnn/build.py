@@ -1,0 +1,118 @@
+"""Spec -> ``nn.Module`` whose children carry the spec's layer names.
+
+Each named conv/dense child applies its own activation (as a Keras layer does), so a forward
+hook on ``Conv2D_1`` sees what that layer hands on. The output layer returns logits; softmax is
+applied by ``probabilities`` and inside the loss, which is numerically safer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from mapscope.cnn.spec import Conv, Dense, Flatten, NetSpec, Pool
+
+_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "elu": nn.ELU,
+    "tanh": nn.Tanh,
+    "selu": nn.SELU,
+    "linear": nn.Identity,
+    "softmax": nn.Identity,  # logits out; see module docstring
+}
+
+
+class Activated(nn.Module):
+    """A weighted layer followed by its activation, addressable under one name."""
+
+    def __init__(self, inner: nn.Module, activation: str):
+        super().__init__()
+        self.inner = inner
+        self.act = _ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.inner(x))
+
+
+class Network(nn.Module):
+    def __init__(self, spec: NetSpec):
+        super().__init__()
+        self.spec = spec
+        self.layers = nn.ModuleDict()
+        channels = spec.input_shape[0]
+        for layer, shape in zip(spec.layers, spec.shapes, strict=True):
+            self.layers[layer.name] = _make(layer, channels, shape)
+            channels = shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self.layers.values())
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            following = layers[i + 1] if i + 1 < len(layers) else None
+            if self.training and _poolable(layer, following):
+                # Max-pooling commutes with monotone activations, so pooling first is exact and
+                # applies the activation (and its backward) to a quarter of the values. Only in
+                # training: in eval mode every named layer's hook sees its own output.
+                x = layer.act(following(layer.inner(x)))
+                i += 2
+                continue
+            x = layer(x)
+            i += 1
+        return x
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self(x).float(), dim=1)
+
+    def kernels(self) -> list[torch.Tensor]:
+        """Weights that L1/L2 regularisation applies to (biases excluded, as in Keras)."""
+        return [m.inner.weight for m in self.layers.values() if isinstance(m, Activated)]
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Glorot-uniform kernels and zero biases (Keras defaults), from an explicit generator."""
+        for module in self.layers.values():
+            if isinstance(module, Activated):
+                weight = module.inner.weight
+                fan_out = weight.shape[0] * (weight[0, 0].numel() if weight.dim() > 2 else 1)
+                fan_in = weight[0].numel()
+                bound = math.sqrt(6.0 / (fan_in + fan_out))
+                with torch.no_grad():
+                    nn.init.uniform_(weight, -bound, bound, generator=generator)
+                    module.inner.bias.zero_()
+
+
+def _poolable(layer: nn.Module, following: nn.Module | None) -> bool:
+    return (
+        isinstance(layer, Activated)
+        and isinstance(following, nn.MaxPool2d)
+        and isinstance(layer.act, nn.ReLU | nn.Sigmoid | nn.ELU | nn.Tanh | nn.SELU | nn.Identity)
+        and not layer._forward_hooks
+        and not following._forward_hooks
+    )
+
+
+def _make(layer, in_channels: int, shape: tuple[int, ...]) -> nn.Module:
+    if isinstance(layer, Conv):
+        padding = (layer.kernel - 1) // 2 if layer.padding == "same" else 0
+        conv = nn.Conv2d(in_channels, layer.filters, layer.kernel, layer.stride, padding)
+        return Activated(conv, layer.activation)
+    if isinstance(layer, Pool):
+        pool = nn.MaxPool2d if layer.kind == "max" else nn.AvgPool2d
+        return pool(layer.size)
+    if isinstance(layer, Flatten):
+        return nn.Flatten()
+    assert isinstance(layer, Dense)
+    return Activated(nn.Linear(in_channels, layer.units), layer.activation)
+
+
+def build(spec: NetSpec, seed: int = 0) -> Network:
+    net = Network(spec)
+    net.reset_parameters(torch.Generator().manual_seed(seed))
+    return net
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,1 @@
+"""Evaluation shared by every model kind: confusion matrix, per-class metrics, galleries."""

@@ -1,0 +1,65 @@
+"""Confusion matrix (rows: actual, columns: predicted) and the per-class numbers built on it.
+
+Per class: TP (right predictions of the class), FP (other classes predicted as it), FN (the
+class predicted as something else), AN (all actual members). "accuracy" of a class is TP/AN,
+which equals its recall; precision is TP/(TP+FP), F1 their harmonic mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mapscope.errors import ConfigError
+
+
+def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    actual, predicted = np.asarray(actual), np.asarray(predicted)
+    if actual.shape != predicted.shape:
+        raise ConfigError(
+            f"actual {actual.shape} and predicted {predicted.shape} labels differ in shape."
+        )
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (actual, predicted), 1)
+    return matrix
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    name: str
+    tp: int
+    fp: int
+    fn: int
+    an: int
+    precision: float
+    recall: float
+    accuracy: float  # TP / AN
+    f1: float
+
+
+def per_class(matrix: np.ndarray, class_names: list[str] | tuple[str, ...]) -> list[ClassReport]:
+    reports = []
+    for k, name in enumerate(class_names):
+        tp = int(matrix[k, k])
+        fp = int(matrix[:, k].sum() - tp)
+        fn = int(matrix[k, :].sum() - tp)
+        an = tp + fn
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / an if an else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        reports.append(ClassReport(str(name), tp, fp, fn, an, precision, recall, recall, f1))
+    return reports
+
+
+def format_reports(reports: list[ClassReport], total_accuracy: float) -> str:
+    lines = [
+        f"{'class':<14}{'precision':>10}{'recall':>8}{'acc':>8}{'F1':>8}{'TP':>7}{'FP':>6}{'FN':>6}{'AN':>7}"
+    ]
+    for r in reports:
+        lines.append(
+            f"{r.name:<14}{r.precision:>10.4f}{r.recall:>8.4f}{r.accuracy:>8.4f}{r.f1:>8.4f}"
+            f"{r.tp:>7}{r.fp:>6}{r.fn:>6}{r.an:>7}"
+        )
+    lines.append(f"overall accuracy {total_accuracy:.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""Training curves: CNN per epoch; MLP per mini-batch and per epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from matplotlib.figure import Figure
+
+from mapscope.report.figures import new_figure
+
+
+def plot_cnn_history(history: Sequence[dict[str, float]]) -> Figure:
+    epochs = [h["epoch"] for h in history]
+    fig = new_figure(13, 3.6)
+    panels = [("loss", "val_loss", "loss"), ("accuracy", "val_accuracy", "accuracy")]
+    for i, (train_key, val_key, title) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, 3, i)
+        ax.plot(epochs, [h[train_key] for h in history], "o-", label="train")
+        ax.plot(epochs, [h[val_key] for h in history], "s-", label="validation (test split)")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax = fig.add_subplot(1, 3, 3)
+    ax.plot(epochs, [h["lr"] for h in history], "o-", color="tab:green")
+    ax.set_xlabel("epoch")
+    ax.set_title("learning rate (end of epoch)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def live_plot():
+    """A training callback for Jupyter: redraws the curves after every epoch.
+
+    Use as ``train(..., callbacks=[live_plot()])``.
+    """
+    from IPython.display import clear_output, display
+
+    def callback(history):
+        clear_output(wait=True)
+        display(plot_cnn_history(history))
+
+    return callback
+
+
+def plot_mlp_history(history: dict[str, list]) -> Figure:
+    """Batch costs, averaged error, regularisation share; loss and accuracy per epoch."""
+    batches, epochs = history["batch"], history["epoch"]
+    fig = new_figure(14, 7)
+    steps = range(1, len(batches) + 1)
+    panels = [
+        ("cost", "cost per mini-batch"),
+        ("error", "averaged error per mini-batch"),
+        ("reg_ratio", "regularisation / cost per mini-batch"),
+    ]
+    for i, (key, title) in enumerate(panels, start=1):
+        ax = fig.add_subplot(2, 3, i)
+        ax.plot(steps, [b[key] for b in batches], lw=0.6)
+        ax.set_xlabel("mini-batch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    e = [h["epoch"] for h in epochs]
+    ax = fig.add_subplot(2, 3, 4)
+    ax.plot(e, [h["loss"] for h in epochs], "o-", ms=3)
+    ax.set_title("total training loss per epoch")
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    ax = fig.add_subplot(2, 3, 5)
+    ax.plot(e, [h["train_accuracy"] for h in epochs], label="train")
+    ax.plot(e, [h["test_accuracy"] for h in epochs], label="test")
+    ax.set_title("accuracy per epoch")
+    ax.set_xlabel("epoch")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax = fig.add_subplot(2, 3, 6)
+    ax.plot(e, [h["lr"] for h in epochs], color="tab:green")
+    ax.set_title("learning rate")
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,176 @@
+import numpy as np
+import pytest
+import torch
+
+from mapscope.cnn.build import build, count_parameters
+from mapscope.cnn.checkpoint import load_model
+from mapscope.cnn.predict import predict_proba, read_drawing
+from mapscope.cnn.schedules import learning_rate
+from mapscope.cnn.spec import default_spec, load_spec, spec_from_dict
+from mapscope.cnn.summary import summarize
+from mapscope.errors import ConfigError, RunError, TrainingDiverged
+from mapscope.io import read_json
+
+
+def test_default_network_matches_reference():
+    spec = default_spec()
+    assert spec.layer_names == [
+        "Conv2D_1",
+        "Max_Pool_1",
+        "Conv2D_2",
+        "Max_Pool_2",
+        "Conv2D_3",
+        "Flatten",
+        "Dense_1",
+        "Dense_2",
+    ]
+    assert count_parameters(build(spec)) == 208_982
+    rows = {r.name: r for r in summarize(spec)}
+    assert rows["Conv2D_3"].receptive_field == 18 and rows["Conv2D_3"].stride == 4
+    assert rows["Conv2D_3"].output_shape == (128, 3, 3)
+    assert rows["Max_Pool_1"].receptive_field == 4
+
+
+def test_toml_config_round_trip(tmp_path):
+    path = tmp_path / "net.toml"
+    path.write_text(
+        'l2 = 0.001\n[[layers]]\ntype = "conv"\nname = "c1"\nfilters = 8\nactivation = "elu"\n'
+        '[[layers]]\ntype = "pool"\nname = "p1"\nkind = "average"\n'
+        '[[layers]]\ntype = "dense"\nname = "out"\nunits = 10\nactivation = "softmax"\n'
+    )
+    spec = load_spec(path)
+    assert spec.layer_names == ["c1", "p1", "Flatten", "out"]
+    assert spec.shapes[1] == (8, 13, 13)
+    assert spec_from_dict(spec.to_dict()) == spec
+    out = build(spec)(torch.zeros(2, 1, 28, 28))
+    assert out.shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"activation": "swish"}, "field 'activation' is 'swish'; allowed values: relu"),
+        ({"kernel": 30}, "shrink the map below 1x1"),
+        ({"filters": 0}, "field 'filters' must be a positive integer"),
+    ],
+)
+def test_invalid_configs_name_the_field(change, message):
+    raw = default_spec().to_dict()
+    raw["layers"][0].update(change)
+    with pytest.raises(ConfigError, match=message):
+        spec_from_dict(raw)
+
+
+def test_missing_field_and_bad_output():
+    raw = default_spec().to_dict()
+    del raw["layers"][2]["filters"]
+    with pytest.raises(ConfigError, match=r"layers\[2\]: missing field"):
+        spec_from_dict(raw)
+    raw = default_spec().to_dict()
+    raw["layers"][-1]["activation"] = "relu"
+    with pytest.raises(
+        ConfigError, match="last layer must be a dense layer with activation 'softmax'"
+    ):
+        spec_from_dict(raw)
+
+
+def test_training_fast_path_equals_plain_forward():
+    net = build(default_spec(), seed=3)
+    x = torch.randn(4, 1, 28, 28)
+    net.train()
+    fast = net(x)
+    net.eval()
+    torch.testing.assert_close(fast, net(x))
+
+
+def test_schedules():
+    assert learning_rate("power", 1.0, 100, 1000, 1.0, 100) == pytest.approx(0.5)
+    assert learning_rate("exponential", 1.0, 200, 1000, 0.5, 100) == pytest.approx(0.25)
+    peak = max(learning_rate("onecycle", 1.0, s, 1000, 1, 1) for s in range(1000))
+    assert peak == pytest.approx(1.0)
+    assert learning_rate("onecycle", 1.0, 999, 1000, 1, 1) < 1e-3
+
+
+def test_cnn_run_folder(cnn_run, mnist):
+    metrics = read_json(cnn_run / "metrics.json")
+    history = read_json(cnn_run / "history.json")
+    assert metrics["test_accuracy"] > 0.9 and metrics["epochs"] == 1
+    assert {"test_loss", "train_seconds", "seed", "versions", "data_checksums"} <= set(metrics)
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"} <= set(history[0])
+    for name in (
+        "model.safetensors",
+        "initial.safetensors",
+        "split.npz",
+        "scaler.npz",
+        "curves.png",
+    ):
+        assert (cnn_run / name).is_file(), name
+
+
+def test_predict_probabilities(cnn_run, real_data):
+    from mapscope.data.bundle import DataBundle
+
+    net = load_model(cnn_run)
+    bundle = DataBundle.from_run(cnn_run, real_data)
+    probs = predict_proba(net, bundle.inputs("test", [1302, 0, 4], layout="nchw"))
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert probs.argmax(1).tolist() == [1, 7, 4]
+
+
+def test_predict_drawing(cnn_run, real_data, tmp_path, mnist):
+    from PIL import Image
+
+    from mapscope.cnn.predict import predict_drawing
+    from mapscope.data.bundle import DataBundle
+
+    ink_on_paper = 255 - mnist.x[60000 + 4]  # a 4, drawn dark on white and scaled up
+    Image.fromarray(ink_on_paper).resize((112, 112)).save(tmp_path / "four.png")
+    assert read_drawing(tmp_path / "four.png").shape == (1, 28, 28)
+    probs = predict_drawing(
+        load_model(cnn_run), DataBundle.from_run(cnn_run, real_data), tmp_path / "four.png"
+    )
+    assert probs.argmax() == 4
+
+
+def test_corrupt_and_foreign_model_files(cnn_run, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(cnn_run, broken)
+    (broken / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(RunError, match="not a readable safetensors model file"):
+        load_model(broken)
+    with pytest.raises(RunError, match="no config.json"):
+        load_model(tmp_path)
+
+
+def test_resume_continues_with_optimizer_state(real_data, tmp_path):
+    from mapscope.cnn.train import TrainConfig, train
+
+    cfg = TrainConfig(epochs=1, max_train=640, schedule="power", decay_steps=10)
+    train(tmp_path / "r", cfg, data_root=real_data)
+    train(tmp_path / "r", TrainConfig(epochs=1), resume=True, data_root=real_data)
+    history = read_json(tmp_path / "r/history.json")
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[1]["lr"] < history[0]["lr"]  # the schedule went on from step 10, not from 0
+    # same seed, same device: an uninterrupted 2-epoch run gives the same weights
+    train(
+        tmp_path / "s",
+        TrainConfig(epochs=2, max_train=640, schedule="power", decay_steps=10),
+        data_root=real_data,
+    )
+    assert read_json(tmp_path / "s/history.json")[1]["val_loss"] == pytest.approx(
+        history[1]["val_loss"], rel=1e-5
+    )
+
+
+def test_diverging_run_stops_without_a_model(real_data, tmp_path):
+    from mapscope.cnn.train import TrainConfig, train
+
+    with pytest.raises(TrainingDiverged, match="lower --lr"):
+        train(
+            tmp_path / "d",
+            TrainConfig(epochs=1, max_train=3200, lr=1e6, optimizer="sgd", schedule="none"),
+            data_root=real_data,
+        )
+    assert not (tmp_path / "d/model.safetensors").exists()

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from mapscope.errors import ConfigError, RunError
+from mapscope.io import read_json
+from mapscope.mlp.network import MLP
+
+
+@pytest.mark.parametrize(
+    "activation,loss",
+    [("sigmoid", "logloss"), ("tanh", "crossentropy"), ("relu", "mse"), ("sigmoid", "mse")],
+)
+def test_numerical_gradient_check(activation, loss):
+    rng = np.random.default_rng(0)
+    model = MLP((5, 4, 3), activation, loss, seed=1).initialize()
+    model.weights_ = [w.astype(np.float64) for w in model.weights_]
+    model.biases_ = [b.astype(np.float64) + 0.1 for b in model.biases_]
+    x = rng.normal(size=(6, 5))
+    target = np.eye(3)[rng.integers(0, 3, 6)]
+    l1, l2 = 0.01, 0.05
+    _, grads_w, grads_b = model.gradients(x, target, l1, l2)
+
+    def cost():
+        return model.data_loss(model.forward(x)[-1], target) + model.regularization(l1, l2)
+
+    eps = 1e-6
+    for params, grads in ((model.weights_, grads_w), (model.biases_, grads_b)):
+        for p, g in zip(params, grads, strict=True):
+            for idx in [(0,) * p.ndim, tuple(s - 1 for s in p.shape)]:
+                old = p[idx]
+                p[idx] = old + eps
+                up = cost()
+                p[idx] = old - eps
+                down = cost()
+                p[idx] = old
+                assert g[idx] == pytest.approx((up - down) / (2 * eps), rel=1e-4, abs=1e-6)
+
+
+def test_forward_shapes_and_float32():
+    model = MLP((784, 70, 30, 10)).initialize()
+    acts = model.forward(np.zeros((4, 784), np.float32))
+    assert [a.shape for a in acts] == [(4, 784), (4, 70), (4, 30), (4, 10)]
+    assert all(a.dtype == np.float32 for a in acts)
+    bound = 1 / np.sqrt(784)
+    assert np.abs(model.weights_[0]).max() <= bound
+
+
+def test_invalid_parameters_are_named():
+    with pytest.raises(ConfigError, match="activation 'swish' unknown"):
+        MLP(activation="swish")
+    with pytest.raises(ConfigError, match=r"\(N, 784\)"):
+        MLP().initialize().predict(np.zeros((2, 10), np.float32))
+
+
+def test_save_load_round_trip(tmp_path):
+    model = MLP((6, 5, 2), seed=3).initialize()
+    model.save(tmp_path / "m.npz")
+    back = MLP((6, 5, 2)).load_parameters(tmp_path / "m.npz")
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
+    np.testing.assert_array_equal(back.predict_proba(x), model.predict_proba(x))
+    with pytest.raises(RunError, match="does not fit layers"):
+        MLP((6, 4, 2)).load_parameters(tmp_path / "m.npz")
+
+
+def test_mlp_run_learns_real_mnist(mlp_run):
+    metrics = read_json(mlp_run / "metrics.json")
+    history = read_json(mlp_run / "history.json")
+    assert metrics["test_accuracy"] > 0.9  # 8 epochs on 30000 images
+    assert len(history["batch"]) == 8 * 60 and len(history["epoch"]) == 8
+    assert {"cost", "error", "reg_ratio"} <= set(history["batch"][0])
+    assert history["batch"][-1]["cost"] < history["batch"][0]["cost"]
+    assert 0 < history["batch"][-1]["reg_ratio"] < 1
+    assert (mlp_run / "curves.png").stat().st_size > 10000
+
+
+def test_same_seed_same_mlp(real_data, tmp_path):
+    from mapscope.mlp.train import MLPConfig, train
+
+    cfg = MLPConfig(epochs=1, max_train=2000)
+    a = train(tmp_path / "a", cfg, real_data)
+    b = train(tmp_path / "b", cfg, real_data)
+    assert a["test_accuracy"] == b["test_accuracy"]
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "a/model.npz")["w0"], np.load(tmp_path / "b/model.npz")["w0"]
+    )
+
+
+def test_wifi_mlp_adapts_layers(real_data, tmp_path):
+    from mapscope.mlp.train import MLPConfig, train
+
+    metrics = train(
+        tmp_path / "w",
+        MLPConfig(dataset="wifi", epochs=60, batch_size=50, scaling="standard", lr=1e-2, l2=0.01),
+        real_data,
+    )
+    assert read_json(tmp_path / "w/config.json")["model"]["layers"] == [7, 70, 30, 4]
+    assert metrics["test_accuracy"] > 0.9
