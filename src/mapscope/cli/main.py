@@ -7,7 +7,7 @@ import sys
 import typer
 
 from mapscope import __version__
-from mapscope.cli import cnn, data, evaluate, mlp
+from mapscope.cli import cnn, data, evaluate, inspect, mlp
 from mapscope.errors import MapscopeError
 
 app = typer.Typer(
@@ -19,6 +19,9 @@ app.add_typer(data.app, name="data")
 app.add_typer(cnn.app, name="cnn")
 app.add_typer(mlp.app, name="mlp")
 app.command()(evaluate.evaluate)
+app.command()(inspect.activations)
+app.command()(inspect.compare)
+app.command()(inspect.oip)
 
 
 def _version(value: bool) -> None:

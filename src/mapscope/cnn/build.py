@@ -64,6 +64,14 @@ class Network(nn.Module):
             i += 1
         return x
 
+    def forward_until(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """Run the layers up to and including ``name`` (OIPs need nothing deeper)."""
+        for layer_name, layer in self.layers.items():
+            x = layer(x)
+            if layer_name == name:
+                return x
+        raise KeyError(name)
+
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self(x).float(), dim=1)
 

@@ -1,0 +1,147 @@
+"""`mapscope activations`, `mapscope compare`, `mapscope oip`: looking inside a trained CNN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from mapscope.cli.common import wrote
+from mapscope.inspect.session import Inspection
+from mapscope.report.activations import plot_activation_grid
+from mapscope.report.figures import save_figure
+
+DataDir = typer.Option(None, "--data-dir", help="Data folder (default: $MAPSCOPE_DATA).")
+
+
+def activations(
+    model: Path = typer.Option(..., help="Run folder of `mapscope cnn train`."),
+    layer: str = typer.Option(..., help="Layer name, e.g. Conv2D_1 (see `mapscope cnn summary`)."),
+    index: list[int] = typer.Option(..., "--index", help="Image index in the split; repeatable."),
+    out: Path = typer.Option(..., help="PNG file to write."),
+    split: str = typer.Option("test", help="train or test."),
+    cmap: str = typer.Option("jet", help="Matplotlib colormap: jet, magma, viridis, ..."),
+    standardize: bool = typer.Option(
+        False, help="Scale each map to mean 128, std 64 (clipped 0..255)."
+    ),
+    per_row: int = typer.Option(8, help="Maps per row."),
+    data_dir: Path = DataDir,
+) -> None:
+    """The input image and a grid of every map (or node) of one layer, per image."""
+    import matplotlib
+
+    from mapscope.errors import ConfigError
+
+    if cmap not in matplotlib.colormaps:
+        raise ConfigError(
+            f"colormap {cmap!r} unknown; try jet, magma, viridis, gray or another matplotlib name."
+        )
+    if per_row < 1:
+        raise ConfigError(f"--per-row must be >= 1, got {per_row}.")
+    session = Inspection.open(model, data_dir)
+    acts = session.activations(layer, split, index)
+    raw = session.bundle.raw(split, index)
+    fig = plot_activation_grid(
+        raw, acts, session.titles(split, index), layer, cmap, standardize, per_row
+    )
+    wrote(save_figure(fig, out))
+
+
+def compare(
+    model: Path = typer.Option(..., help="Run folder of `mapscope cnn train`."),
+    layer: str = typer.Option(..., help="Layer name, e.g. Conv2D_3."),
+    out: Path = typer.Option(..., help="Folder for the comparison files."),
+    indices: str = typer.Option(
+        None, help="Group A: comma-separated test indices, e.g. 1816,1270,1302."
+    ),
+    vs: str = typer.Option(None, help="Group B: comma-separated indices to compare against."),
+    classes: str = typer.Option(None, help="Two classes to separate, e.g. 4,9 (class indices)."),
+    split: str = typer.Option("test", help="train or test."),
+    threshold: float = typer.Option(0.0, help="A point counts as active above this value."),
+    top: int = typer.Option(16, help="How many top units to draw in class mode."),
+    data_dir: Path = DataDir,
+) -> None:
+    """Agreement of activation patterns inside image groups, or what separates two classes."""
+    from mapscope.cli.common import parse_ints
+    from mapscope.errors import ConfigError
+    from mapscope.inspect.compare_run import compare_classes, compare_groups
+
+    if (indices is None) == (classes is None):
+        raise ConfigError("give either --indices (with optional --vs) or --classes A,B.")
+    session = Inspection.open(model, data_dir)
+    if indices is not None:
+        group_b = parse_ints(vs, "--vs") if vs else None
+        written, summary = compare_groups(
+            session, layer, split, parse_ints(indices, "--indices"), group_b, threshold, out
+        )
+    else:
+        pair = parse_ints(classes, "--classes")
+        if len(pair) != 2:
+            raise ConfigError(f"--classes needs exactly two classes like 4,9; got {classes!r}.")
+        written, summary = compare_classes(session, layer, split, pair[0], pair[1], top, out)
+    typer.echo(summary)
+    wrote(*written)
+
+
+def oip(
+    model: Path = typer.Option(..., help="Run folder of `mapscope cnn train`."),
+    layer: str = typer.Option(..., help="Conv, pool or dense layer, e.g. Conv2D_3."),
+    out: Path = typer.Option(..., help="Folder for oips.png, oips.npz, oip.json."),
+    maps: str = typer.Option("all", help="all, or comma-separated map (dense: node) numbers."),
+    node: str = typer.Option(
+        None, help="Maximise one node R,C of each map instead of the map mean."
+    ),
+    steps: int = typer.Option(600, help="Most ascent steps."),
+    epsilon: float = typer.Option(0.01, help="Step size along the RMS-normalised gradient."),
+    scales: str = typer.Option("3,7,14,28", help="Grid sizes of the start noise."),
+    factors: str = typer.Option("0.5,0.5,0.5,0.5", help="Amplitude factor per scale."),
+    strategy: str = typer.Option("plain", help="plain, precursor or coarse-to-fine."),
+    precursors: int = typer.Option(16, help="Start images tried per map (precursor strategy)."),
+    retries: int = typer.Option(5, help="Fresh starts for a map that does not react at all."),
+    tol: float = typer.Option(
+        1e-3, help="Stop a map when its relative gain over --patience steps is below this."
+    ),
+    patience: int = typer.Option(20),
+    seed: int = typer.Option(0),
+    snapshots: str = typer.Option(None, help="Maps whose evolution to draw, e.g. 0,5,7."),
+    data_dir: Path = DataDir,
+) -> None:
+    """OIPs: images grown from multi-scale noise that drive each map (or node) as hard as possible."""
+    from mapscope.cli.common import parse_floats, parse_ints
+    from mapscope.errors import ConfigError
+    from mapscope.inspect.oip.run import oip_layer
+
+    session = Inspection.open(model, data_dir)
+    units = None if maps == "all" else parse_ints(maps, "--maps")
+    node_rc = None
+    if node:
+        node_rc = tuple(parse_ints(node, "--node"))
+        if len(node_rc) != 2:
+            raise ConfigError(f"--node needs row,column like 1,1; got {node!r}.")
+    result, written = oip_layer(
+        session,
+        layer,
+        units,
+        out,
+        node_rc,
+        parse_ints(snapshots, "--snapshots") if snapshots else None,
+        strategy=strategy,
+        steps=steps,
+        epsilon=epsilon,
+        scales=tuple(parse_ints(scales, "--scales")),
+        factors=tuple(parse_floats(factors, "--factors")),
+        seed=seed,
+        retries=retries,
+        precursors=precursors,
+        tol=tol,
+        patience=patience,
+    )
+    alive = ~result.dead
+    typer.echo(
+        f"{layer}: {len(result.units)} units, {int(result.dead.sum())} dead, "
+        f"{int(result.converged.sum())} converged; median activation start "
+        f"{np.median(result.start_activation[alive]) if alive.any() else 0:.3f} -> final "
+        f"{np.median(result.final_activation[alive]) if alive.any() else 0:.3f}"
+    )
+    wrote(*written)

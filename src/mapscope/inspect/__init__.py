@@ -1,0 +1,1 @@
+"""Looking inside a trained CNN: layer outputs, activation grids, comparisons and OIPs."""

@@ -1,0 +1,78 @@
+"""Comparing activation patterns: what images of a group share, and what separates two classes.
+
+Everything is per *unit*: a map of a conv/pool layer or a node of a dense layer. A point of a map
+is "active" where its value exceeds ``threshold`` (0 suits ReLU layers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mapscope.errors import ConfigError
+
+
+def as_maps(acts: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) stays; dense (N, U) becomes (N, U, 1, 1) so that one code path serves both."""
+    return acts if acts.ndim == 4 else acts.reshape(len(acts), -1, 1, 1)
+
+
+@dataclass
+class GroupPattern:
+    all_active: np.ndarray  # (C, H, W) bool: active in every image of the group
+    mean: np.ndarray  # (C, H, W) mean activation over the group
+    agreement: np.ndarray  # (C,) points active in all / points active in any (Jaccard), 0 if none
+
+
+def group_pattern(acts: np.ndarray, threshold: float = 0.0) -> GroupPattern:
+    maps = as_maps(acts)
+    if len(maps) == 0:
+        raise ConfigError("a group needs at least one image.")
+    active = maps > threshold
+    all_active, any_active = active.all(axis=0), active.any(axis=0)
+    n_any = any_active.sum(axis=(1, 2))
+    agreement = np.divide(
+        all_active.sum(axis=(1, 2)), n_any, out=np.zeros(len(n_any)), where=n_any > 0
+    )
+    return GroupPattern(all_active, maps.mean(axis=0), agreement)
+
+
+def group_difference(a: GroupPattern, b: GroupPattern) -> dict[str, np.ndarray]:
+    """Per map: mean activation of A minus B, and points active in all of A but never in B."""
+    return {
+        "mean_difference": a.mean - b.mean,
+        "unit_difference": (a.mean - b.mean).mean(axis=(1, 2)),
+        "only_a": a.all_active & ~(b.mean > 0),
+    }
+
+
+@dataclass
+class Separation:
+    units: np.ndarray  # unit indices ranked by |effect size|, strongest first
+    effect_size: np.ndarray  # Cohen's d of the unit's mean activation, class a minus class b
+    mean_a: np.ndarray  # (C,) mean over images of the per-image unit mean
+    mean_b: np.ndarray
+    class_mean_a: np.ndarray  # (C, H, W) class-mean maps
+    class_mean_b: np.ndarray
+
+
+def class_separation(
+    acts: np.ndarray, labels: np.ndarray, class_a: int, class_b: int
+) -> Separation:
+    """Rank units by how well their mean activation separates two classes (Cohen's d, pooled SD)."""
+    maps = as_maps(acts)
+    in_a, in_b = labels == class_a, labels == class_b
+    if in_a.sum() < 2 or in_b.sum() < 2:
+        raise ConfigError(
+            f"classes {class_a} and {class_b} need at least two images each in the split."
+        )
+    per_image = maps.mean(axis=(2, 3)).astype(np.float64)  # (N, C)
+    xa, xb = per_image[in_a], per_image[in_b]
+    na, nb = len(xa), len(xb)
+    pooled = np.sqrt(
+        ((na - 1) * xa.var(axis=0, ddof=1) + (nb - 1) * xb.var(axis=0, ddof=1)) / (na + nb - 2)
+    )
+    d = np.divide(xa.mean(0) - xb.mean(0), pooled, out=np.zeros(pooled.shape), where=pooled > 1e-12)
+    order = np.argsort(-np.abs(d), kind="stable")
+    return Separation(order, d, xa.mean(0), xb.mean(0), maps[in_a].mean(0), maps[in_b].mean(0))

@@ -1,0 +1,45 @@
+"""What an OIP maximises: the mean of a map, one node of a map, or one dense node.
+
+Row i of a batch is pushed toward objective i, so one map, one node, or all maps of a layer are
+the same code path with a different vector of unit indices.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mapscope.errors import ConfigError
+
+
+def check_units(
+    output_shape: tuple[int, ...], units: list[int], node: tuple[int, int] | None, layer: str
+) -> None:
+    count = output_shape[0]
+    bad = [u for u in units if not 0 <= u < count]
+    if bad:
+        kind = "maps" if len(output_shape) == 3 else "nodes"
+        raise ConfigError(f"{layer} has {count} {kind} (0..{count - 1}); got {bad}.")
+    if node is not None:
+        if len(output_shape) != 3:
+            raise ConfigError(
+                f"--node needs a conv or pool layer; {layer} is a dense layer (pick nodes with --maps)."
+            )
+        h, w = output_shape[1:]
+        if not (0 <= node[0] < h and 0 <= node[1] < w):
+            raise ConfigError(
+                f"--node {node[0]},{node[1]} lies outside the {h}x{w} maps of {layer}; "
+                f"valid rows 0..{h - 1}, columns 0..{w - 1}."
+            )
+
+
+def objective_values(
+    output: torch.Tensor, units: torch.Tensor, node: tuple[int, int] | None
+) -> torch.Tensor:
+    """(B,) objective of each row: its unit's map mean, map node, or dense node value."""
+    rows = torch.arange(len(units), device=output.device)
+    selected = output[rows, units]
+    if output.dim() == 2:
+        return selected
+    if node is not None:
+        return selected[:, node[0], node[1]]
+    return selected.mean(dim=(1, 2))

@@ -1,0 +1,70 @@
+"""Start images: random fluctuations on several length scales, superposed and standardised.
+
+Coarse grids give long wavelengths (blobs), fine grids short ones (speckle). Each grid holds
+uniform noise in [-1, 1], is scaled up to the image size by bicubic antialiased interpolation,
+weighted by its amplitude factor, and the sum is standardised to mean 0, std 1 per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from mapscope.errors import ConfigError
+
+DEFAULT_SCALES = (3, 7, 14, 28)
+DEFAULT_FACTORS = (0.5, 0.5, 0.5, 0.5)
+
+
+def standardize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    flat = x.flatten(1)
+    mean = flat.mean(1).view(-1, 1, 1, 1)
+    std = flat.std(1, unbiased=False).view(-1, 1, 1, 1)
+    return (x - mean) / (std + eps)
+
+
+def upscale(grid: torch.Tensor, size: int) -> torch.Tensor:
+    if grid.shape[-1] == size:
+        return grid
+    return F.interpolate(
+        grid, size=(size, size), mode="bicubic", align_corners=False, antialias=True
+    )
+
+
+def check_scales(scales: Sequence[int], factors: Sequence[float], size: int) -> None:
+    if not scales or len(scales) != len(factors):
+        raise ConfigError(
+            f"--scales and --factors need the same, non-zero length; got {list(scales)} and "
+            f"{list(factors)}."
+        )
+    if any(s < 1 or s > size for s in scales):
+        raise ConfigError(
+            f"every scale must lie in 1..{size} (grid size of the noise), got {list(scales)}."
+        )
+
+
+def multiscale_noise(
+    n: int,
+    generator: torch.Generator,
+    size: int = 28,
+    scales: Sequence[int] = DEFAULT_SCALES,
+    factors: Sequence[float] = DEFAULT_FACTORS,
+) -> torch.Tensor:
+    """(n, 1, size, size) standardised start images."""
+    check_scales(scales, factors, size)
+    total = torch.zeros(n, 1, size, size)
+    for scale, factor in zip(scales, factors, strict=True):
+        grid = torch.rand(n, 1, scale, scale, generator=generator) * 2 - 1
+        total += factor * upscale(grid, size)
+    return standardize(total)
+
+
+def lowpass(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Keep only fluctuations representable on a ``scale`` x ``scale`` grid."""
+    size = x.shape[-1]
+    if scale >= size:
+        return x
+    coarse = F.interpolate(x, size=(scale, scale), mode="area")
+    return upscale(coarse, size)

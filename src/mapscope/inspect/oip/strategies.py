@@ -1,0 +1,213 @@
+"""How OIPs are searched: plain, precursor and coarse-to-fine, all with dead-start retries.
+
+- ``plain``: one multi-scale noise image per unit, then gradient ascent.
+- ``precursor``: draw M start images per unit, keep the one that activates the unit most, ascend.
+- ``coarse-to-fine``: ascend with only the longest wavelengths first, then add finer noise and
+  allow finer gradient components stage by stage.
+
+A unit whose activation and gradient are zero at the start cannot climb: it is retried with fresh
+noise of ever longer wavelengths (the finest scale dropped on each retry), and reported as dead if
+it never wakes up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from mapscope.cnn.build import Network
+from mapscope.errors import ConfigError
+from mapscope.inspect.oip.ascent import Ascent, ascend, gradient, objective
+from mapscope.inspect.oip.objectives import check_units
+from mapscope.inspect.oip.start import (
+    DEFAULT_FACTORS,
+    DEFAULT_SCALES,
+    lowpass,
+    multiscale_noise,
+    standardize,
+    upscale,
+)
+
+STRATEGIES = ("plain", "precursor", "coarse-to-fine")
+
+
+@dataclass
+class OIPResult:
+    layer: str
+    units: list[int]
+    node: tuple[int, int] | None
+    images: np.ndarray  # (B, H, W)
+    start_images: np.ndarray
+    start_activation: np.ndarray
+    final_activation: np.ndarray
+    steps: np.ndarray
+    converged: np.ndarray
+    retries: np.ndarray
+    dead: np.ndarray
+    trace: np.ndarray  # (steps, B) objective per step
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def _wake_dead(net, layer, start, units, node, generator, scales, factors, retries):
+    """Redraw starts whose gradient is exactly zero, with ever longer wavelengths."""
+    tries = np.zeros(len(start), dtype=np.int64)
+    _, grad = gradient(net, layer, start, units, node)
+    dead = grad.flatten(1).abs().amax(1) == 0
+    for attempt in range(1, retries + 1):
+        if not dead.any():
+            break
+        keep = max(1, len(scales) - attempt)
+        rows = dead.nonzero().squeeze(1)
+        start[rows] = multiscale_noise(
+            len(rows), generator, start.shape[-1], scales[:keep], factors[:keep]
+        )
+        tries[rows.numpy()] = attempt
+        _, grad = gradient(net, layer, start[rows], units[rows], node)
+        dead[rows] = grad.flatten(1).abs().amax(1) == 0
+    return start, tries, dead
+
+
+def run_oip(
+    net: Network,
+    layer: str,
+    units: list[int],
+    node: tuple[int, int] | None = None,
+    strategy: str = "plain",
+    steps: int = 600,
+    epsilon: float = 0.01,
+    scales: tuple[int, ...] = DEFAULT_SCALES,
+    factors: tuple[float, ...] = DEFAULT_FACTORS,
+    seed: int = 0,
+    retries: int = 5,
+    precursors: int = 16,
+    tol: float = 1e-3,
+    patience: int = 20,
+    snapshot_steps: tuple[int, ...] = (),
+) -> OIPResult:
+    """OIPs for ``units`` of ``layer`` in one batched optimisation (row i drives unit i)."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy {strategy!r} unknown; choose one of {', '.join(STRATEGIES)}.")
+    if steps < 1 or not epsilon > 0:
+        raise ConfigError(
+            f"steps must be >= 1 and epsilon > 0; got steps={steps}, epsilon={epsilon}."
+        )
+    if layer not in net.layers:
+        raise ConfigError(f"layer {layer!r} does not exist; valid names: {', '.join(net.layers)}.")
+    spec_shape = net.spec.shapes[net.spec.layer_names.index(layer)]
+    check_units(spec_shape, units, node, layer)
+    net.eval().requires_grad_(False)
+    net.to(memory_format=torch.channels_last)
+    size = net.spec.input_shape[-1]
+    generator = torch.Generator().manual_seed(seed)
+    unit_tensor = torch.tensor(units, dtype=torch.long)
+    n = len(units)
+    if strategy == "precursor":
+        candidates = multiscale_noise(n * precursors, generator, size, scales, factors)
+        with torch.no_grad():
+            score = objective(
+                net, layer, candidates, unit_tensor.repeat_interleave(precursors), node
+            )
+        best = score.view(n, precursors).argmax(1)
+        start = candidates.view(n, precursors, 1, size, size)[torch.arange(n), best]
+        first_scales = scales
+    elif strategy == "coarse-to-fine":
+        first_scales = scales[:1]
+        start = multiscale_noise(n, generator, size, first_scales, factors[:1])
+    else:
+        first_scales = scales
+        start = multiscale_noise(n, generator, size, scales, factors)
+    start, tries, dead = _wake_dead(
+        net,
+        layer,
+        start,
+        unit_tensor,
+        node,
+        generator,
+        first_scales,
+        factors[: len(first_scales)],
+        retries,
+    )
+    with torch.no_grad():
+        start_activation = objective(net, layer, start, unit_tensor, node).numpy()
+    alive = ~dead
+    if strategy == "coarse-to-fine":
+        result = _coarse_to_fine(
+            net,
+            layer,
+            start,
+            unit_tensor,
+            node,
+            steps,
+            epsilon,
+            scales,
+            factors,
+            generator,
+            tol,
+            patience,
+            alive,
+        )
+    else:
+        result = ascend(
+            net,
+            layer,
+            start,
+            unit_tensor,
+            node,
+            steps,
+            epsilon,
+            tol,
+            patience,
+            snapshot_steps,
+            active=alive,
+        )
+    trace = np.stack(result.trace) if result.trace else np.zeros((0, n))
+    return OIPResult(
+        layer,
+        units,
+        node,
+        result.images[:, 0].numpy(),
+        start[:, 0].numpy(),
+        start_activation,
+        result.activation,
+        result.steps,
+        result.converged,
+        tries,
+        dead.numpy(),
+        trace,
+        result.snapshots,
+    )
+
+
+def _coarse_to_fine(
+    net, layer, start, units, node, steps, epsilon, scales, factors, generator, tol, patience, alive
+) -> Ascent:
+    """Stage k lets the gradient act on wavelengths down to scales[k] and adds that scale's noise."""
+    size = start.shape[-1]
+    per_stage = max(1, steps // len(scales))
+    x, taken, trace = start, np.zeros(len(start), dtype=np.int64), []
+    result = None
+    for k, scale in enumerate(scales):
+        if k > 0:
+            noise = factors[k] * upscale(
+                torch.rand(len(x), 1, scale, scale, generator=generator) * 2 - 1, size
+            )
+            x = standardize(x + noise * alive.view(-1, 1, 1, 1))
+        result = ascend(
+            net,
+            layer,
+            x,
+            units,
+            node,
+            per_stage,
+            epsilon,
+            tol,
+            patience,
+            gradient_filter=lambda g, s=scale: lowpass(g, s),
+            active=alive,
+        )
+        x, taken = result.images, taken + result.steps
+        trace += result.trace
+    result.steps, result.trace = taken, trace
+    return result

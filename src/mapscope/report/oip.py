@@ -1,0 +1,79 @@
+"""OIP pictures: all OIPs of a layer (plain and contrast-enhanced) and the evolution of one."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from mapscope.report.figures import new_figure
+
+
+def enhance(image: np.ndarray) -> np.ndarray:
+    """Contrast stretch between the 2nd and 98th percentile: faint structure becomes visible."""
+    low, high = np.percentile(image, [2, 98])
+    return np.clip((image - low) / (high - low if high > low else 1.0), 0, 1)
+
+
+def plot_oips(result, reference: dict, per_row: int = 16) -> Figure:
+    n = len(result.units)
+    cols = min(per_row, n)
+    rows = math.ceil(n / cols)
+    fig = new_figure(0.95 * cols * 2 + 0.4, 1.05 * rows + 0.9)
+    spec = fig.add_gridspec(rows, 2 * cols + 1, width_ratios=[1] * cols + [0.15] + [1] * cols)
+    for k, unit in enumerate(result.units):
+        r, c = divmod(k, cols)
+        for panel, offset in (("plain", 0), ("enhanced", cols + 1)):
+            ax = fig.add_subplot(spec[r, c + offset])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if result.dead[k]:
+                ax.text(
+                    0.5,
+                    0.5,
+                    "dead",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="red",
+                    transform=ax.transAxes,
+                )
+            else:
+                image = result.images[k]
+                ax.imshow(
+                    image if panel == "plain" else enhance(image),
+                    cmap="gray" if panel == "plain" else "magma",
+                )
+            ratio = result.final_activation[k] / max(reference["p99"][k], 1e-6)
+            ax.set_title(
+                f"{unit}" if panel == "plain" else f"{unit}: {ratio:.0f}x", fontsize=6, pad=1
+            )
+    fig.suptitle(
+        f"OIPs of {result.layer}"
+        + (f", node {result.node}" if result.node else "")
+        + ": left plain, right contrast-enhanced (title: activation / 99th percentile of test images)",
+        fontsize=9,
+    )
+    return fig
+
+
+def plot_evolution(
+    frames: dict[int, np.ndarray], trace: np.ndarray, layer: str, unit: int
+) -> Figure:
+    fig = new_figure(1.4 * len(frames) + 0.5, 4.2)
+    spec = fig.add_gridspec(2, len(frames), height_ratios=[1, 1.3])
+    for k, (step, image) in enumerate(frames.items()):
+        ax = fig.add_subplot(spec[0, k])
+        ax.imshow(image, cmap="gray")
+        ax.set_title(f"step {step}", fontsize=7)
+        ax.set_axis_off()
+    ax = fig.add_subplot(spec[1, :])
+    ax.plot(range(1, len(trace) + 1), trace)
+    ax.set_xscale("log")
+    ax.set_xlabel("step (log scale: most change happens early)")
+    ax.set_ylabel("objective")
+    ax.set_title(f"{layer}, unit {unit}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

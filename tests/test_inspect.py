@@ -1,0 +1,257 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mapscope.cnn.build import build
+from mapscope.cnn.spec import default_spec
+from mapscope.errors import ConfigError
+from mapscope.inspect.compare import class_separation, group_pattern
+from mapscope.inspect.grids import display_scale, mosaic
+from mapscope.inspect.oip import run_oip
+from mapscope.inspect.oip.start import lowpass, multiscale_noise
+from mapscope.inspect.session import Inspection
+from mapscope.inspect.taps import layer_outputs
+
+
+def test_taps_match_a_manual_forward():
+    net = build(default_spec(), seed=1).eval()
+    x = np.random.default_rng(0).normal(size=(3, 1, 28, 28)).astype(np.float32)
+    outs = layer_outputs(net, x, ["Conv2D_1", "Max_Pool_2", "Dense_1", "Dense_2"])
+    with torch.no_grad():
+        manual = net.forward_until(torch.from_numpy(x), "Max_Pool_2").numpy()
+        logits = net(torch.from_numpy(x)).numpy()
+    assert outs["Conv2D_1"].shape == (3, 32, 26, 26) and outs["Conv2D_1"].min() >= 0  # relu applied
+    np.testing.assert_allclose(outs["Max_Pool_2"], manual, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outs["Dense_2"], logits, rtol=1e-5, atol=1e-6)
+    assert not any(layer._forward_hooks for layer in net.layers.values())  # hooks removed
+
+
+def test_unknown_layer_lists_valid_names():
+    net = build(default_spec())
+    with pytest.raises(ConfigError, match="valid names: Conv2D_1, Max_Pool_1"):
+        layer_outputs(net, np.zeros((1, 1, 28, 28), np.float32), ["Conv2D_9"])
+
+
+def test_grid_helpers():
+    tiles = np.arange(5 * 2 * 3, dtype=float).reshape(5, 2, 3)
+    grid, corners = mosaic(tiles, per_row=2)
+    assert grid.shape == (3 * 2 + 2, 2 * 3 + 1)
+    assert corners[3] == (3, 4) and np.isnan(grid[2, 0])
+    np.testing.assert_array_equal(grid[3:5, 4:7], tiles[3])
+    scaled = display_scale(np.random.default_rng(0).normal(size=(2, 8, 8)) * 5, standardize=True)
+    assert scaled.min() >= 0 and scaled.max() <= 255
+    assert abs(np.median(scaled) - 128) < 20
+
+
+def test_group_pattern_and_separation():
+    acts = np.zeros((3, 2, 2, 2))
+    acts[:, 0, 0, 0] = 1.0  # map 0: the same point active in every image
+    acts[0, 1, 1, 1] = 1.0  # map 1: one image only
+    pattern = group_pattern(acts)
+    assert pattern.all_active[0, 0, 0] and not pattern.all_active[1].any()
+    np.testing.assert_allclose(pattern.agreement, [1.0, 0.0])
+    rng = np.random.default_rng(0)
+    labels = np.repeat([4, 9], 50)
+    units = rng.normal(size=(100, 3))
+    units[:50, 2] += 3  # unit 2 separates class 4 from 9
+    sep = class_separation(units, labels, 4, 9)
+    assert sep.units[0] == 2 and sep.effect_size[2] > 2
+
+
+def test_multiscale_noise_is_standardised_and_seeded():
+    a = multiscale_noise(4, torch.Generator().manual_seed(1))
+    b = multiscale_noise(4, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b)
+    assert a.shape == (4, 1, 28, 28)
+    torch.testing.assert_close(a.flatten(1).mean(1), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        a.flatten(1).std(1, unbiased=False), torch.ones(4), atol=1e-4, rtol=0
+    )
+    coarse = multiscale_noise(1, torch.Generator().manual_seed(1), scales=(3,), factors=(1.0,))
+    # long wavelengths only: neighbouring pixels are strongly correlated
+    assert (
+        torch.corrcoef(
+            torch.stack([coarse[0, 0, :, :-1].flatten(), coarse[0, 0, :, 1:].flatten()])
+        )[0, 1]
+        > 0.9
+    )
+    smooth = lowpass(a, 7)
+    assert (smooth[:, :, :, 1:] - smooth[:, :, :, :-1]).abs().mean() < (
+        a[:, :, :, 1:] - a[:, :, :, :-1]
+    ).abs().mean()
+
+
+@pytest.fixture(scope="module")
+def session(cnn_run, real_data):
+    return Inspection.open(cnn_run, real_data)
+
+
+def test_oip_batch_drives_each_map(session):
+    units = [0, 3, 7, 11]
+    result = run_oip(session.net, "Conv2D_2", units, steps=150, seed=0)
+    alive = ~result.dead
+    assert alive.sum() >= 3
+    assert np.all(
+        result.final_activation[alive] > 2 * np.maximum(result.start_activation[alive], 1e-3)
+    )
+    # the net never changes during the search
+    assert all(not p.requires_grad for p in session.net.parameters())
+    # row i drives map i: each OIP excites its own map more than the other rows' maps
+    with torch.no_grad():
+        out = session.net.forward_until(torch.from_numpy(result.images[:, None]), "Conv2D_2").mean(
+            dim=(2, 3)
+        )
+    own = out[torch.arange(len(units)), torch.tensor(units)]
+    for k in np.flatnonzero(alive):
+        others = [out[j, units[k]] for j in range(len(units)) if j != k]
+        assert own[k] > max(others)
+
+
+@pytest.mark.parametrize("strategy", ["precursor", "coarse-to-fine"])
+def test_other_strategies_and_nodes(session, strategy):
+    result = run_oip(
+        session.net, "Conv2D_3", [2, 5], node=(1, 1), strategy=strategy, steps=120, precursors=4
+    )
+    alive = ~result.dead
+    assert np.all(result.final_activation[alive] > result.start_activation[alive])
+
+
+def test_dense_nodes_and_bad_node(session):
+    result = run_oip(session.net, "Dense_2", [4, 9], steps=80)
+    assert np.all(result.final_activation > result.start_activation)
+    with pytest.raises(ConfigError, match="outside the 3x3 maps of Conv2D_3"):
+        run_oip(session.net, "Conv2D_3", [0], node=(3, 0))
+    with pytest.raises(ConfigError, match=r"128 maps \(0..127\)"):
+        run_oip(session.net, "Conv2D_3", [128])
+
+
+def test_dead_map_is_reported_not_drawn(session):
+    net = session.net
+    bias = net.layers["Conv2D_3"].inner.bias
+    saved = bias.detach().clone()
+    with torch.no_grad():
+        bias[4] = -1e6  # map 4 can never become positive
+    try:
+        result = run_oip(net, "Conv2D_3", [4, 5], steps=30, retries=2)
+    finally:
+        with torch.no_grad():
+            bias.copy_(saved)
+    assert result.dead.tolist() == [True, False]
+    assert result.retries[0] == 2
+
+
+def _cli(args, real_data):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MAPSCOPE_DATA": str(real_data)}
+    return subprocess.run(
+        [sys.executable, "-m", "mapscope", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_cli_activations_compare_oip(cnn_run, real_data, tmp_path):
+    run = str(cnn_run)
+    done = _cli(
+        [
+            "activations",
+            "--model",
+            run,
+            "--layer",
+            "Dense_1",
+            "--index",
+            "1302",
+            "--index",
+            "4",
+            "--standardize",
+            "--out",
+            str(tmp_path / "a.png"),
+        ],
+        real_data,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    bad = _cli(
+        [
+            "activations",
+            "--model",
+            run,
+            "--layer",
+            "Conv2D_1",
+            "--index",
+            "10000",
+            "--out",
+            str(tmp_path / "b.png"),
+        ],
+        real_data,
+    )
+    assert bad.returncode == 2 and "valid indices are 0..9999" in bad.stderr
+    done = _cli(
+        [
+            "compare",
+            "--model",
+            run,
+            "--layer",
+            "Conv2D_3",
+            "--classes",
+            "4,9",
+            "--out",
+            str(tmp_path / "c"),
+        ],
+        real_data,
+    )
+    assert done.returncode == 0, done.stderr
+    ranking = json.loads((tmp_path / "c/separation.json").read_text())["ranking"]
+    assert len(ranking) == 128 and abs(ranking[0]["effect_size"]) >= abs(ranking[-1]["effect_size"])
+    assert abs(ranking[0]["effect_size"]) > 1.0
+    done = _cli(
+        [
+            "compare",
+            "--model",
+            run,
+            "--layer",
+            "Conv2D_2",
+            "--indices",
+            "1816,1270,1302",
+            "--vs",
+            "1249,1410,1858",
+            "--out",
+            str(tmp_path / "g"),
+        ],
+        real_data,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "g/agreement.png").exists()
+    done = _cli(
+        [
+            "oip",
+            "--model",
+            run,
+            "--layer",
+            "Max_Pool_1",
+            "--maps",
+            "0,1,2",
+            "--steps",
+            "60",
+            "--snapshots",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        real_data,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "o/oip.json").read_text())
+    assert [u["unit"] for u in report["per_unit"]] == [0, 1, 2]
+    assert {"final_activation", "start_activation", "steps", "converged", "retries", "dead"} <= set(
+        report["per_unit"][0]
+    )
+    for name in ("oips.png", "oips.npz", "evolution_1.png"):
+        assert (tmp_path / "o" / name).exists()
