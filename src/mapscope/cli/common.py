@@ -30,3 +30,21 @@ def parse_floats(text: str, name: str) -> list[float]:
 def wrote(*paths: str | Path) -> None:
     for path in paths:
         typer.echo(f"wrote {path}")
+
+
+def parse_range(text: str, name: str) -> list[int]:
+    """'2..12', '10..170/10' (inclusive, with step) or a comma list '4,5,6'."""
+    text = text.replace(" ", "")
+    if ".." in text:
+        try:
+            span, _, step = text.partition("/")
+            low, high = (int(v) for v in span.split(".."))
+            values = list(range(low, high + 1, int(step) if step else 1))
+        except ValueError as exc:
+            raise ConfigError(f"{name} must look like 2..12 or 10..170/10; got {text!r}.") from exc
+        if not values:
+            raise ConfigError(
+                f"{name} {text!r} is empty; the first number must not exceed the second."
+            )
+        return values
+    return parse_ints(text, name)

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from mapscope import __version__
-from mapscope.cli import cnn, data, evaluate, inspect, mlp
+from mapscope.cli import cnn, data, evaluate, inspect, kmeans, mlp
 from mapscope.errors import MapscopeError
 
 app = typer.Typer(
@@ -22,6 +22,8 @@ app.command()(evaluate.evaluate)
 app.command()(inspect.activations)
 app.command()(inspect.compare)
 app.command()(inspect.oip)
+app.add_typer(kmeans.app, name="kmeans")
+app.command()(kmeans.pca)
 
 
 def _version(value: bool) -> None:

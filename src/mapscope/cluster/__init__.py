@@ -1,0 +1,1 @@
+"""Clustering: KMeans as a classifier, elbow/silhouette/PCA analysis, cluster-distance features."""

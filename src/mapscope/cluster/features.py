@@ -1,0 +1,59 @@
+"""Distances to KMeans centroids as compact inputs: K numbers per image instead of 784 pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.cluster import MiniBatchKMeans
+
+from mapscope.data.prepare import Standardizer
+from mapscope.errors import ConfigError
+from mapscope.io import write_npz
+
+
+class ClusterDistances:
+    def __init__(self, n_clusters: int, n_init: int = 3, seed: int = 0, batch_size: int = 4096):
+        if n_clusters < 1:
+            raise ConfigError(f"cluster features need K >= 1, got {n_clusters}.")
+        self.n_clusters, self.n_init, self.seed, self.batch_size = (
+            n_clusters,
+            n_init,
+            seed,
+            batch_size,
+        )
+
+    def fit(self, x: np.ndarray) -> ClusterDistances:
+        model = MiniBatchKMeans(
+            self.n_clusters, n_init=self.n_init, random_state=self.seed, batch_size=self.batch_size
+        ).fit(x)
+        self.centroids_ = model.cluster_centers_.astype(np.float32)
+        self.inertia_ = float(model.inertia_)
+        self.scaler_ = Standardizer().fit(self._distances(x))
+        return self
+
+    def _distances(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.centroids_.shape[1]:
+            raise ConfigError(f"expected samples (N, {self.centroids_.shape[1]}), got {x.shape}.")
+        squared = (
+            (x * x).sum(1)[:, None] - 2 * x @ self.centroids_.T + (self.centroids_**2).sum(1)[None]
+        )
+        return np.sqrt(np.maximum(squared, 0))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return self.scaler_.transform(self._distances(x))
+
+    def save(self, path: str | Path) -> Path:
+        return write_npz(
+            path, centroids=self.centroids_, mean=self.scaler_.mean_, scale=self.scaler_.scale_
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClusterDistances:
+        with np.load(path, allow_pickle=False) as f:
+            obj = cls(len(f["centroids"]))
+            obj.centroids_ = f["centroids"]
+            obj.scaler_ = Standardizer()
+            obj.scaler_.mean_, obj.scaler_.scale_ = f["mean"], f["scale"]
+        return obj

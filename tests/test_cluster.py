@@ -1,0 +1,125 @@
+import json
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+
+from mapscope.cluster.analysis import analyze_k, suggest_k
+from mapscope.cluster.features import ClusterDistances
+from mapscope.cluster.kmeans_classifier import KMeansClassifier
+from mapscope.errors import ConfigError
+
+
+def _blobs(seed=0):
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0, 0], [6, 0], [0, 6], [6, 6]], dtype=float)
+    labels = np.repeat(np.arange(4), 50)
+    x = centers[labels] + rng.normal(scale=0.7, size=(200, 2))
+    return x.astype(np.float32), labels
+
+
+def test_classifier_agrees_with_direct_sklearn():
+    x, y = _blobs()
+    x[:10] = x[60:70]  # a few confusing samples
+    ours = KMeansClassifier(6, n_init=10, seed=3).fit(x, y)
+    ref = KMeans(6, n_init=10, random_state=3).fit(x)
+    clusters = ref.predict(x)
+    expected_map = np.array([np.bincount(y[clusters == c], minlength=4).argmax() for c in range(6)])
+    np.testing.assert_array_equal(ours.cluster_labels_, expected_map)
+    np.testing.assert_array_equal(ours.predict(x), expected_map[clusters])
+    sizes = np.bincount(clusters, minlength=6)
+    np.testing.assert_allclose(ours.purity_, ours.label_counts_.max(1) / sizes)
+    assert ours.label_counts_.sum() == 200
+
+
+def test_hungarian_mapping_is_one_to_one():
+    x, y = _blobs()
+    model = KMeansClassifier(4, mapping="hungarian", seed=0).fit(x, y)
+    assert sorted(model.cluster_labels_.tolist()) == [0, 1, 2, 3]
+    assert (model.predict(x) == y).mean() > 0.95
+
+
+def test_save_load_and_errors(tmp_path):
+    x, y = _blobs()
+    model = KMeansClassifier(4, pca=2, seed=0).fit(x, y)
+    back = KMeansClassifier.load(model.save(tmp_path / "m.npz"))
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))
+    with pytest.raises(ConfigError, match="expected samples with 2 features"):
+        model.predict(np.zeros((3, 5), np.float32))
+    with pytest.raises(ConfigError, match="mapping 'vote' unknown"):
+        KMeansClassifier(4, mapping="vote").fit(x, y)
+    with pytest.raises(ConfigError, match="not fitted"):
+        KMeansClassifier(4).predict(x)
+
+
+def test_analysis_finds_four_blobs():
+    x, _ = _blobs()
+    rows = analyze_k(x, list(range(2, 9)), seed=0)
+    assert suggest_k(rows)["silhouette"] == 4
+    assert rows[0]["inertia"] > rows[-1]["inertia"]
+
+
+def test_cluster_distances_are_standardised():
+    x, _ = _blobs()
+    features = ClusterDistances(5, seed=0).fit(x)
+    z = features.transform(x)
+    assert z.shape == (200, 5)
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(z.std(0), 1, atol=1e-3)
+
+
+def test_wifi_classify_cli(real_data, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MAPSCOPE_DATA": str(real_data)}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mapscope",
+            "kmeans",
+            "classify",
+            "--clusters",
+            "4,8",
+            "--mode",
+            "split",
+            "--repeats",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "classify.json").read_text())
+    assert [r["clusters"] for r in result["table"]] == [4, 8]
+    assert result["n_test"] == 500 and result["n_train"] == 1500
+    for row in result["table"]:
+        assert np.array(row["confusion"]).sum() == 500
+        assert 0 < row["error"] < 0.1  # the rooms are well separated
+    assert result["comparison"]["random_forest"]["error"] < 0.05
+    assert (tmp_path / "confusion_k4.png").exists() and (
+        tmp_path / "error_vs_clusters.png"
+    ).exists()
+
+
+def test_kmeans_run_evaluates_and_mlp_on_cluster_features(real_data, tmp_path):
+    from mapscope.evaluate.run import evaluate_run
+    from mapscope.mlp.train import MLPConfig, train
+
+    metrics = train(
+        tmp_path / "mlp",
+        MLPConfig(epochs=10, max_train=20000, cluster_features=30, lr=5e-4),
+        real_data,
+    )
+    config = json.loads((tmp_path / "mlp/config.json").read_text())
+    assert config["model"]["layers"] == [30, 70, 30, 10]
+    assert config["effective_l2"] == pytest.approx(0.1 * 30 / 784)
+    assert metrics["test_accuracy"] > 0.8
+    result = evaluate_run(tmp_path / "mlp", tmp_path / "eval", data_root=real_data)
+    assert result["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
