@@ -150,8 +150,8 @@ class KMeansClassifier:
                     f["purity"],
                 )
                 model.inertia_ = float(f["inertia"])
-                model.pca_components_ = f["pca_components"] if "pca_components" in f else None
-                model.pca_mean_ = f["pca_mean"] if "pca_mean" in f else None
+                model.pca_components_ = f.get("pca_components")
+                model.pca_mean_ = f.get("pca_mean")
         except (OSError, KeyError, ValueError) as exc:
             raise RunError(f"{path}: not a readable KMeans classifier file ({exc}).") from exc
         return model
