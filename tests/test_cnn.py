@@ -174,3 +174,10 @@ def test_diverging_run_stops_without_a_model(real_data, tmp_path):
             data_root=real_data,
         )
     assert not (tmp_path / "d/model.safetensors").exists()
+
+
+def test_shipped_reference_config_is_the_default_network():
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "configs" / "reference.toml"
+    assert load_spec(path) == default_spec()

@@ -95,3 +95,54 @@ def test_wifi_mlp_adapts_layers(real_data, tmp_path):
     )
     assert read_json(tmp_path / "w/config.json")["model"]["layers"] == [7, 70, 30, 4]
     assert metrics["test_accuracy"] > 0.9
+
+
+def test_cli_train_and_sweep_share_options(real_data, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MAPSCOPE_DATA": str(real_data)}
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "mapscope", "mlp", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+
+    done = cli(
+        "train",
+        "--epochs",
+        "2",
+        "--max-train",
+        "3000",
+        "--lr",
+        "5e-4",
+        "--out",
+        str(tmp_path / "t"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "t/config.json").read_text())["train"]["max_train"] == 3000
+    done = cli(
+        "sweep",
+        "--param",
+        "l2",
+        "--values",
+        "0.01,0.8",
+        "--epochs",
+        "2",
+        "--max-train",
+        "3000",
+        "--out",
+        str(tmp_path / "s"),
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "s/sweep.json").read_text())["rows"]
+    assert [r["l2"] for r in rows] == [0.01, 0.8]
+    assert (tmp_path / "s/sweep.png").exists() and (tmp_path / "s/l2=0.8/model.npz").exists()
+    bad = cli("train", "--activation", "swish", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "activation 'swish' unknown" in bad.stderr

@@ -1,8 +1,14 @@
-"""`mapscope mlp ...`: train and sweep the numpy MLP."""
+"""`mapscope mlp ...`: train and sweep the numpy MLP.
+
+`train` and `sweep` take the same training options; they are declared once, in
+``_training_options``, and ``with_training_options`` adds them to a command's signature.
+"""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import get_type_hints
 
 import typer
 
@@ -14,51 +20,7 @@ app = typer.Typer(help="Train the numpy MLP and sweep its parameters.", no_args_
 D = MLPConfig()
 
 
-def _config(
-    layers,
-    activation,
-    loss,
-    batch_size,
-    epochs,
-    max_batches,
-    lr,
-    decrease,
-    momentum,
-    l2,
-    l1,
-    init_scale,
-    dataset,
-    seed,
-    resplit,
-    scaling,
-    cluster_features,
-    max_train=None,
-) -> MLPConfig:
-    return MLPConfig(
-        dataset,
-        tuple(parse_ints(layers, "--layers")) if layers else None,
-        activation,
-        loss,
-        batch_size,
-        epochs,
-        max_batches,
-        lr,
-        decrease,
-        momentum,
-        l2,
-        l1,
-        init_scale,
-        seed,
-        resplit,
-        scaling,
-        cluster_features,
-        max_train,
-    ).validate()
-
-
-@app.command(name="train")
-def train_command(
-    out: Path = typer.Option(..., help="Run folder to create."),
+def _training_options(
     layers: str = typer.Option(
         None, help="Layer sizes, e.g. 784,70,30,10 (default adapts to the dataset)."
     ),
@@ -84,11 +46,11 @@ def train_command(
     cluster_features: int = typer.Option(
         None, help="Train on distances to K KMeans centroids instead of pixels."
     ),
-    data_dir: Path = typer.Option(None, help="Data folder (default: $MAPSCOPE_DATA)."),
-) -> None:
-    """Train the MLP; writes model.npz, config, split, history, metrics and curves.png."""
-    cfg = _config(
-        layers,
+    max_train: int = typer.Option(None, help="Train on the first N training samples only."),
+) -> MLPConfig:
+    return MLPConfig(
+        dataset,
+        tuple(parse_ints(layers, "--layers")) if layers else None,
         activation,
         loss,
         batch_size,
@@ -100,13 +62,40 @@ def train_command(
         l2,
         l1,
         init_scale,
-        dataset,
         seed,
         resplit,
         scaling,
         cluster_features,
-    )
-    metrics = train(out, cfg, data_dir)
+        max_train,
+    ).validate()
+
+
+def with_training_options(command):
+    """Replace the command's ``config`` parameter by every option of ``_training_options``."""
+    own = {k: p for k, p in inspect.signature(command).parameters.items() if k != "config"}
+    extra = inspect.signature(_training_options).parameters
+
+    def wrapper(**kwargs):
+        options = {name: kwargs.pop(name) for name in extra}
+        return command(config=_training_options(**options), **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([*own.values(), *extra.values()])
+    hints = {k: v for k, v in get_type_hints(command).items() if k not in ("config", "return")}
+    wrapper.__annotations__ = {**hints, **get_type_hints(_training_options)}
+    wrapper.__annotations__.pop("return", None)
+    wrapper.__name__, wrapper.__doc__ = command.__name__, command.__doc__
+    return wrapper
+
+
+@app.command(name="train")
+@with_training_options
+def train_command(
+    config: MLPConfig,
+    out: Path = typer.Option(..., help="Run folder to create."),
+    data_dir: Path = typer.Option(None, help="Data folder (default: $MAPSCOPE_DATA)."),
+) -> None:
+    """Train the MLP; writes model.npz, config, split, history, metrics and curves.png."""
+    metrics = train(out, config, data_dir)
     typer.echo(
         f"test accuracy {metrics['test_accuracy']:.4f} (best {metrics['best_test_accuracy']:.4f}), "
         f"train accuracy {metrics['train_accuracy']:.4f}, {metrics['train_seconds']:.1f} s"
@@ -120,7 +109,9 @@ def train_command(
 
 
 @app.command()
+@with_training_options
 def sweep(
+    config: MLPConfig,
     param: str = typer.Option(
         ..., help="Parameter to vary: l2, l1, lr, decrease, momentum, batch_size, ..."
     ),
@@ -128,46 +119,10 @@ def sweep(
     out: Path = typer.Option(
         ..., help="Folder for one run per value plus the sweep table and plot."
     ),
-    layers: str = typer.Option(None),
-    activation: str = typer.Option(D.activation),
-    loss: str = typer.Option(D.loss),
-    batch_size: int = typer.Option(D.batch_size),
-    epochs: int = typer.Option(D.epochs),
-    max_batches: int = typer.Option(None),
-    lr: float = typer.Option(D.lr),
-    decrease: float = typer.Option(D.decrease),
-    momentum: float = typer.Option(D.momentum),
-    l2: float = typer.Option(D.l2),
-    l1: float = typer.Option(D.l1),
-    init_scale: float = typer.Option(D.init_scale),
-    dataset: str = typer.Option(D.dataset),
-    seed: int = typer.Option(D.seed),
-    resplit: bool = typer.Option(False),
-    scaling: str = typer.Option(D.scaling),
-    cluster_features: int = typer.Option(None),
-    data_dir: Path = typer.Option(None),
+    data_dir: Path = typer.Option(None, help="Data folder (default: $MAPSCOPE_DATA)."),
 ) -> None:
     """One run per value; a table of accuracies and epochs to converge; the regularisation share."""
-    base = _config(
-        layers,
-        activation,
-        loss,
-        batch_size,
-        epochs,
-        max_batches,
-        lr,
-        decrease,
-        momentum,
-        l2,
-        l1,
-        init_scale,
-        dataset,
-        seed,
-        resplit,
-        scaling,
-        cluster_features,
-    )
-    rows = run_sweep(out, param, parse_floats(values, "--values"), base, data_dir)
+    rows = run_sweep(out, param, parse_floats(values, "--values"), config, data_dir)
     typer.echo(f"{param:>10} {'train':>8} {'test':>8} {'best':>8} {'epochs to converge':>20}")
     for r in rows:
         typer.echo(
