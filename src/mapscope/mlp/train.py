@@ -181,6 +181,11 @@ def train(
     return metrics
 
 
+def seconds_to_accuracy(history: dict[str, list], target: float) -> float | None:
+    """Training seconds until the test accuracy first reached ``target`` (None if never)."""
+    return next((h["seconds"] for h in history["epoch"] if h["test_accuracy"] >= target), None)
+
+
 def epochs_to_converge(history: dict[str, list], tolerance: float = 0.002) -> int:
     """First epoch whose test accuracy is within ``tolerance`` of the best one reached."""
     accs = [h["test_accuracy"] for h in history["epoch"]]
