@@ -181,3 +181,75 @@ def test_shipped_reference_config_is_the_default_network():
 
     path = Path(__file__).parent.parent / "configs" / "reference.toml"
     assert load_spec(path) == default_spec()
+
+
+def test_ctrl_c_keeps_the_last_finished_epoch(real_data, tmp_path):
+    from mapscope.cnn.train import TrainConfig, train
+
+    def interrupt_after_first(history):
+        if len(history) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            tmp_path / "i",
+            TrainConfig(epochs=3, max_train=640),
+            data_root=real_data,
+            callbacks=[interrupt_after_first],
+        )
+    assert [h["epoch"] for h in read_json(tmp_path / "i/history.json")] == [1]
+    assert load_model(tmp_path / "i") is not None
+    assert not list((tmp_path / "i").glob(".*.tmp"))  # no temp file left behind
+    train(tmp_path / "i", TrainConfig(epochs=1), resume=True, data_root=real_data)
+    assert len(read_json(tmp_path / "i/history.json")) == 2
+
+
+def test_cli_train_predict_summary(real_data, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MAPSCOPE_DATA": str(real_data)}
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "mapscope", "cnn", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+
+    run = tmp_path / "run"
+    done = cli(
+        "train",
+        "--epochs",
+        "1",
+        "--max-train",
+        "2000",
+        "--optimizer",
+        "rmsprop",
+        "--lr",
+        "1e-3",
+        "--schedule",
+        "power",
+        "--resplit",
+        "--seed",
+        "5",
+        "--out",
+        str(run),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stdout and (run / "curves.png").exists()
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["split_mode"] == "resplit" and config["train"]["optimizer"] == "rmsprop"
+    done = cli("predict", "--model", str(run), "--index", "1302", "--index", "7", "--json")
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert [r["source"] for r in results] == ["test[1302]", "test[7]"]
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in results)
+    done = cli("summary", "--model", str(run))
+    assert "208,982" in done.stdout and "18x18" in done.stdout
+    bad = cli("train", "--optimizer", "adagrad", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "optimizer 'adagrad' unknown" in bad.stderr

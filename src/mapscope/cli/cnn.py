@@ -66,6 +66,9 @@ def train_command(
     scaling: str = typer.Option(TrainConfig.scaling, help="standard, image, unit or none."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", help="auto, fp32 or bf16 (autocast)."),
+    max_train: int = typer.Option(
+        None, help="Train on the first N training images only (quick experiments)."
+    ),
     resume: Path = typer.Option(None, help="Continue this run folder for --epochs more epochs."),
     restart: Path = typer.Option(None, help="Start from the saved initial weights of this run."),
     data_dir: Path = typer.Option(None, help="Data folder (default: $MAPSCOPE_DATA)."),

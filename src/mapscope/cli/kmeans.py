@@ -228,8 +228,11 @@ def features(
                 MLPConfig(dataset, epochs=mlp_epochs, cluster_features=n_clusters, seed=seed),
                 data_dir,
             )
-            row.update(test_accuracy=metrics["test_accuracy"], mlp_seconds=metrics["train_seconds"],
-                       mlp_seconds_to_95=metrics["seconds_to_95"])
+            row.update(
+                test_accuracy=metrics["test_accuracy"],
+                mlp_seconds=metrics["train_seconds"],
+                mlp_seconds_to_95=metrics["seconds_to_95"],
+            )
         rows.append(row)
         typer.echo(
             "  ".join(

@@ -85,6 +85,11 @@ class MLP:
             bound = self.init_scale / np.sqrt(fan_in)
             self.weights_.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32))
             self.biases_.append(np.zeros(fan_out, dtype=np.float32))
+        if self.loss != "crossentropy":
+            # Sigmoid outputs start at the class prior 1/C instead of 0.5. Otherwise the first
+            # hundreds of batches only learn that every output should be small (a plateau).
+            prior = 1.0 / self.layers[-1]
+            self.biases_[-1][:] = np.log(prior / (1 - prior))
         return self
 
     # ---- forward -------------------------------------------------------------------------

@@ -31,7 +31,7 @@ class MLPConfig:
     activation: str = "sigmoid"
     loss: str = "logloss"
     batch_size: int = 500
-    epochs: int = 80
+    epochs: int = 60
     max_batches: int | None = None
     lr: float = 1.5e-3
     decrease: float = 0.02
