@@ -29,6 +29,7 @@ def plot_oips(result, reference: dict, per_row: int = 16) -> Figure:
             ax.set_xticks([])
             ax.set_yticks([])
             if result.dead[k]:
+                ax.imshow(np.full(result.images[k].shape, np.nan))  # keeps the tile's aspect
                 ax.text(
                     0.5,
                     0.5,
