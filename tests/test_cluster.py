@@ -123,3 +123,49 @@ def test_kmeans_run_evaluates_and_mlp_on_cluster_features(real_data, tmp_path):
     assert metrics["test_accuracy"] > 0.8
     result = evaluate_run(tmp_path / "mlp", tmp_path / "eval", data_root=real_data)
     assert result["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def test_cli_features_analyze_fit_pca(real_data, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MAPSCOPE_DATA": str(real_data)}
+
+    def cli(*args):
+        done = subprocess.run(
+            [sys.executable, "-m", "mapscope", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    cli(
+        "kmeans",
+        "features",
+        "--k",
+        "10,20",
+        "--train-mlp",
+        "--mlp-epochs",
+        "2",
+        "--out",
+        str(tmp_path / "f"),
+    )
+    features = json.loads((tmp_path / "f/features.json").read_text())
+    assert [r["k"] for r in features["rows"]] == [10, 20]
+    assert all(r["test_accuracy"] > 0.5 and r["fit_seconds"] > 0 for r in features["rows"])
+    assert features["pixels_784"]["test_accuracy"] > 0.8
+    out = cli("kmeans", "analyze", "--dataset", "wifi", "--k", "2..6", "--out", str(tmp_path / "a"))
+    assert "suggested k" in out
+    assert len(json.loads((tmp_path / "a/analyze.json").read_text())["rows"]) == 5
+    cli("kmeans", "fit", "--dataset", "wifi", "--clusters", "8", "--out", str(tmp_path / "run"))
+    out = cli("evaluate", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "e"))
+    assert "room 4" in out
+    confusion = json.loads((tmp_path / "e/confusion.json").read_text())
+    assert np.array(confusion["matrix"]).sum() == 500 and confusion["accuracy"] > 0.9
+    cli("pca", "--dataset", "wifi", "--out", str(tmp_path / "p"))
+    ratio = json.loads((tmp_path / "p/pca.json").read_text())["explained_variance_ratio"]
+    assert ratio[0] > ratio[1] > 0 and sum(ratio) == pytest.approx(1.0, abs=1e-6)

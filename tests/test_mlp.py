@@ -146,3 +146,15 @@ def test_cli_train_and_sweep_share_options(real_data, tmp_path):
     assert (tmp_path / "s/sweep.png").exists() and (tmp_path / "s/l2=0.8/model.npz").exists()
     bad = cli("train", "--activation", "swish", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "activation 'swish' unknown" in bad.stderr
+
+
+def test_time_to_accuracy_is_recorded(mlp_run):
+    metrics = read_json(mlp_run / "metrics.json")
+    epochs = read_json(mlp_run / "history.json")["epoch"]
+    first = (
+        next(h for h in epochs if h["test_accuracy"] >= 0.95) if metrics["seconds_to_95"] else None
+    )
+    assert metrics["seconds_to_95"] == (first["seconds"] if first else None)
+    assert metrics["seconds_to_97"] is None or metrics["seconds_to_97"] >= (
+        metrics["seconds_to_95"] or 0
+    )

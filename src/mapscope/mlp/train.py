@@ -175,6 +175,8 @@ def train(
         "epochs": config.epochs,
         "seed": config.seed,
         "epochs_to_converge": epochs_to_converge(history),
+        "seconds_to_95": seconds_to_accuracy(history, 0.95),
+        "seconds_to_97": seconds_to_accuracy(history, 0.97),
         "data_checksums": bundle.dataset.checksums,
     }
     write_metrics(run, metrics)
