@@ -9,6 +9,7 @@ import numpy as np
 import typer
 
 from mapscope.cli.common import parse_ints, parse_range, wrote
+from mapscope.cluster.inputs import clustering_bundle
 from mapscope.io import write_csv, write_json
 from mapscope.report.figures import save_figure
 
@@ -103,11 +104,9 @@ def analyze(
 ) -> None:
     """Inertia (elbow), average silhouette and fit time against k; a suggested k."""
     from mapscope.cluster.analysis import analyze_k, suggest_k
-    from mapscope.data.bundle import DataBundle
     from mapscope.report.cluster import plot_k_analysis
 
-    scaling = "none" if dataset == "wifi" else "unit"
-    bundle = DataBundle.create(dataset, scaling, "canonical", seed, data_root=data_dir)
+    bundle = clustering_bundle(dataset, seed, data_root=data_dir)
     x = bundle.inputs("train")
     rows = analyze_k(x, parse_range(k, "--k"), seed, silhouette_sample=silhouette_sample)
     suggestion = suggest_k(rows)
@@ -144,13 +143,10 @@ def fit(
 ) -> None:
     """Fit one KMeans classifier on the training part and save it as a run."""
     from mapscope.cluster.kmeans_classifier import KMeansClassifier
-    from mapscope.data.bundle import DataBundle
     from mapscope.runs import create_run, write_metrics
 
     image = dataset != "wifi"
-    bundle = DataBundle.create(
-        dataset, "unit" if image else "none", "canonical", seed, data_root=data_dir
-    )
+    bundle = clustering_bundle(dataset, seed, data_root=data_dir)
     began = time.perf_counter()
     model = KMeansClassifier(
         clusters, mapping, minibatch=image, n_init=3 if image else 10, pca=pca, seed=seed
@@ -199,11 +195,10 @@ def features(
     from sklearn.metrics import silhouette_score
 
     from mapscope.cluster.features import ClusterDistances
-    from mapscope.data.bundle import DataBundle
     from mapscope.mlp.train import MLPConfig, train
     from mapscope.report.cluster import plot_feature_sweep
 
-    bundle = DataBundle.create(dataset, "unit", "canonical", seed, data_root=data_dir)
+    bundle = clustering_bundle(dataset, seed, data_root=data_dir)
     x = bundle.inputs("train")
     rows = []
     began = time.perf_counter()
@@ -277,14 +272,11 @@ def pca(
     from sklearn.cluster import KMeans
 
     from mapscope.cluster.pca import principal_components
-    from mapscope.data.bundle import DataBundle
     from mapscope.errors import ConfigError
     from mapscope.report.cluster import plot_pca
 
     image = dataset != "wifi"
-    bundle = DataBundle.create(
-        dataset, "unit" if image else "none", "canonical", seed, data_root=data_dir
-    )
+    bundle = clustering_bundle(dataset, seed, data_root=data_dir)
     x = (
         bundle.inputs("train") if not image else bundle.inputs("test")
     )  # 10000 images are plenty to look at

@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.neighbors import KNeighborsClassifier
 
+from mapscope.cluster.inputs import clustering_scaling
 from mapscope.cluster.kmeans_classifier import KMeansClassifier
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError
@@ -41,7 +42,7 @@ def classify_sweep(
     if repeats < 1 or not clusters:
         raise ConfigError("need at least one number of clusters and repeats >= 1.")
     image = dataset != "wifi"
-    scaling = scaling or ("unit" if image else "none")
+    scaling = scaling or clustering_scaling(dataset)
     split_mode = "canonical" if image and repeats == 1 else ("resplit" if image else "stratified")
     began = time.perf_counter()
     results: dict[int, list[dict]] = {k: [] for k in clusters}
