@@ -147,28 +147,32 @@ def plot_pca(
     span = max(np.ptp(proj[:, 0]), 1e-9)
     for xname, yname, xs, ys in views:
         offset = 0.006 * max(np.ptp(xs), 1e-9) if xname != "PC1" else 0.006 * span
+        disagree = clusters != labels
         for mode in ("label", "cluster", "both"):
             ax = fig.add_subplot(rows, cols, slot)
             slot += 1
-            if mode in ("label", "both"):
-                ax.scatter(xs, ys, c=labels, cmap="tab10", vmin=0, vmax=9, s=6, alpha=0.7)
-            if mode in ("cluster", "both"):
-                shift = offset if mode == "both" else 0.0
+            colour = {"cmap": "tab10", "vmin": 0, "vmax": 9}
+            if mode == "label":
+                ax.scatter(xs, ys, c=labels, s=6, alpha=0.7, **colour)
+            elif mode == "cluster":
+                ax.scatter(xs, ys, c=clusters, s=6, alpha=0.7, **colour)
+            else:
+                # all points faint by label; where the cluster disagrees, a cross in the cluster's
+                # colour, shifted a little so that both colours stay visible
+                ax.scatter(xs, ys, c=labels, s=6, alpha=0.25, **colour)
                 ax.scatter(
-                    xs + shift,
-                    ys + shift,
-                    c=clusters,
-                    cmap="tab10",
-                    vmin=0,
-                    vmax=9,
-                    s=6,
-                    alpha=0.7,
-                    marker="x" if mode == "both" else "o",
+                    xs[disagree] + offset,
+                    ys[disagree] + offset,
+                    c=clusters[disagree],
+                    s=28,
+                    marker="x",
+                    linewidths=1.2,
+                    **colour,
                 )
             title = {
                 "label": "coloured by label",
                 "cluster": "coloured by KMeans cluster (its majority label's colour)",
-                "both": "label (dots) and cluster (crosses, offset): mismatches stand out",
+                "both": f"label (faint dots); {int(disagree.sum())} points whose cluster disagrees (crosses)",
             }[mode]
             ax.set_title(title, fontsize=9)
             ax.set_xlabel(xname)
