@@ -255,3 +255,17 @@ def test_cli_activations_compare_oip(cnn_run, real_data, tmp_path):
     )
     for name in ("oips.png", "oips.npz", "evolution_1.png"):
         assert (tmp_path / "o" / name).exists()
+
+
+def test_outputs_carry_provenance(cnn_run, real_data, tmp_path):
+    from mapscope.inspect.compare_run import compare_classes
+    from mapscope.inspect.oip.run import oip_layer
+
+    session = Inspection.open(cnn_run, real_data)
+    _, written = oip_layer(session, "Conv2D_3", [0, 1], tmp_path / "o", steps=5, seed=7)
+    report = json.loads((tmp_path / "o/oip.json").read_text())
+    assert report["provenance"]["settings"]["seed"] == 7
+    assert "torch" in report["provenance"]["versions"]
+    assert "mnist/t10k-images-idx3-ubyte.gz" in report["provenance"]["data_checksums"]
+    compare_classes(session, "Dense_1", "test", 4, 9, 8, tmp_path / "c")
+    assert json.loads((tmp_path / "c/separation.json").read_text())["provenance"]["data_checksums"]

@@ -55,3 +55,8 @@ def read_config(run_dir: str | Path, kind: str | None = None) -> dict[str, Any]:
 
 def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
     return write_json(Path(run_dir) / "metrics.json", {**metrics, "versions": versions()})
+
+
+def provenance(checksums: dict[str, str] | None = None, **settings: Any) -> dict[str, Any]:
+    """What every JSON output carries so that a result can be traced and reproduced."""
+    return {"settings": settings, "versions": versions(), "data_checksums": checksums or {}}

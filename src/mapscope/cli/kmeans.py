@@ -12,6 +12,7 @@ from mapscope.cli.common import parse_ints, parse_range, wrote
 from mapscope.cluster.inputs import clustering_bundle
 from mapscope.io import write_csv, write_json
 from mapscope.report.figures import save_figure
+from mapscope.runs import provenance
 
 app = typer.Typer(
     help="KMeans as a classifier, k analysis and cluster-distance features.", no_args_is_help=True
@@ -50,6 +51,7 @@ def classify(
         data_root=data_dir,
     )
     saved = {k: v for k, v in result.items() if k not in ("models", "bundle")}
+    saved["provenance"] = provenance(result["bundle"].dataset.checksums)
     written = [
         write_json(out / "classify.json", saved),
         write_csv(
@@ -113,7 +115,13 @@ def analyze(
     written = [
         write_json(
             out / "analyze.json",
-            {"dataset": dataset, "samples": len(x), "rows": rows, "suggested_k": suggestion},
+            {
+                "dataset": dataset,
+                "samples": len(x),
+                "rows": rows,
+                "suggested_k": suggestion,
+                "provenance": provenance(bundle.dataset.checksums, seed=seed, k=k),
+            },
         ),
         write_csv(out / "analyze.csv", list(rows[0]), [list(r.values()) for r in rows]),
         save_figure(
@@ -235,7 +243,12 @@ def features(
                 for key, value in row.items()
             )
         )
-    summary = {"dataset": dataset, "rows": rows, "seconds": time.perf_counter() - began}
+    summary = {
+        "dataset": dataset,
+        "rows": rows,
+        "seconds": time.perf_counter() - began,
+        "provenance": provenance(bundle.dataset.checksums, seed=seed, k=k, mlp_epochs=mlp_epochs),
+    }
     if train_mlp:
         pixels = train(
             out / "mlp_pixels", MLPConfig(dataset, epochs=mlp_epochs, seed=seed), data_dir
@@ -316,6 +329,7 @@ def pca(
                 "loadings": result["components"][:3] if not image else None,
                 "feature_names": names if not image else None,
                 "clusters": k,
+                "provenance": provenance(bundle.dataset.checksums, seed=seed),
             },
         ),
     ]

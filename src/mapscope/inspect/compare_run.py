@@ -16,6 +16,7 @@ from mapscope.report.activations import plot_activation_grid
 from mapscope.report.compare import plot_group_agreement, plot_separation
 from mapscope.report.figures import save_figure
 from mapscope.report.samples import image_tiles
+from mapscope.runs import provenance
 
 
 def compare_groups(
@@ -31,7 +32,13 @@ def compare_groups(
     patterns, written, result = (
         {},
         [],
-        {"layer": layer, "split": part, "threshold": threshold, "groups": {}},
+        {
+            "layer": layer,
+            "split": part,
+            "threshold": threshold,
+            "groups": {},
+            "provenance": provenance(session.bundle.dataset.checksums),
+        },
     )
     for name, indices in groups.items():
         acts = session.activations(layer, part, indices)
@@ -101,6 +108,7 @@ def compare_classes(
                 "class_a": pair[0],
                 "class_b": pair[1],
                 "effect_size": "Cohen's d of the per-image unit mean, a minus b",
+                "provenance": provenance(bundle.dataset.checksums),
                 "ranking": rows,
                 "confused": {f"{pair[0]}_as_{pair[1]}": a_as_b, f"{pair[1]}_as_{pair[0]}": b_as_a},
             },

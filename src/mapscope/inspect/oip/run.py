@@ -15,6 +15,7 @@ from mapscope.inspect.session import Inspection
 from mapscope.io import write_json, write_npz
 from mapscope.report.figures import save_figure
 from mapscope.report.oip import plot_evolution, plot_oips
+from mapscope.runs import provenance
 
 
 def test_reference(
@@ -85,6 +86,7 @@ def oip_layer(
         "seconds": seconds,
         "options": options,
         "reference_images": reference["images"],
+        "provenance": provenance(session.bundle.dataset.checksums, **options),
         "median_gain_over_start": float(
             np.median(
                 result.final_activation[alive]
