@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -49,4 +51,21 @@ def mlp_run(real_data, tmp_path_factory):
 
     run = tmp_path_factory.mktemp("mlp") / "run"
     train(run, MLPConfig(epochs=8, max_train=30000, lr=5e-4), data_root=real_data)
+    return run
+
+
+@pytest.fixture()
+def cli(real_data):
+    """Run ``python -m mapscope ARGS`` as a user would; ``data=`` points MAPSCOPE_DATA elsewhere."""
+
+    def run(*args, data=None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "MAPSCOPE_DATA": str(data or real_data)}
+        return subprocess.run(
+            [sys.executable, "-m", "mapscope", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+
     return run

@@ -68,32 +68,18 @@ def test_cluster_distances_are_standardised():
     np.testing.assert_allclose(z.std(0), 1, atol=1e-3)
 
 
-def test_wifi_classify_cli(real_data, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "MAPSCOPE_DATA": str(real_data)}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mapscope",
-            "kmeans",
-            "classify",
-            "--clusters",
-            "4,8",
-            "--mode",
-            "split",
-            "--repeats",
-            "2",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+def test_wifi_classify_cli(cli, tmp_path):
+    done = cli(
+        "kmeans",
+        "classify",
+        "--clusters",
+        "4,8",
+        "--mode",
+        "split",
+        "--repeats",
+        "2",
+        "--out",
+        tmp_path,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "classify.json").read_text())
@@ -125,25 +111,13 @@ def test_kmeans_run_evaluates_and_mlp_on_cluster_features(real_data, tmp_path):
     assert result["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
 
 
-def test_cli_features_analyze_fit_pca(real_data, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "MAPSCOPE_DATA": str(real_data)}
-
-    def cli(*args):
-        done = subprocess.run(
-            [sys.executable, "-m", "mapscope", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=600,
-        )
+def test_cli_features_analyze_fit_pca(cli, tmp_path):
+    def ok(*args):
+        done = cli(*args)
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    cli(
+    ok(
         "kmeans",
         "features",
         "--k",
@@ -158,14 +132,14 @@ def test_cli_features_analyze_fit_pca(real_data, tmp_path):
     assert [r["k"] for r in features["rows"]] == [10, 20]
     assert all(r["test_accuracy"] > 0.5 and r["fit_seconds"] > 0 for r in features["rows"])
     assert features["pixels_784"]["test_accuracy"] > 0.8
-    out = cli("kmeans", "analyze", "--dataset", "wifi", "--k", "2..6", "--out", str(tmp_path / "a"))
+    out = ok("kmeans", "analyze", "--dataset", "wifi", "--k", "2..6", "--out", str(tmp_path / "a"))
     assert "suggested k" in out
     assert len(json.loads((tmp_path / "a/analyze.json").read_text())["rows"]) == 5
-    cli("kmeans", "fit", "--dataset", "wifi", "--clusters", "8", "--out", str(tmp_path / "run"))
-    out = cli("evaluate", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "e"))
+    ok("kmeans", "fit", "--dataset", "wifi", "--clusters", "8", "--out", str(tmp_path / "run"))
+    out = ok("evaluate", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "e"))
     assert "room 4" in out
     confusion = json.loads((tmp_path / "e/confusion.json").read_text())
     assert np.array(confusion["matrix"]).sum() == 500 and confusion["accuracy"] > 0.9
-    cli("pca", "--dataset", "wifi", "--out", str(tmp_path / "p"))
+    ok("pca", "--dataset", "wifi", "--out", str(tmp_path / "p"))
     ratio = json.loads((tmp_path / "p/pca.json").read_text())["explained_variance_ratio"]
     assert ratio[0] > ratio[1] > 0 and sum(ratio) == pytest.approx(1.0, abs=1e-6)

@@ -204,25 +204,14 @@ def test_ctrl_c_keeps_the_last_finished_epoch(real_data, tmp_path):
     assert len(read_json(tmp_path / "i/history.json")) == 2
 
 
-def test_cli_train_predict_summary(real_data, tmp_path):
+def test_cli_train_predict_summary(cli, tmp_path):
     import json
-    import os
-    import subprocess
-    import sys
 
-    env = {**os.environ, "MAPSCOPE_DATA": str(real_data)}
-
-    def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "mapscope", "cnn", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
+    def cnn(*args):
+        return cli("cnn", *args)
 
     run = tmp_path / "run"
-    done = cli(
+    done = cnn(
         "train",
         "--epochs",
         "1",
@@ -244,12 +233,12 @@ def test_cli_train_predict_summary(real_data, tmp_path):
     assert "wrote" in done.stdout and (run / "curves.png").exists()
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["split_mode"] == "resplit" and config["train"]["optimizer"] == "rmsprop"
-    done = cli("predict", "--model", str(run), "--index", "1302", "--index", "7", "--json")
+    done = cnn("predict", "--model", str(run), "--index", "1302", "--index", "7", "--json")
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
     assert [r["source"] for r in results] == ["test[1302]", "test[7]"]
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in results)
-    done = cli("summary", "--model", str(run))
+    done = cnn("summary", "--model", str(run))
     assert "208,982" in done.stdout and "18x18" in done.stdout
-    bad = cli("train", "--optimizer", "adagrad", "--out", str(tmp_path / "x"))
+    bad = cnn("train", "--optimizer", "adagrad", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "optimizer 'adagrad' unknown" in bad.stderr

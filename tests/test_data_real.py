@@ -1,8 +1,6 @@
 """Loaders and commands on the real files in $MAPSCOPE_DATA (these must run in CI)."""
 
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -67,25 +65,12 @@ def test_bundle_test_image_1302_is_the_canonical_one(mnist, real_data):
     assert inputs.shape == (2, 1, 28, 28) and inputs.dtype == np.float32
 
 
-def _cli(*args, env_data):
-    import os
-
-    env = {**os.environ, "MAPSCOPE_DATA": str(env_data)}
-    return subprocess.run(
-        [sys.executable, "-m", "mapscope", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-
-
-def test_cli_check_and_show(real_data, tmp_path):
-    ok = _cli("data", "check", env_data=real_data)
+def test_cli_check_and_show(cli, real_data, tmp_path):
+    ok = cli("data", "check")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "all 3 dataset(s) present and verified" in ok.stdout
     out = tmp_path / "x.png"
-    shown = _cli(
+    shown = cli(
         "data",
         "show",
         "mnist",
@@ -95,18 +80,17 @@ def test_cli_check_and_show(real_data, tmp_path):
         "1302",
         "--out",
         str(out),
-        env_data=real_data,
     )
     assert shown.returncode == 0, shown.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "test #1302: label 1" in shown.stdout
 
 
-def test_cli_check_fails_on_corrupt_copy(real_data, tmp_path):
+def test_cli_check_fails_on_corrupt_copy(cli, real_data, tmp_path):
     shutil.copytree(real_data / "wifi", tmp_path / "wifi")
     target = tmp_path / "wifi" / "wifi_localization.txt"
     target.chmod(0o644)
     target.write_bytes(target.read_bytes().replace(b"-64", b"-65", 1))
-    bad = _cli("data", "check", "wifi", env_data=tmp_path)
+    bad = cli("data", "check", "wifi", data=tmp_path)
     assert bad.returncode == 2
     assert "wifi_localization.txt: SHA-256" in bad.stdout

@@ -142,25 +142,10 @@ def test_dead_map_is_reported_not_drawn(session):
     assert result.retries[0] == 2
 
 
-def _cli(args, real_data):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "MAPSCOPE_DATA": str(real_data)}
-    return subprocess.run(
-        [sys.executable, "-m", "mapscope", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-
-
-def test_cli_activations_compare_oip(cnn_run, real_data, tmp_path):
+def test_cli_activations_compare_oip(cli, cnn_run, tmp_path):
     run = str(cnn_run)
-    done = _cli(
-        [
+    done = cli(
+        *[
             "activations",
             "--model",
             run,
@@ -173,13 +158,12 @@ def test_cli_activations_compare_oip(cnn_run, real_data, tmp_path):
             "--standardize",
             "--out",
             str(tmp_path / "a.png"),
-        ],
-        real_data,
+        ]
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
-    bad = _cli(
-        [
+    bad = cli(
+        *[
             "activations",
             "--model",
             run,
@@ -189,12 +173,11 @@ def test_cli_activations_compare_oip(cnn_run, real_data, tmp_path):
             "10000",
             "--out",
             str(tmp_path / "b.png"),
-        ],
-        real_data,
+        ]
     )
     assert bad.returncode == 2 and "valid indices are 0..9999" in bad.stderr
-    done = _cli(
-        [
+    done = cli(
+        *[
             "compare",
             "--model",
             run,
@@ -204,15 +187,14 @@ def test_cli_activations_compare_oip(cnn_run, real_data, tmp_path):
             "4,9",
             "--out",
             str(tmp_path / "c"),
-        ],
-        real_data,
+        ]
     )
     assert done.returncode == 0, done.stderr
     ranking = json.loads((tmp_path / "c/separation.json").read_text())["ranking"]
     assert len(ranking) == 128 and abs(ranking[0]["effect_size"]) >= abs(ranking[-1]["effect_size"])
     assert abs(ranking[0]["effect_size"]) > 1.0
-    done = _cli(
-        [
+    done = cli(
+        *[
             "compare",
             "--model",
             run,
@@ -224,13 +206,12 @@ def test_cli_activations_compare_oip(cnn_run, real_data, tmp_path):
             "1249,1410,1858",
             "--out",
             str(tmp_path / "g"),
-        ],
-        real_data,
+        ]
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "g/agreement.png").exists()
-    done = _cli(
-        [
+    done = cli(
+        *[
             "oip",
             "--model",
             run,
@@ -244,8 +225,7 @@ def test_cli_activations_compare_oip(cnn_run, real_data, tmp_path):
             "1",
             "--out",
             str(tmp_path / "o"),
-        ],
-        real_data,
+        ]
     )
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "o/oip.json").read_text())

@@ -97,24 +97,13 @@ def test_wifi_mlp_adapts_layers(real_data, tmp_path):
     assert metrics["test_accuracy"] > 0.9
 
 
-def test_cli_train_and_sweep_share_options(real_data, tmp_path):
+def test_cli_train_and_sweep_share_options(cli, tmp_path):
     import json
-    import os
-    import subprocess
-    import sys
 
-    env = {**os.environ, "MAPSCOPE_DATA": str(real_data)}
+    def mlp(*args):
+        return cli("mlp", *args)
 
-    def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "mapscope", "mlp", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
-
-    done = cli(
+    done = mlp(
         "train",
         "--epochs",
         "2",
@@ -127,7 +116,7 @@ def test_cli_train_and_sweep_share_options(real_data, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "t/config.json").read_text())["train"]["max_train"] == 3000
-    done = cli(
+    done = mlp(
         "sweep",
         "--param",
         "l2",
@@ -144,7 +133,7 @@ def test_cli_train_and_sweep_share_options(real_data, tmp_path):
     rows = json.loads((tmp_path / "s/sweep.json").read_text())["rows"]
     assert [r["l2"] for r in rows] == [0.01, 0.8]
     assert (tmp_path / "s/sweep.png").exists() and (tmp_path / "s/l2=0.8/model.npz").exists()
-    bad = cli("train", "--activation", "swish", "--out", str(tmp_path / "x"))
+    bad = mlp("train", "--activation", "swish", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "activation 'swish' unknown" in bad.stderr
 
 

@@ -21,7 +21,7 @@ from mapscope.io import write_json
 from mapscope.mlp.network import MLP
 from mapscope.report.curves import plot_mlp_history
 from mapscope.report.figures import save_figure
-from mapscope.runs import create_run, write_metrics
+from mapscope.runs import create_run, read_config, write_metrics
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def train(
     write_json(
         run / "config.json",
         {
-            **_read(run),
+            **read_config(run),
             "model": {"layers": list(layers), "activation": config.activation, "loss": config.loss},
             "effective_l2": l2,
         },
@@ -193,9 +193,3 @@ def epochs_to_converge(history: dict[str, list], tolerance: float = 0.002) -> in
     accs = [h["test_accuracy"] for h in history["epoch"]]
     best = max(accs)
     return next(i + 1 for i, a in enumerate(accs) if a >= best - tolerance)
-
-
-def _read(run: Path) -> dict:
-    from mapscope.io import read_json
-
-    return read_json(run / "config.json")
