@@ -17,6 +17,7 @@ from mapscope.io import write_csv, write_json
 from mapscope.report.evaluation import plot_confusion
 from mapscope.report.figures import save_figure
 from mapscope.report.samples import image_tiles
+from mapscope.runs import provenance
 
 
 def evaluate_run(
@@ -44,6 +45,8 @@ def evaluate_run(
                 "matrix": matrix.tolist(),
                 "split": part,
                 "accuracy": accuracy,
+                "model": str(run_dir),
+                "provenance": provenance(bundle.dataset.checksums),
             },
         ),
         write_csv(

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mapscope.cnn.predict import predict_proba
 from mapscope.errors import ConfigError
 from mapscope.inspect.compare import class_separation, group_difference, group_pattern
 from mapscope.inspect.session import Inspection
@@ -83,9 +82,13 @@ def compare_classes(
             )
     labels = bundle.labels(part)
     inputs = bundle.inputs(part, layout="nchw")
-    acts = layer_outputs(session.net, inputs, [layer])[layer]
+    output_layer = session.net.spec.layer_names[-1]
+    taps = layer_outputs(
+        session.net, inputs, list(dict.fromkeys([layer, output_layer]))
+    )  # one pass
+    acts = taps[layer]
     sep = class_separation(acts, labels, class_a, class_b)
-    predicted = predict_proba(session.net, inputs).argmax(1)
+    predicted = taps[output_layer].argmax(1)  # logits: same argmax as the probabilities
     rows = [
         {
             "rank": r + 1,
