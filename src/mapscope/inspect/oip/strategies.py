@@ -13,6 +13,7 @@ it never wakes up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -132,36 +133,22 @@ def run_oip(
     with torch.no_grad():
         start_activation = objective(net, layer, start, unit_tensor, node).numpy()
     alive = ~dead
+    # every ascent of this search shares these arguments; only start, steps and filter vary
+    climb = partial(
+        ascend,
+        net,
+        layer,
+        units=unit_tensor,
+        node=node,
+        epsilon=epsilon,
+        tol=tol,
+        patience=patience,
+        active=alive,
+    )
     if strategy == "coarse-to-fine":
-        result = _coarse_to_fine(
-            net,
-            layer,
-            start,
-            unit_tensor,
-            node,
-            steps,
-            epsilon,
-            scales,
-            factors,
-            generator,
-            tol,
-            patience,
-            alive,
-        )
+        result = _coarse_to_fine(climb, start, steps, scales, factors, generator, alive)
     else:
-        result = ascend(
-            net,
-            layer,
-            start,
-            unit_tensor,
-            node,
-            steps,
-            epsilon,
-            tol,
-            patience,
-            snapshot_steps,
-            active=alive,
-        )
+        result = climb(start, steps=steps, snapshot_steps=snapshot_steps)
     trace = np.stack(result.trace) if result.trace else np.zeros((0, n))
     return OIPResult(
         layer,
@@ -180,9 +167,7 @@ def run_oip(
     )
 
 
-def _coarse_to_fine(
-    net, layer, start, units, node, steps, epsilon, scales, factors, generator, tol, patience, alive
-) -> Ascent:
+def _coarse_to_fine(climb, start, steps, scales, factors, generator, alive) -> Ascent:
     """Stage k lets the gradient act on wavelengths down to scales[k] and adds that scale's noise."""
     size = start.shape[-1]
     per_stage = max(1, steps // len(scales))
@@ -194,19 +179,7 @@ def _coarse_to_fine(
                 torch.rand(len(x), 1, scale, scale, generator=generator) * 2 - 1, size
             )
             x = standardize(x + noise * alive.view(-1, 1, 1, 1))
-        result = ascend(
-            net,
-            layer,
-            x,
-            units,
-            node,
-            per_stage,
-            epsilon,
-            tol,
-            patience,
-            gradient_filter=lambda g, s=scale: lowpass(g, s),
-            active=alive,
-        )
+        result = climb(x, steps=per_stage, gradient_filter=lambda g, s=scale: lowpass(g, s))
         x, taken = result.images, taken + result.steps
         trace += result.trace
     result.steps, result.trace = taken, trace
