@@ -112,10 +112,18 @@ def test_oip_batch_drives_each_map(session):
 @pytest.mark.parametrize("strategy", ["precursor", "coarse-to-fine"])
 def test_other_strategies_and_nodes(session, strategy):
     result = run_oip(
-        session.net, "Conv2D_3", [2, 5], node=(1, 1), strategy=strategy, steps=120, precursors=4
+        session.net,
+        "Conv2D_3",
+        [2, 5],
+        node=(1, 1),
+        strategy=strategy,
+        steps=120,
+        precursors=4,
+        snapshot_steps=(1, 40, 100),
     )
     alive = ~result.dead
     assert np.all(result.final_activation[alive] > result.start_activation[alive])
+    assert sorted(result.snapshots) == [1, 40, 100]  # evolution pictures work for every strategy
 
 
 def test_dense_nodes_and_bad_node(session):

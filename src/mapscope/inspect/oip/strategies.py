@@ -146,7 +146,9 @@ def run_oip(
         active=alive,
     )
     if strategy == "coarse-to-fine":
-        result = _coarse_to_fine(climb, start, steps, scales, factors, generator, alive)
+        result = _coarse_to_fine(
+            climb, start, steps, scales, factors, generator, alive, snapshot_steps
+        )
     else:
         result = climb(start, steps=steps, snapshot_steps=snapshot_steps)
     trace = np.stack(result.trace) if result.trace else np.zeros((0, n))
@@ -167,11 +169,13 @@ def run_oip(
     )
 
 
-def _coarse_to_fine(climb, start, steps, scales, factors, generator, alive) -> Ascent:
+def _coarse_to_fine(
+    climb, start, steps, scales, factors, generator, alive, snapshot_steps=()
+) -> Ascent:
     """Stage k lets the gradient act on wavelengths down to scales[k] and adds that scale's noise."""
     size = start.shape[-1]
     per_stage = max(1, steps // len(scales))
-    x, taken, trace = start, np.zeros(len(start), dtype=np.int64), []
+    x, taken, trace, snapshots = start, np.zeros(len(start), dtype=np.int64), [], {}
     result = None
     for k, scale in enumerate(scales):
         if k > 0:
@@ -179,8 +183,16 @@ def _coarse_to_fine(climb, start, steps, scales, factors, generator, alive) -> A
                 torch.rand(len(x), 1, scale, scale, generator=generator) * 2 - 1, size
             )
             x = standardize(x + noise * alive.view(-1, 1, 1, 1))
-        result = climb(x, steps=per_stage, gradient_filter=lambda g, s=scale: lowpass(g, s))
+        offset = k * per_stage  # stage k covers global steps offset+1 .. offset+per_stage
+        local = [s - offset for s in snapshot_steps if offset < s <= offset + per_stage]
+        result = climb(
+            x,
+            steps=per_stage,
+            snapshot_steps=local,
+            gradient_filter=lambda g, s=scale: lowpass(g, s),
+        )
+        snapshots.update({offset + s: image for s, image in result.snapshots.items()})
         x, taken = result.images, taken + result.steps
         trace += result.trace
-    result.steps, result.trace = taken, trace
+    result.steps, result.trace, result.snapshots = taken, trace, snapshots
     return result
