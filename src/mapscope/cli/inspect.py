@@ -8,6 +8,7 @@ import numpy as np
 import typer
 
 from mapscope.cli.common import wrote
+from mapscope.inspect.oip.ascent import DEFAULT_STEPS
 from mapscope.inspect.session import Inspection
 from mapscope.report.activations import plot_activation_grid
 from mapscope.report.figures import save_figure
@@ -92,7 +93,7 @@ def oip(
     node: str = typer.Option(
         None, help="Maximise one node R,C of each map instead of the map mean."
     ),
-    steps: int = typer.Option(600, help="Most ascent steps."),
+    steps: int = typer.Option(DEFAULT_STEPS, help="Most ascent steps."),
     epsilon: float = typer.Option(0.01, help="Step size along the RMS-normalised gradient."),
     scales: str = typer.Option("3,7,14,28", help="Grid sizes of the start noise."),
     factors: str = typer.Option("0.5,0.5,0.5,0.5", help="Amplitude factor per scale."),

@@ -19,6 +19,8 @@ from mapscope.cnn.build import Network
 from mapscope.inspect.oip.objectives import objective_values
 from mapscope.inspect.oip.start import standardize
 
+DEFAULT_STEPS = 600
+
 
 @dataclass
 class Ascent:
@@ -49,7 +51,7 @@ def ascend(
     start: torch.Tensor,
     units: torch.Tensor,
     node: tuple[int, int] | None = None,
-    steps: int = 600,
+    steps: int = DEFAULT_STEPS,
     epsilon: float = 0.01,
     tol: float = 1e-3,
     patience: int = 20,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mapscope.inspect.oip.ascent import DEFAULT_STEPS
 from mapscope.inspect.oip.objectives import objective_values
 from mapscope.inspect.oip.strategies import OIPResult, run_oip
 from mapscope.inspect.session import Inspection
@@ -47,18 +48,12 @@ def oip_layer(
     **options: Any,
 ) -> tuple[OIPResult, list[Path]]:
     out = Path(out)
-    shape = (
-        session.net.spec.shapes[session.net.spec.layer_names.index(layer)]
-        if layer in session.net.layers
-        else None
-    )
-    if units is None and shape is not None:
-        units = list(range(shape[0]))
-    steps = options.get("steps", 600)
+    steps = options.get("steps", DEFAULT_STEPS)
     snapshot_steps = tuple(int(s) for s in np.unique(np.geomspace(1, steps, 10).astype(int)))
     began = time.perf_counter()
     result = run_oip(session.net, layer, units, node, snapshot_steps=snapshot_steps, **options)
     seconds = time.perf_counter() - began
+    units = result.units  # None above means every unit of the layer
     reference = test_reference(session, layer, units, node)
     per_unit = []
     for k, unit in enumerate(units):

@@ -20,7 +20,7 @@ import torch
 
 from mapscope.cnn.build import Network
 from mapscope.errors import ConfigError
-from mapscope.inspect.oip.ascent import Ascent, ascend, gradient, objective
+from mapscope.inspect.oip.ascent import DEFAULT_STEPS, Ascent, ascend, gradient, objective
 from mapscope.inspect.oip.objectives import check_units
 from mapscope.inspect.oip.start import (
     DEFAULT_FACTORS,
@@ -73,10 +73,10 @@ def _wake_dead(net, layer, start, units, node, generator, scales, factors, retri
 def run_oip(
     net: Network,
     layer: str,
-    units: list[int],
+    units: list[int] | None = None,
     node: tuple[int, int] | None = None,
     strategy: str = "plain",
-    steps: int = 600,
+    steps: int = DEFAULT_STEPS,
     epsilon: float = 0.01,
     scales: tuple[int, ...] = DEFAULT_SCALES,
     factors: tuple[float, ...] = DEFAULT_FACTORS,
@@ -97,6 +97,8 @@ def run_oip(
     if layer not in net.layers:
         raise ConfigError(f"layer {layer!r} does not exist; valid names: {', '.join(net.layers)}.")
     spec_shape = net.spec.shapes[net.spec.layer_names.index(layer)]
+    if units is None:
+        units = list(range(spec_shape[0]))
     check_units(spec_shape, units, node, layer)
     net.eval().requires_grad_(False)
     net.to(memory_format=torch.channels_last)
