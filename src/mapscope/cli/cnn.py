@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from mapscope.cli.common import wrote
+from mapscope.cli.common import DATA_DIR, wrote
 from mapscope.cnn.checkpoint import load_model
 from mapscope.cnn.predict import predict_drawing, predict_proba
 from mapscope.cnn.spec import default_spec, load_spec, spec_from_dict
@@ -71,7 +71,7 @@ def train_command(
     ),
     resume: Path = typer.Option(None, help="Continue this run folder for --epochs more epochs."),
     restart: Path = typer.Option(None, help="Start from the saved initial weights of this run."),
-    data_dir: Path = typer.Option(None, help="Data folder (default: $MAPSCOPE_DATA)."),
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Train the CNN; the run folder is rewritten after every epoch (watch curves.png)."""
     cfg = TrainConfig(
@@ -123,7 +123,7 @@ def predict(
     index: list[int] = typer.Option(None, "--index", help="Image index in the split; repeatable."),
     image: list[Path] = typer.Option(None, "--image", help="A PNG you drew; repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    data_dir: Path = typer.Option(None, help="Data folder (default: $MAPSCOPE_DATA)."),
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Class probabilities (summing to 1) and the predicted class."""
     if not index and not image:

@@ -8,6 +8,12 @@ import typer
 
 from mapscope.errors import ConfigError
 
+DATA_DIR = typer.Option(
+    None,
+    "--data-dir",
+    help="Folder with mnist/, fashion-mnist/, wifi/ (default: $MAPSCOPE_DATA, else ~/.cache/mapscope).",
+)
+
 
 def parse_ints(text: str, name: str) -> list[int]:
     try:

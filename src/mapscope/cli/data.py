@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from mapscope.cli.common import wrote
+from mapscope.cli.common import DATA_DIR, wrote
 from mapscope.data import datasets
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import MapscopeError
@@ -16,18 +16,11 @@ from mapscope.report.samples import image_tiles, table_figure
 
 app = typer.Typer(help="Check, download and look at the datasets.", no_args_is_help=True)
 
-DataDir = typer.Option(
-    None,
-    "--data-dir",
-    help="Folder with mnist/, fashion-mnist/, wifi/ "
-    "(default: $MAPSCOPE_DATA, else ~/.cache/mapscope).",
-)
-
 
 @app.command()
 def check(
     names: list[str] = typer.Argument(None, help="Datasets to check (default: all)."),
-    data_dir: Path = DataDir,
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Verify datasets: where found, checksums, sizes and class counts. Exit 0 only if all pass."""
     names = names or list(datasets.DATASETS)
@@ -67,7 +60,7 @@ def check(
 @app.command()
 def fetch(
     names: list[str] = typer.Argument(..., help="Datasets to download."),
-    data_dir: Path = DataDir,
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Download datasets from their official mirrors and verify their SHA-256."""
     for name in names:
@@ -84,7 +77,7 @@ def show(
     resplit_seed: int = typer.Option(
         None, help="Use the re-split of this seed instead of the canonical split."
     ),
-    data_dir: Path = DataDir,
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Draw samples with their labels (a table of the row for WIFI)."""
     mode = "canonical" if resplit_seed is None else "resplit"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mapscope.cli.common import wrote
+from mapscope.cli.common import DATA_DIR, wrote
 from mapscope.evaluate.run import evaluate_run
 
 
@@ -17,7 +17,7 @@ def evaluate(
     gallery: list[str] = typer.Option(
         None, "--gallery", help="Class (name or index) for TP/FP/FN panels; repeatable."
     ),
-    data_dir: Path = typer.Option(None, help="Data folder (default: $MAPSCOPE_DATA)."),
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Evaluate a trained model on a split of its own data."""
     result = evaluate_run(model, out, split, gallery, data_dir)

@@ -7,13 +7,11 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from mapscope.cli.common import wrote
+from mapscope.cli.common import DATA_DIR, wrote
 from mapscope.inspect.oip.ascent import DEFAULT_STEPS
 from mapscope.inspect.session import Inspection
 from mapscope.report.activations import plot_activation_grid
 from mapscope.report.figures import save_figure
-
-DataDir = typer.Option(None, "--data-dir", help="Data folder (default: $MAPSCOPE_DATA).")
 
 
 def activations(
@@ -27,7 +25,7 @@ def activations(
         False, help="Scale each map to mean 128, std 64 (clipped 0..255)."
     ),
     per_row: int = typer.Option(8, help="Maps per row."),
-    data_dir: Path = DataDir,
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """The input image and a grid of every map (or node) of one layer, per image."""
     import matplotlib
@@ -61,7 +59,7 @@ def compare(
     split: str = typer.Option("test", help="train or test."),
     threshold: float = typer.Option(0.0, help="A point counts as active above this value."),
     top: int = typer.Option(16, help="How many top units to draw in class mode."),
-    data_dir: Path = DataDir,
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Agreement of activation patterns inside image groups, or what separates two classes."""
     from mapscope.cli.common import parse_ints
@@ -106,7 +104,7 @@ def oip(
     patience: int = typer.Option(20),
     seed: int = typer.Option(0),
     snapshots: str = typer.Option(None, help="Maps whose evolution to draw, e.g. 0,5,7."),
-    data_dir: Path = DataDir,
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """OIPs: images grown from multi-scale noise that drive each map (or node) as hard as possible."""
     from mapscope.cli.common import parse_floats, parse_ints

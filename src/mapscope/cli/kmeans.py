@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from mapscope.cli.common import parse_ints, parse_range, wrote
+from mapscope.cli.common import DATA_DIR, parse_ints, parse_range, wrote
 from mapscope.cluster.inputs import clustering_bundle
 from mapscope.io import write_csv, write_json
 from mapscope.report.figures import save_figure
@@ -17,7 +17,6 @@ from mapscope.runs import provenance
 app = typer.Typer(
     help="KMeans as a classifier, k analysis and cluster-distance features.", no_args_is_help=True
 )
-DataDir = typer.Option(None, "--data-dir", help="Data folder (default: $MAPSCOPE_DATA).")
 
 
 @app.command()
@@ -33,7 +32,7 @@ def classify(
     pca: int = typer.Option(None, help="Cluster on the first N principal components."),
     mapping: str = typer.Option("majority", help="majority or hungarian (one-to-one)."),
     seed: int = typer.Option(0),
-    data_dir: Path = DataDir,
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Error of the KMeans classifier against the number of clusters, beside RandomForest and KNN."""
     from mapscope.cluster.classify import classify_sweep
@@ -102,7 +101,7 @@ def analyze(
         5000, help="Samples for the silhouette (exact is quadratic)."
     ),
     seed: int = typer.Option(0),
-    data_dir: Path = DataDir,
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Inertia (elbow), average silhouette and fit time against k; a suggested k."""
     from mapscope.cluster.analysis import analyze_k, suggest_k
@@ -147,7 +146,7 @@ def fit(
     mapping: str = typer.Option("majority"),
     pca: int = typer.Option(None),
     seed: int = typer.Option(0),
-    data_dir: Path = DataDir,
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Fit one KMeans classifier on the training part and save it as a run."""
     from mapscope.cluster.kmeans_classifier import KMeansClassifier
@@ -197,7 +196,7 @@ def features(
     mlp_epochs: int = typer.Option(40, help="Epochs of each MLP run with --train-mlp."),
     silhouette_sample: int = typer.Option(5000),
     seed: int = typer.Option(0),
-    data_dir: Path = DataDir,
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Sweep K for cluster-distance features: inertia, silhouette, time; optionally MLP accuracy."""
     from sklearn.metrics import silhouette_score
@@ -279,7 +278,7 @@ def pca(
         "0-4,0-3", help="Feature pairs to scatter, e.g. 0-4 for WLAN-0 vs WLAN-4."
     ),
     seed: int = typer.Option(0),
-    data_dir: Path = DataDir,
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Explained variance, loadings and scatter plots coloured by label, cluster and both."""
     from sklearn.cluster import KMeans

@@ -12,7 +12,7 @@ from typing import get_type_hints
 
 import typer
 
-from mapscope.cli.common import parse_floats, parse_ints, wrote
+from mapscope.cli.common import DATA_DIR, parse_floats, parse_ints, wrote
 from mapscope.mlp.sweep import sweep as run_sweep
 from mapscope.mlp.train import MLPConfig, train
 
@@ -92,7 +92,7 @@ def with_training_options(command):
 def train_command(
     config: MLPConfig,
     out: Path = typer.Option(..., help="Run folder to create."),
-    data_dir: Path = typer.Option(None, help="Data folder (default: $MAPSCOPE_DATA)."),
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """Train the MLP; writes model.npz, config, split, history, metrics and curves.png."""
     metrics = train(out, config, data_dir)
@@ -119,7 +119,7 @@ def sweep(
     out: Path = typer.Option(
         ..., help="Folder for one run per value plus the sweep table and plot."
     ),
-    data_dir: Path = typer.Option(None, help="Data folder (default: $MAPSCOPE_DATA)."),
+    data_dir: Path = DATA_DIR,
 ) -> None:
     """One run per value; a table of accuracies and epochs to converge; the regularisation share."""
     rows = run_sweep(out, param, parse_floats(values, "--values"), config, data_dir)
