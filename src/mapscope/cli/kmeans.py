@@ -214,9 +214,10 @@ def features(
         model = ClusterDistances(n_clusters, seed=seed).fit(x)
         fit_seconds = time.perf_counter() - t0
         sample = np.random.default_rng(seed).choice(len(x), silhouette_sample, replace=False)
-        dist = model._distances(x[sample])
         silhouette = (
-            float(silhouette_score(x[sample], dist.argmin(1))) if n_clusters > 1 else float("nan")
+            float(silhouette_score(x[sample], model.clusters(x[sample])))
+            if n_clusters > 1
+            else float("nan")
         )
         row = {
             "k": n_clusters,

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 
+from mapscope.cluster.distances import squared_distances
 from mapscope.data.prepare import Standardizer
 from mapscope.errors import ConfigError
 from mapscope.io import write_npz
@@ -32,14 +33,18 @@ class ClusterDistances:
         self.scaler_ = Standardizer().fit(self._distances(x))
         return self
 
-    def _distances(self, x: np.ndarray) -> np.ndarray:
+    def _squared(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.centroids_.shape[1]:
             raise ConfigError(f"expected samples (N, {self.centroids_.shape[1]}), got {x.shape}.")
-        squared = (
-            (x * x).sum(1)[:, None] - 2 * x @ self.centroids_.T + (self.centroids_**2).sum(1)[None]
-        )
-        return np.sqrt(np.maximum(squared, 0))
+        return squared_distances(x, self.centroids_)
+
+    def _distances(self, x: np.ndarray) -> np.ndarray:
+        return np.sqrt(self._squared(x))
+
+    def clusters(self, x: np.ndarray) -> np.ndarray:
+        """Index of the nearest centroid for every sample (for silhouettes and inspection)."""
+        return self._squared(x).argmin(1)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return self.scaler_.transform(self._distances(x))

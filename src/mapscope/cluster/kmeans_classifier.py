@@ -14,6 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
 
+from mapscope.cluster.distances import squared_distances
 from mapscope.errors import ConfigError, RunError
 from mapscope.io import write_npz
 
@@ -111,10 +112,7 @@ class KMeansClassifier:
         if x.shape[1] != expected:
             raise ConfigError(f"expected samples with {expected} features, got {x.shape[1]}.")
         z = self._project(x)
-        distances = (
-            (z * z).sum(1)[:, None] - 2 * z @ self.centroids_.T + (self.centroids_**2).sum(1)[None]
-        )
-        return distances.argmin(1)
+        return squared_distances(z, self.centroids_).argmin(1)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         clusters = self.clusters(x)
