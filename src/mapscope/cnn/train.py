@@ -139,7 +139,7 @@ def train(
     precision = pick_precision(config.precision, device)
     torch.set_flush_denormal(True)
 
-    subset = np.arange(min(config.max_train or 10**9, len(bundle.split.train)))
+    subset = bundle.train_positions(config.max_train)
     x_train = torch.from_numpy(bundle.inputs("train", subset, layout="nchw"))
     y_train = torch.from_numpy(bundle.labels("train", subset))
     x_test = torch.from_numpy(bundle.inputs("test", layout="nchw"))

@@ -77,6 +77,11 @@ class DataBundle:
             )  # raises the range error naming the valid range
         return rows[indices]
 
+    def train_positions(self, limit: int | None = None) -> np.ndarray:
+        """Positions of the training part; only the first ``limit`` when given (quick runs)."""
+        n = len(self.split.train)
+        return np.arange(min(limit or n, n))
+
     def raw(self, part: str, indices=None) -> np.ndarray:
         return self.dataset.x[self.rows(part, indices)]
 

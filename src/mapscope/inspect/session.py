@@ -10,7 +10,7 @@ import numpy as np
 from mapscope.cnn.build import Network
 from mapscope.cnn.checkpoint import load_model
 from mapscope.data.bundle import DataBundle
-from mapscope.inspect.taps import check_layer, layer_outputs
+from mapscope.inspect.taps import layer_outputs
 
 
 @dataclass
@@ -23,7 +23,6 @@ class Inspection:
         return cls(load_model(run_dir), DataBundle.from_run(run_dir, data_root))
 
     def activations(self, layer: str, part: str, indices) -> np.ndarray:
-        check_layer(self.net, layer)
         return layer_outputs(self.net, self.bundle.inputs(part, indices, layout="nchw"), [layer])[
             layer
         ]

@@ -21,7 +21,7 @@ from mapscope.io import write_json
 from mapscope.mlp.network import MLP
 from mapscope.report.curves import plot_mlp_history
 from mapscope.report.figures import save_figure
-from mapscope.runs import create_run, read_config, write_metrics
+from mapscope.runs import create_run, write_metrics
 
 
 @dataclass(frozen=True)
@@ -136,30 +136,32 @@ def train(
     bundle = DataBundle.create(
         config.dataset, config.scaling, mode, config.seed, data_root=data_root
     )
-    subset = np.arange(min(config.max_train or 10**9, len(bundle.split.train)))
+    subset = bundle.train_positions(config.max_train)
     x_train, x_test = bundle.inputs("train", subset), bundle.inputs("test")
     y_train, y_test = bundle.labels("train", subset), bundle.labels("test")
-    run = create_run(out, {"kind": "mlp", "train": asdict(config), "data": bundle.config()})
-    bundle.save(run)
-    l2 = config.l2
+    l2, features = config.l2, None
     if config.cluster_features:
         from mapscope.cluster.features import ClusterDistances
 
         features = ClusterDistances(config.cluster_features, seed=config.seed).fit(x_train)
-        features.save(run / "cluster_features.npz")
         x_train, x_test = features.transform(x_train), features.transform(x_test)
         l2 = config.l2 * config.cluster_features / 784  # the rule of the original study
     layers = resolve_layers(config, x_train.shape[1], bundle.dataset.n_classes)
     model = MLP(layers, config.activation, config.loss, config.init_scale, config.seed).initialize()
-    effective = MLPConfig(**{**asdict(config), "layers": layers, "l2": l2})
-    write_json(
-        run / "config.json",
+    run = create_run(
+        out,
         {
-            **read_config(run),
+            "kind": "mlp",
+            "train": asdict(config),
+            "data": bundle.config(),
             "model": {"layers": list(layers), "activation": config.activation, "loss": config.loss},
             "effective_l2": l2,
         },
     )
+    bundle.save(run)
+    if features is not None:
+        features.save(run / "cluster_features.npz")
+    effective = MLPConfig(**{**asdict(config), "layers": layers, "l2": l2})
     history, seconds = fit(
         model, effective, x_train, y_train, x_test, y_test, bundle.dataset.n_classes
     )
