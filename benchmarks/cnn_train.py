@@ -80,6 +80,7 @@ def main() -> None:
             data_root=data_root(),
         )
         hist = read_json(Path(tmp) / "run/history.json")
+        precision = read_json(Path(tmp) / "run/metrics.json")["precision"]
     ours, total = [], 0.0
     for h in hist:
         total += h["seconds"]
@@ -87,7 +88,7 @@ def main() -> None:
     ref = reference_loop(args.epochs, args.batch_size)
     rows = []
     for name, history in (
-        ("mapscope (channels-last, pool-first, bf16 autocast, onecycle)", ours),
+        (f"mapscope ({precision}, channels-last, pool-first, fused Adam, onecycle)", ours),
         ("plain PyTorch eager loop (NCHW fp32, Adam 1e-3)", ref),
     ):
         rows.append(

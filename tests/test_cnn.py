@@ -83,6 +83,20 @@ def test_training_fast_path_equals_plain_forward():
     torch.testing.assert_close(fast, net(x))
 
 
+def test_auto_precision_is_bf16_only_with_cpu_matrix_units(monkeypatch):
+    from mapscope.cnn.device import pick_precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert pick_precision("auto", cpu) == "fp32"  # AVX512-BF16 alone: bf16 measured slower
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert pick_precision("auto", cpu) == "bf16"
+    assert pick_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ConfigError, match="auto, fp32 or bf16"):
+        pick_precision("fp16", cpu)
+
+
 def test_schedules():
     assert learning_rate("power", 1.0, 100, 1000, 1.0, 100) == pytest.approx(0.5)
     assert learning_rate("exponential", 1.0, 200, 1000, 0.5, 100) == pytest.approx(0.25)

@@ -65,7 +65,9 @@ def train_command(
     ),
     scaling: str = typer.Option(TrainConfig.scaling, help="standard, image, unit or none."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    precision: str = typer.Option("auto", help="auto, fp32 or bf16 (autocast)."),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 autocast on GPUs and AMX CPUs, else fp32), fp32 or bf16."
+    ),
     max_train: int = typer.Option(
         None, help="Train on the first N training images only (quick experiments)."
     ),

@@ -20,14 +20,19 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def pick_precision(name: str, device: torch.device) -> str:
-    """bf16 autocast where the hardware does bf16 natively (AVX512-BF16/AMX CPUs, recent GPUs)."""
+    """bf16 autocast only where bf16 matrix units make it pay: AMX CPUs and recent GPUs.
+
+    Measured on a 2-core AVX512-BF16 CPU without AMX: a training step of the reference network
+    took 16.5 ms under bf16 autocast and 12.0 ms in fp32, because oneDNN's bf16 convolutions
+    and matrix products there run at about half the fp32 rate.
+    """
     if name not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"precision {name!r} unknown; use auto, fp32 or bf16.")
     if name != "auto":
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if torch.cpu._is_avx512_bf16_supported() else "fp32"
+    return "bf16" if torch.cpu._is_amx_tile_supported() else "fp32"
 
 
 def autocast(device: torch.device, precision: str):
