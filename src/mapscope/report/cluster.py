@@ -77,6 +77,7 @@ def plot_prototypes(
 
 def plot_k_analysis(rows: list[dict], suggestion: dict, title: str) -> Figure:
     ks = [r["k"] for r in rows]
+    suggested = {"inertia": suggestion["elbow"], "silhouette": suggestion["silhouette"]}
     fig = new_figure(14, 3.8)
     for i, (key, label) in enumerate(
         (
@@ -88,13 +89,7 @@ def plot_k_analysis(rows: list[dict], suggestion: dict, title: str) -> Figure:
     ):
         ax = fig.add_subplot(1, 3, i)
         ax.plot(ks, [r[key] for r in rows], "o-")
-        chosen = (
-            suggestion["elbow"]
-            if key == "inertia"
-            else suggestion["silhouette"]
-            if key == "silhouette"
-            else None
-        )
+        chosen = suggested.get(key)
         if chosen is not None:
             ax.axvline(chosen, color="tab:red", ls="--", label=f"suggested k = {chosen}")
             ax.legend(fontsize=8)
