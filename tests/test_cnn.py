@@ -83,6 +83,95 @@ def test_training_fast_path_equals_plain_forward():
     torch.testing.assert_close(fast, net(x))
 
 
+def test_training_fast_path_gradients_equal_plain_torch(monkeypatch):
+    from mapscope.cnn import conv_pool
+
+    net = build(default_spec(), seed=3).to(memory_format=torch.channels_last).train()
+    x = torch.randn(8, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    y = torch.arange(8)
+
+    def gradients():
+        net.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        return {name: p.grad.clone() for name, p in net.named_parameters()}
+
+    fused = gradients()
+    monkeypatch.setattr(conv_pool, "applies", lambda *args: False)
+    plain = gradients()
+    for name in plain:
+        torch.testing.assert_close(fused[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("n_in", "n_out", "kernel", "pool", "side", "padding", "size"),
+    [
+        (1, 32, 3, 2, 28, "valid", None),  # Conv2D_1 + Max_Pool_1 of the reference network
+        (3, 5, 5, 3, 17, "same", None),
+        (2, 8, 3, 2, 28, "valid", (12, 11)),  # only the part the next layer reads
+    ],
+)
+def test_fused_conv_max_pool_equals_torch(n_in, n_out, kernel, pool, side, padding, size):
+    from mapscope.cnn.conv_pool import applies, conv_max_pool
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(n_in, n_out, kernel, padding=padding)
+    max_pool = torch.nn.MaxPool2d(pool)
+    x = torch.randn(5, n_in, side, side)
+    assert applies(conv, max_pool, x)
+    expected = max_pool(conv(x))
+    if size is not None:
+        expected = expected[:, :, : size[0], : size[1]]
+    got = conv_max_pool(x, conv, max_pool, size)
+    torch.testing.assert_close(got, expected)
+    upstream = torch.randn_like(expected)
+    want = torch.autograd.grad(expected, (conv.weight, conv.bias), upstream)
+    have = torch.autograd.grad(got, (conv.weight, conv.bias), upstream)
+    for w, h in zip(want, have, strict=True):
+        torch.testing.assert_close(h, w, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_conv_max_pool_breaks_ties_like_torch():
+    from mapscope.cnn.conv_pool import conv_max_pool
+
+    conv = torch.nn.Conv2d(2, 1, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))  # output = channel 0
+    x = torch.stack([torch.ones(6, 6), torch.randn(6, 6)]).unsqueeze(0)  # every window a tie
+    max_pool = torch.nn.MaxPool2d(2)
+    # which pixel wins shows in the gradient of the weight that reads channel 1
+    want = torch.autograd.grad(max_pool(conv(x)).sum(), conv.weight)[0]
+    have = torch.autograd.grad(conv_max_pool(x, conv, max_pool).sum(), conv.weight)[0]
+    torch.testing.assert_close(have, want)
+
+
+def test_fused_path_only_where_exact():
+    from mapscope.cnn.conv_pool import applies
+
+    conv, max_pool = torch.nn.Conv2d(1, 4, 3), torch.nn.MaxPool2d(2)
+    x = torch.randn(2, 1, 28, 28)
+    assert applies(conv, max_pool, x)
+    assert not applies(conv, max_pool, x.clone().requires_grad_())  # OIPs need input gradients
+    assert not applies(conv, max_pool, x.double())
+    assert not applies(torch.nn.Conv2d(1, 4, 3, stride=2), max_pool, x)
+    assert not applies(conv, torch.nn.MaxPool2d(2, stride=1), x)
+    assert not applies(conv, torch.nn.AvgPool2d(2), x)
+
+
+def test_training_reads_only_what_later_layers_use():
+    from mapscope.cnn.build import read_extents
+
+    spec = default_spec()
+    extents = dict(zip(spec.layer_names, read_extents(spec), strict=True))
+    # 13x13 -> Conv2D_2 (11x11) -> floor 2x2 pool (5x5) reads 10x10, which needs 12x12 input
+    assert extents["Max_Pool_1"] == (12, 12)
+    assert extents["Conv2D_2"] == (10, 10)
+    assert extents["Max_Pool_2"] is None and extents["Dense_1"] is None
+    raw = spec.to_dict()
+    raw["layers"][2]["padding"] = "same"
+    padded = spec_from_dict(raw)
+    assert dict(zip(padded.layer_names, read_extents(padded), strict=True))["Max_Pool_1"] is None
+
+
 def test_auto_precision_is_bf16_only_with_cpu_matrix_units(monkeypatch):
     from mapscope.cnn.device import pick_precision
 

