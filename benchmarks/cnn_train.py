@@ -88,7 +88,7 @@ def main() -> None:
     ref = reference_loop(args.epochs, args.batch_size)
     rows = []
     for name, history in (
-        (f"mapscope ({precision}, channels-last, pool-first, fused Adam, onecycle)", ours),
+        (f"mapscope ({precision}, fused conv1+pool1, channels-last, fused Adam, onecycle)", ours),
         ("plain PyTorch eager loop (NCHW fp32, Adam 1e-3)", ref),
     ):
         rows.append(

@@ -107,6 +107,7 @@ def test_training_fast_path_gradients_equal_plain_torch(monkeypatch):
     [
         (1, 32, 3, 2, 28, "valid", None),  # Conv2D_1 + Max_Pool_1 of the reference network
         (3, 5, 5, 3, 17, "same", None),
+        (1, 6, 3, 2, 15, 1, None),  # padding as the spec builds it (an int)
         (2, 8, 3, 2, 28, "valid", (12, 11)),  # only the part the next layer reads
     ],
 )
@@ -155,6 +156,7 @@ def test_fused_path_only_where_exact():
     assert not applies(torch.nn.Conv2d(1, 4, 3, stride=2), max_pool, x)
     assert not applies(conv, torch.nn.MaxPool2d(2, stride=1), x)
     assert not applies(conv, torch.nn.AvgPool2d(2), x)
+    assert not applies(torch.nn.Conv2d(1, 4, 4, padding="same"), max_pool, x)  # uneven padding
 
 
 def test_training_reads_only_what_later_layers_use():
