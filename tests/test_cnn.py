@@ -145,6 +145,17 @@ def test_fused_conv_max_pool_breaks_ties_like_torch():
     torch.testing.assert_close(have, want)
 
 
+def test_fused_gradient_has_the_weight_layout():
+    from mapscope.cnn.conv_pool import conv_max_pool
+
+    conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 10, 10).contiguous(memory_format=torch.channels_last)
+    out = conv_max_pool(x, conv, torch.nn.MaxPool2d(2))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    grad = torch.autograd.grad(out.sum(), conv.weight)[0]
+    assert grad.stride() == conv.weight.stride()  # fused Adam steps weight and grad in one pass
+
+
 def test_fused_path_only_where_exact():
     from mapscope.cnn.conv_pool import applies
 

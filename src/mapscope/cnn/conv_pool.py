@@ -105,6 +105,11 @@ class _ConvMaxPool(torch.autograd.Function):
         )
         ctx.save_for_backward(pixels, window)
         ctx.shape = (n_in, n_out, k, pool)
+        ctx.weight_format = (
+            torch.channels_last
+            if weight.is_contiguous(memory_format=torch.channels_last)
+            else torch.contiguous_format
+        )
         return out.permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
 
     @staticmethod
@@ -116,7 +121,7 @@ class _ConvMaxPool(torch.autograd.Function):
         # One partial sum per thread, added in a fixed order: same threads, same result.
         parts = torch.zeros(min(numba.get_num_threads(), len(grad)), k, k, n_in, n_out)
         backward_kernel(pixels.numpy(), grad.numpy(), window.numpy(), parts.numpy())
-        grad_weight = parts.sum(0).permute(3, 2, 0, 1).contiguous()
+        grad_weight = parts.sum(0).permute(3, 2, 0, 1).contiguous(memory_format=ctx.weight_format)
         return None, grad_weight, grad.sum((0, 1, 2)), None, None
 
 
@@ -125,8 +130,8 @@ def _kernels(n_in: int, n_out: int, k: int, pool: int):
     """Kernels with the layer's sizes as compile-time constants.
 
     Constant loop bounds let LLVM unroll the window and kernel loops and vectorise over the
-    output channels with the sums in registers; with run-time bounds the same code is 3-6 times
-    slower.
+    output channels with the sums in registers; with run-time bounds the same code was about 3
+    times slower.
     """
     span = pool + k - 1  # input rows/columns under one pooling window
     windows = pool * pool
