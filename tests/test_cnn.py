@@ -131,6 +131,65 @@ def test_fused_conv_max_pool_equals_torch(n_in, n_out, kernel, pool, side, paddi
         torch.testing.assert_close(h, w, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("n_in", "n_out", "kernel", "pool", "side", "padding", "size", "bias"),
+    [
+        (32, 64, 3, 2, 12, "valid", None, 0.0),  # Conv2D_2 + Max_Pool_2 of the reference network
+        (32, 64, 3, 2, 12, "valid", None, -0.5),  # most pooled values below 0: sparse gradient
+        (3, 5, 5, 3, 17, "same", None, 0.0),
+        (4, 6, 3, 2, 15, 1, None, 0.0),
+        (2, 8, 3, 2, 28, "valid", (6, 5), 0.0),
+        (7, 9, 1, 2, 9, "valid", None, 0.0),
+    ],
+)
+def test_sparse_backward_equals_torch(n_in, n_out, kernel, pool, side, padding, size, bias):
+    from mapscope.cnn.conv_pool import applies, conv_max_pool
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(n_in, n_out, kernel, padding=padding).to(
+        memory_format=torch.channels_last
+    )
+    with torch.no_grad():
+        conv.bias.add_(bias)
+    max_pool = torch.nn.MaxPool2d(pool)
+    x = torch.randn(6, n_in, side, side).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    assert applies(conv, max_pool, x)
+    expected = torch.relu(max_pool(conv(x)))
+    if size is not None:
+        expected = expected[:, :, : size[0], : size[1]]
+    got = torch.relu(conv_max_pool(x, conv, max_pool, size))
+    torch.testing.assert_close(got, expected)
+    upstream = torch.randn_like(expected)
+    params = (x, conv.weight, conv.bias)
+    want = torch.autograd.grad(expected, params, upstream)
+    have = torch.autograd.grad(got, params, upstream)
+    for name, w, h in zip(("input", "weight", "bias"), want, have, strict=True):
+        torch.testing.assert_close(h, w, rtol=1e-4, atol=1e-5, msg=name)
+    assert have[1].stride() == conv.weight.stride()  # fused Adam steps weight and grad in one pass
+
+
+def test_sparse_backward_is_the_same_on_any_number_of_threads():
+    import numba
+
+    from mapscope.cnn.conv_pool import conv_max_pool
+
+    torch.manual_seed(1)
+    conv, max_pool = torch.nn.Conv2d(16, 24, 3), torch.nn.MaxPool2d(2)
+    x = torch.randn(9, 16, 14, 14, requires_grad=True)  # 9 images: uneven over the threads
+
+    def gradients(threads):
+        numba.set_num_threads(threads)
+        try:
+            out = torch.relu(conv_max_pool(x, conv, max_pool))
+            return torch.autograd.grad(out.square().sum(), (x, conv.weight, conv.bias))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+    for one, many in zip(gradients(1), gradients(numba.config.NUMBA_NUM_THREADS), strict=True):
+        assert torch.equal(one, many)
+
+
 def test_fused_conv_max_pool_breaks_ties_like_torch():
     from mapscope.cnn.conv_pool import conv_max_pool
 
@@ -143,6 +202,12 @@ def test_fused_conv_max_pool_breaks_ties_like_torch():
     want = torch.autograd.grad(max_pool(conv(x)).sum(), conv.weight)[0]
     have = torch.autograd.grad(conv_max_pool(x, conv, max_pool).sum(), conv.weight)[0]
     torch.testing.assert_close(have, want)
+    # the sparse path (input with gradient) routes ties to the same pixel of the input gradient
+    x.requires_grad_()
+    want = torch.autograd.grad(max_pool(conv(x)).sum(), (x, conv.weight))
+    have = torch.autograd.grad(conv_max_pool(x, conv, max_pool).sum(), (x, conv.weight))
+    for w, h in zip(want, have, strict=True):
+        torch.testing.assert_close(h, w)
 
 
 def test_fused_gradient_has_the_weight_layout():
@@ -162,7 +227,9 @@ def test_fused_path_only_where_exact():
     conv, max_pool = torch.nn.Conv2d(1, 4, 3), torch.nn.MaxPool2d(2)
     x = torch.randn(2, 1, 28, 28)
     assert applies(conv, max_pool, x)
-    assert not applies(conv, max_pool, x.clone().requires_grad_())  # OIPs need input gradients
+    assert applies(conv, max_pool, x.clone().requires_grad_())  # deeper layers: sparse backward
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not applies(conv, max_pool, x)
     assert not applies(conv, max_pool, x.double())
     assert not applies(torch.nn.Conv2d(1, 4, 3, stride=2), max_pool, x)
     assert not applies(conv, torch.nn.MaxPool2d(2, stride=1), x)

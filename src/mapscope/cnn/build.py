@@ -66,6 +66,13 @@ class Network(nn.Module):
                     x = layer.act(following(layer.inner(x)))
                 i += 2
                 continue
+            if self.training and _flattened_next(layer, following):
+                # Flatten reads the map in NCHW order, so a channels-last map is copied anyway.
+                # Copying before the activation keeps its forward and backward in one layout:
+                # ReLU's backward across two layouts took 10x longer (66 against 6 us).
+                x = layer.act(layer.inner(x).contiguous())
+                i += 1
+                continue
             x = layer(x)
             i += 1
         return x
@@ -136,6 +143,15 @@ def _poolable(layer: nn.Module, following: nn.Module | None) -> bool:
         and isinstance(layer.act, nn.ReLU | nn.Sigmoid | nn.ELU | nn.Tanh | nn.SELU | nn.Identity)
         and not layer._forward_hooks
         and not following._forward_hooks
+    )
+
+
+def _flattened_next(layer: nn.Module, following: nn.Module | None) -> bool:
+    return (
+        isinstance(layer, Activated)
+        and isinstance(following, nn.Flatten)
+        and isinstance(layer.inner, nn.Conv2d)
+        and not layer._forward_hooks
     )
 
 
