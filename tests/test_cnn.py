@@ -102,6 +102,12 @@ def test_training_fast_path_gradients_equal_plain_torch(monkeypatch):
         torch.testing.assert_close(fused[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
+def assert_sums_close(have: torch.Tensor, want: torch.Tensor, msg: str | None = None) -> None:
+    """Gradients summed in another order: float32 rounding grows with the size of the terms."""
+    scale = max(1.0, want.abs().max().item())
+    torch.testing.assert_close(have, want, rtol=1e-4, atol=1e-5 * scale, msg=msg)
+
+
 @pytest.mark.parametrize(
     ("n_in", "n_out", "kernel", "pool", "side", "padding", "size"),
     [
@@ -111,7 +117,8 @@ def test_training_fast_path_gradients_equal_plain_torch(monkeypatch):
         (2, 8, 3, 2, 28, "valid", (12, 11)),  # only the part the next layer reads
     ],
 )
-def test_fused_conv_max_pool_equals_torch(n_in, n_out, kernel, pool, side, padding, size):
+@pytest.mark.parametrize("relu", [False, True])
+def test_fused_conv_max_pool_equals_torch(n_in, n_out, kernel, pool, side, padding, size, relu):
     from mapscope.cnn.conv_pool import applies, conv_max_pool
 
     torch.manual_seed(0)
@@ -120,29 +127,31 @@ def test_fused_conv_max_pool_equals_torch(n_in, n_out, kernel, pool, side, paddi
     x = torch.randn(5, n_in, side, side)
     assert applies(conv, max_pool, x)
     expected = max_pool(conv(x))
+    expected = torch.relu(expected) if relu else expected
     if size is not None:
         expected = expected[:, :, : size[0], : size[1]]
-    got = conv_max_pool(x, conv, max_pool, size)
+    got = conv_max_pool(x, conv, max_pool, size, relu)
     torch.testing.assert_close(got, expected)
     upstream = torch.randn_like(expected)
     want = torch.autograd.grad(expected, (conv.weight, conv.bias), upstream)
     have = torch.autograd.grad(got, (conv.weight, conv.bias), upstream)
     for w, h in zip(want, have, strict=True):
-        torch.testing.assert_close(h, w, rtol=1e-4, atol=1e-5)
+        assert_sums_close(h, w)
 
 
 @pytest.mark.parametrize(
     ("n_in", "n_out", "kernel", "pool", "side", "padding", "size", "bias"),
     [
         (32, 64, 3, 2, 12, "valid", None, 0.0),  # Conv2D_2 + Max_Pool_2 of the reference network
-        (32, 64, 3, 2, 12, "valid", None, -0.5),  # most pooled values below 0: sparse gradient
+        (32, 64, 3, 2, 12, "valid", None, -0.5),  # most pooled values below 0: sparser gradient
         (3, 5, 5, 3, 17, "same", None, 0.0),
         (4, 6, 3, 2, 15, 1, None, 0.0),
         (2, 8, 3, 2, 28, "valid", (6, 5), 0.0),
         (7, 9, 1, 2, 9, "valid", None, 0.0),
     ],
 )
-def test_sparse_backward_equals_torch(n_in, n_out, kernel, pool, side, padding, size, bias):
+@pytest.mark.parametrize("relu", [False, True])
+def test_sparse_backward_equals_torch(n_in, n_out, kernel, pool, side, padding, size, bias, relu):
     from mapscope.cnn.conv_pool import applies, conv_max_pool
 
     torch.manual_seed(0)
@@ -158,14 +167,15 @@ def test_sparse_backward_equals_torch(n_in, n_out, kernel, pool, side, padding, 
     expected = torch.relu(max_pool(conv(x)))
     if size is not None:
         expected = expected[:, :, : size[0], : size[1]]
-    got = torch.relu(conv_max_pool(x, conv, max_pool, size))
+    got = conv_max_pool(x, conv, max_pool, size, relu)
+    got = got if relu else torch.relu(got)  # the ReLU in the kernels, or after them
     torch.testing.assert_close(got, expected)
     upstream = torch.randn_like(expected)
     params = (x, conv.weight, conv.bias)
     want = torch.autograd.grad(expected, params, upstream)
     have = torch.autograd.grad(got, params, upstream)
     for name, w, h in zip(("input", "weight", "bias"), want, have, strict=True):
-        torch.testing.assert_close(h, w, rtol=1e-4, atol=1e-5, msg=name)
+        assert_sums_close(h, w, msg=name)
     assert have[1].stride() == conv.weight.stride()  # fused Adam steps weight and grad in one pass
 
 
@@ -181,7 +191,7 @@ def test_sparse_backward_is_the_same_on_any_number_of_threads():
     def gradients(threads):
         numba.set_num_threads(threads)
         try:
-            out = torch.relu(conv_max_pool(x, conv, max_pool))
+            out = conv_max_pool(x, conv, max_pool, relu=True)
             return torch.autograd.grad(out.square().sum(), (x, conv.weight, conv.bias))
         finally:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)

@@ -61,7 +61,9 @@ class Network(nn.Module):
                 # training: in eval mode every named layer's hook sees its own output.
                 if conv_pool.applies(layer.inner, following, x):
                     size = self.extents[i + 1]
-                    x = layer.act(conv_pool.conv_max_pool(x, layer.inner, following, size))
+                    relu = isinstance(layer.act, nn.ReLU)  # folded into the kernels
+                    x = conv_pool.conv_max_pool(x, layer.inner, following, size, relu)
+                    x = x if relu else layer.act(x)
                 else:
                     x = layer.act(following(layer.inner(x)))
                 i += 2

@@ -1,28 +1,29 @@
-"""The first convolution and the max-pool after it as one CPU kernel, for training.
+"""A convolution and the max-pool after it, for training on the CPU, in two numba paths.
 
-In the reference network the 26x26x32 output of ``Conv2D_1`` is the largest tensor of a training
-step, yet only a quarter of it survives ``Max_Pool_1``. Torch writes it, pools it, then in the
-backward pass zero-fills a gradient of the same size and scatters into it, only to reduce that
-gradient to 288 kernel weights. Here each pooled value is computed window by window, keeping
-the maximum and which position of the window gave it; the backward pass turns the pooled
-gradient straight into kernel gradients. The big map is never stored. On 2 cores a training step
-of the reference network (batch 64) went from 9.4 to 8.2 ms (fastest of 8 rounds; 7.2 ms with
-the crop described in ``build.read_extents``).
+Only one position of each pooling window receives gradient, and a ReLU after the pool zeroes
+many of those too; torch nevertheless stores the full-size map, zero-fills a full-size
+gradient, scatters into it and runs a dense backward over it. Both paths here pool into the
+winning window position (an int8; -1 where the ReLU, folded in, is off) and send gradient only
+there:
 
-Deeper convolutions (``Conv2D_2``) take a second path: the convolution stays torch's (oneDNN
-is fast once there are input channels), but the pool records which window position won and the
-backward pass is sparse. Only the winning position of each window receives gradient, and the
-activation after the pool zeroes many of those too, so the convolution's backward needs
-gradient at one position in four or fewer. Torch zero-fills the full-size gradient, scatters
-into it and runs a dense backward over it; here each non-zero pooled gradient adds one
-kernel-sized patch to the input gradient and one input patch to its channel's kernel gradient.
-On 2 cores, ``Conv2D_2`` + ``Max_Pool_2`` forward and backward went from {torch_ms} to {ours_ms} ms.
+- The first layer (``Conv2D_1``; its input needs no gradient): the convolution runs in the
+  kernel too, window by window, so the 26x26x32 map is never stored, and the backward turns the
+  pooled gradient straight into the 288 kernel gradients.
+- Deeper layers (``Conv2D_2``): the convolution stays torch's (oneDNN is fast once there are
+  input channels); the backward adds one kernel-sized patch to the input gradient and one input
+  patch to the filter's kernel gradient for each non-zero pooled gradient, a quarter or less of
+  the dense work.
 
-Both are torch's ``max_pool2d(conv2d(x))`` up to float rounding (ties go to the first position
-of a window, as in torch). They are used only where that holds: float32 on the CPU outside
-autocast, stride 1, a square pool whose stride is its size, as ``nn.MaxPool2d(size)`` builds it.
-The kernels are compiled by numba once per layer shape and cached on disk; every sum runs in a
-fixed order, so the same threads give the same result.
+Measured on 2 cores, batch 64, alternating blocks of training steps in one process: the first
+path took a step from 9.4 to 8.2 ms on the machine of that day; the second took it from 4.24 to
+3.71 ms on a faster one (fastest of 8 rounds).
+
+Both give torch's ``relu(max_pool2d(conv2d(x)))`` (or without the ReLU) up to float rounding;
+ties go to the first position of a window, as in torch. They are used only where that holds:
+float32 on the CPU outside autocast, stride 1, a square pool whose stride is its size, as
+``nn.MaxPool2d(size)`` builds it. The kernels are compiled by numba once per layer shape and
+cached on disk. Every sum runs in a fixed order, so the same threads give the same result (the
+deeper path's gradients do not depend on the number of threads at all).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from torch import nn
 
 
 def applies(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``pool(conv(x))`` can take the fused path (see the module docstring)."""
+    """Whether ``pool(conv(x))`` can take a path of this module (see its docstring)."""
     return (
         isinstance(conv, nn.Conv2d)
         and isinstance(pool, nn.MaxPool2d)
@@ -86,8 +87,10 @@ def conv_max_pool(
     conv: nn.Conv2d,
     pool: nn.MaxPool2d,
     size: tuple[int, int] | None = None,
+    relu: bool = False,
 ) -> torch.Tensor:
-    """``pool(conv(x))`` in one pass; differentiable with respect to the conv's weight and bias.
+    """``pool(conv(x))``, or ``relu(pool(conv(x)))``; differentiable in the conv's parameters
+    and, where ``x`` needs it, in ``x``.
 
     ``size`` keeps only the top-left rows x columns of the result: the part that the following
     layers read (see ``Network``); computing the rest would be work whose gradient is zero.
@@ -95,53 +98,57 @@ def conv_max_pool(
     pad = _padding(conv)
     if pad != (0, 0):
         x = F.pad(x, (pad[1], pad[1], pad[0], pad[0]))
-    if not x.requires_grad:  # the first layer: the whole convolution in one kernel
-        return _ConvMaxPool.apply(x, conv.weight, conv.bias, pool.kernel_size, size)
     if size is not None:  # the input rows and columns that the kept outputs read
         k, p = conv.kernel_size[0], pool.kernel_size
         x = x[:, :, : size[0] * p + k - 1, : size[1] * p + k - 1]
-    return _ConvThenMaxPool.apply(x, conv.weight, conv.bias, pool.kernel_size)
+    function = _ConvThenMaxPool if x.requires_grad else _ConvMaxPool
+    return function.apply(x, conv.weight, conv.bias, pool.kernel_size, relu)
 
 
 class _ConvMaxPool(torch.autograd.Function):
+    """The whole convolution in the kernel; for an input without gradient (the first layer)."""
+
     @staticmethod
-    def forward(ctx, x, weight, bias, pool, size):
+    def forward(ctx, x, weight, bias, pool, relu):
         n_out, n_in, k, _ = weight.shape
-        forward_kernel, _ = _kernels(n_in, n_out, k, pool)
+        kernels = _first_layer_kernels(n_in, n_out, k, pool, relu)
         pixels = x.permute(0, 2, 3, 1).contiguous()  # free for channels-last input
         kernel = weight.detach().permute(2, 3, 1, 0).contiguous()
-        rows = (x.shape[2] - k + 1) // pool
-        cols = (x.shape[3] - k + 1) // pool
-        if size is not None:
-            rows, cols = min(rows, size[0]), min(cols, size[1])
+        rows, cols = (x.shape[2] - k + 1) // pool, (x.shape[3] - k + 1) // pool
         out = torch.empty(x.shape[0], rows, cols, n_out)
         window = torch.empty(x.shape[0], rows, cols, n_out, dtype=torch.int8)
-        forward_kernel(
+        kernels.forward(
             pixels.numpy(), kernel.numpy(), bias.detach().numpy(), out.numpy(), window.numpy()
         )
         ctx.save_for_backward(pixels, window)
-        ctx.shape = (n_in, n_out, k, pool)
+        ctx.setup = (n_in, n_out, k, pool, relu)
         ctx.weight_format = _memory_format(weight)
         return out.permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
 
     @staticmethod
     def backward(ctx, grad):
         pixels, window = ctx.saved_tensors
-        n_in, n_out, k, pool = ctx.shape
-        _, backward_kernel = _kernels(n_in, n_out, k, pool)
+        n_in, n_out, k, pool, relu = ctx.setup
+        kernels = _first_layer_kernels(n_in, n_out, k, pool, relu)
         grad = grad.permute(0, 2, 3, 1).contiguous()
         # One partial sum per thread, added in a fixed order: same threads, same result.
-        parts = torch.zeros(min(numba.get_num_threads(), len(grad)), k, k, n_in, n_out)
-        backward_kernel(pixels.numpy(), grad.numpy(), window.numpy(), parts.numpy())
+        threads = min(numba.get_num_threads(), len(grad))
+        parts = torch.zeros(threads, k, k, n_in, n_out)
+        bias_parts = torch.zeros(threads, n_out)
+        kernels.backward(
+            pixels.numpy(), grad.numpy(), window.numpy(), parts.numpy(), bias_parts.numpy()
+        )
         grad_weight = parts.sum(0).permute(3, 2, 0, 1).contiguous(memory_format=ctx.weight_format)
-        return None, grad_weight, grad.sum((0, 1, 2)), None, None
+        return None, grad_weight, bias_parts.sum(0), None, None
 
 
 class _ConvThenMaxPool(torch.autograd.Function):
+    """Torch's convolution, then the pool and a sparse backward; for deeper layers."""
+
     @staticmethod
-    def forward(ctx, x, weight, bias, pool):
+    def forward(ctx, x, weight, bias, pool, relu):
         n_out, n_in, k, _ = weight.shape
-        kernels = _sparse_kernels(n_in, n_out, k, pool)
+        kernels = _deeper_layer_kernels(n_in, n_out, k, pool, relu)
         maps = F.conv2d(x, weight, bias).permute(0, 2, 3, 1).contiguous()  # free: oneDNN's layout
         rows, cols = maps.shape[1] // pool, maps.shape[2] // pool
         out = torch.empty(x.shape[0], rows, cols, n_out)
@@ -149,7 +156,7 @@ class _ConvThenMaxPool(torch.autograd.Function):
         kernels.max_pool(maps.numpy(), out.numpy(), window.numpy())
         pixels = x.detach().permute(0, 2, 3, 1).contiguous()
         ctx.save_for_backward(pixels, weight, window)
-        ctx.pool = pool
+        ctx.setup = (pool, relu)
         ctx.weight_format = _memory_format(weight)
         return out.permute(0, 3, 1, 2)
 
@@ -157,7 +164,7 @@ class _ConvThenMaxPool(torch.autograd.Function):
     def backward(ctx, grad):
         pixels, weight, window = ctx.saved_tensors
         n_out, n_in, k, _ = weight.shape
-        kernels = _sparse_kernels(n_in, n_out, k, ctx.pool)
+        kernels = _deeper_layer_kernels(n_in, n_out, k, *ctx.setup)
         grad = grad.permute(0, 2, 3, 1).contiguous()
         n, height, width, _ = pixels.shape
         grad_x = None
@@ -168,16 +175,18 @@ class _ConvThenMaxPool(torch.autograd.Function):
             kernels.grad_input(rows.numpy(), grad.numpy(), window.numpy(), flat.numpy())
             grad_x = flat.view(n, height, width, n_in).permute(0, 3, 1, 2)
         grad_w = torch.empty(n_out, k, k * n_in)
+        grad_b = torch.empty(n_out)
         kernels.grad_weight(
             pixels.view(n, height, width * n_in).numpy(),
             grad.numpy(),
             window.numpy(),
             grad_w.numpy(),
+            grad_b.numpy(),
             numba.get_num_threads(),
         )
         grad_w = grad_w.view(n_out, k, k, n_in).permute(0, 3, 1, 2)
         grad_w = grad_w.contiguous(memory_format=ctx.weight_format)
-        return grad_x, grad_w, grad.sum((0, 1, 2)), None
+        return grad_x, grad_w, grad_b, None, None
 
 
 def _memory_format(weight: torch.Tensor) -> torch.memory_format:
@@ -187,8 +196,13 @@ def _memory_format(weight: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+class _FirstLayerKernels(NamedTuple):
+    forward: Callable
+    backward: Callable
+
+
 @cache
-def _kernels(n_in: int, n_out: int, k: int, pool: int):
+def _first_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
     """Kernels with the layer's sizes as compile-time constants.
 
     Constant loop bounds let LLVM unroll the window and kernel loops and vectorise over the
@@ -222,16 +236,20 @@ def _kernels(n_in: int, n_out: int, k: int, pool: int):
                                 if s > best:
                                     best = s
                                     at = dy * pool + dx
-                        best_out[c] = best + bias[c]
-                        best_at[c] = at
+                        value = best + bias[c]
+                        off = relu and not value > 0  # the ReLU passes no gradient here
+                        best_out[c] = np.float32(0.0) if off else value
+                        best_at[c] = -1 if off else at
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def backward(pixels, grad, window, parts):
-        # parts (threads, k, k, in, out): each thread sums the kernel gradient of its images
+    def backward(pixels, grad, window, parts, bias_parts):
+        # parts (threads, k, k, in, out), bias_parts (threads, out): each thread sums the
+        # gradients of its images
         n_images = pixels.shape[0]
         per_part = -(-n_images // parts.shape[0])
         for part in prange(parts.shape[0]):
             total = parts[part]
+            bias_total = bias_parts[part]
             routed = np.empty((windows, n_out), np.float32)  # gradient per window position
             for n in range(part * per_part, min(n_images, (part + 1) * per_part)):
                 for row in range(grad.shape[1]):
@@ -242,6 +260,7 @@ def _kernels(n_in: int, n_out: int, k: int, pool: int):
                         g = grad[n, row, col]
                         at = window[n, row, col]
                         for c in range(n_out):
+                            bias_total[c] += g[c] if at[c] >= 0 else np.float32(0.0)
                             for w in range(windows):
                                 routed[w, c] = g[c] if at[c] == w else np.float32(0.0)
                         for ky in range(k):
@@ -258,18 +277,18 @@ def _kernels(n_in: int, n_out: int, k: int, pool: int):
                                                 )
                                         tap[c] = s
 
-    return forward, backward
+    return _FirstLayerKernels(forward, backward)
 
 
-class _SparseKernels(NamedTuple):
+class _DeeperLayerKernels(NamedTuple):
     max_pool: Callable
     grad_input: Callable
     grad_weight: Callable
 
 
 @cache
-def _sparse_kernels(n_in: int, n_out: int, k: int, pool: int) -> _SparseKernels:
-    """Max-pool with window positions, and the sparse backward of the convolution before it.
+def _deeper_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
+    """Max-pool into window positions, and the sparse backward of the convolution before it.
 
     The backward adds scaled rows of ``k * n_in`` contiguous values, four sources at a time
     (one store per four multiply-adds). Rows are slices indexed by the loop counter: with
@@ -296,8 +315,9 @@ def _sparse_kernels(n_in: int, n_out: int, k: int, pool: int) -> _SparseKernels:
                             if v > best:
                                 best = v
                                 at = w
-                        best_out[ch] = best
-                        best_at[ch] = at
+                        off = relu and not best > 0  # the ReLU passes no gradient here
+                        best_out[ch] = np.float32(0.0) if off else best
+                        best_at[ch] = -1 if off else at
 
     @njit(parallel=True, fastmath=True, cache=True)
     def grad_input(weight, grad, window, grad_x):
@@ -315,10 +335,10 @@ def _sparse_kernels(n_in: int, n_out: int, k: int, pool: int) -> _SparseKernels:
                     at = window[n, r, c]
                     count[:] = 0
                     for ch in range(n_out):  # no branch: write always, count the non-zeros
-                        w = at[ch]
+                        w = max(at[ch], 0)
                         picked[w, count[w]] = ch
                         scale[w, count[w]] = g[ch]
-                        count[w] += g[ch] != 0.0
+                        count[w] += (at[ch] >= 0) & (g[ch] != 0.0)
                     for w in range(windows):
                         m = count[w]
                         if m == 0:
@@ -340,14 +360,16 @@ def _sparse_kernels(n_in: int, n_out: int, k: int, pool: int) -> _SparseKernels:
                                     dst[j] += (s0 * w0[j] + s1 * w1[j]) + (s2 * w2[j] + s3 * w3[j])
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def grad_weight(pixels, grad, window, grad_w, parts):
-        # pixels (N, H, W * in); grad_w (out, k, row). Each task owns a block of filters and
-        # walks the images in order, so one image's pixels serve all its filters from cache.
+    def grad_weight(pixels, grad, window, grad_w, grad_b, parts):
+        # pixels (N, H, W * in); grad_w (out, k, row); grad_b (out). Each task owns a block of
+        # filters and walks the images in order, so one image's pixels serve all its filters
+        # from cache, and each sum runs in the same order whatever the number of tasks.
         cells = grad.shape[1] * grad.shape[2]
         per_part = -(-n_out // parts)
         for part in prange(parts):
             first, last = part * per_part, min(n_out, (part + 1) * per_part)
             grad_w[first:last] = 0.0
+            grad_b[first:last] = 0.0
             top = np.zeros(cells + 4, np.int64)  # the non-zero gradients of one filter, image
             left = np.zeros(cells + 4, np.int64)
             scale = np.zeros(cells + 4, np.float32)
@@ -359,14 +381,15 @@ def _sparse_kernels(n_in: int, n_out: int, k: int, pool: int) -> _SparseKernels:
                         for c in range(grad.shape[2]):
                             v = grad[n, r, c, ch]
                             w = window[n, r, c, ch]
-                            top[m] = r * pool + w // pool
-                            left[m] = (c * pool + w % pool) * n_in
+                            top[m] = r * pool + max(w, 0) // pool
+                            left[m] = (c * pool + max(w, 0) % pool) * n_in
                             scale[m] = v
-                            m += v != 0.0
+                            m += (w >= 0) & (v != 0.0)
                     scale[m : m + 3] = 0.0
                     total = grad_w[ch]
                     for q in range(0, m, 4):
                         s0, s1, s2, s3 = scale[q], scale[q + 1], scale[q + 2], scale[q + 3]
+                        grad_b[ch] += (s0 + s1) + (s2 + s3)
                         for ky in range(k):
                             x0 = image[top[q] + ky, left[q] : left[q] + row]
                             x1 = image[top[q + 1] + ky, left[q + 1] : left[q + 1] + row]
@@ -376,4 +399,4 @@ def _sparse_kernels(n_in: int, n_out: int, k: int, pool: int) -> _SparseKernels:
                             for j in range(row):
                                 dst[j] += (s0 * x0[j] + s1 * x1[j]) + (s2 * x2[j] + s3 * x3[j])
 
-    return _SparseKernels(max_pool, grad_input, grad_weight)
+    return _DeeperLayerKernels(max_pool, grad_input, grad_weight)
