@@ -332,22 +332,24 @@ def _deeper_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
             start = np.zeros((windows, n_out + 4), np.uint64)
             scale = np.zeros((windows, n_out + 4), np.float32)
             count = np.zeros(windows, np.int64)
+            grads, windows_at = grad[n].reshape(-1), window[n].reshape(-1)
+            at = uint64(0)  # (row, column, filter) in this image's gradient
             for r in range(grad.shape[1]):
                 for c in range(grad.shape[2]):
-                    g = grad[n, r, c]
-                    at = window[n, r, c]
-                    count[:] = 0
+                    for w in range(windows):
+                        count[w] = 0
                     for ch in range(n_out):  # no branch: write always, count the non-zeros
-                        w = max(at[ch], 0)
+                        v, w = grads[at], max(windows_at[at], 0)
                         start[w, count[w]] = uint64(ch * k * row)
-                        scale[w, count[w]] = g[ch]
-                        count[w] += (at[ch] >= 0) & (g[ch] != 0.0)
+                        scale[w, count[w]] = v
+                        count[w] += (windows_at[at] >= 0) & (v != 0.0)
+                        at += uint64(1)
                     for w in range(windows):
                         m = count[w]
                         if m == 0:
                             continue
-                        scale[w, m : m + 3] = 0.0
-                        start[w, m : m + 3] = 0
+                        for q in range(m, m + 3):  # pad the last group of four
+                            scale[w, q], start[w, q] = 0.0, 0
                         corner = uint64((r * pool + w // pool) * grad_x.shape[2])
                         corner += uint64((c * pool + w % pool) * n_in)
                         here, factor = start[w], scale[w]
@@ -381,18 +383,20 @@ def _deeper_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
             scale = np.zeros(cells + 4, np.float32)
             for n in range(grad.shape[0]):
                 image = pixels[n].reshape(-1)
+                grads, windows_at = grad[n].reshape(-1), window[n].reshape(-1)
                 for ch in range(first, last):
                     m = 0
+                    at = uint64(ch)  # (row, column, filter) in this image's gradient
                     for r in range(grad.shape[1]):
                         for c in range(grad.shape[2]):
-                            v = grad[n, r, c, ch]
-                            w = window[n, r, c, ch]
+                            v, w = grads[at], windows_at[at]
+                            at += uint64(n_out)
                             corner = (r * pool + max(w, 0) // pool) * pixels.shape[2]
                             start[m] = uint64(corner + (c * pool + max(w, 0) % pool) * n_in)
                             scale[m] = v
                             m += (w >= 0) & (v != 0.0)
-                    scale[m : m + 3] = 0.0
-                    start[m : m + 3] = 0
+                    for q in range(m, m + 3):  # pad the last group of four
+                        scale[q], start[q] = 0.0, 0
                     for q in range(0, m, 4):
                         s0, s1, s2, s3 = scale[q], scale[q + 1], scale[q + 2], scale[q + 3]
                         p0, p1, p2, p3 = start[q], start[q + 1], start[q + 2], start[q + 3]
