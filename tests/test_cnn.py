@@ -179,6 +179,31 @@ def test_sparse_backward_equals_torch(n_in, n_out, kernel, pool, side, padding, 
     assert have[1].stride() == conv.weight.stride()  # fused Adam steps weight and grad in one pass
 
 
+@pytest.mark.parametrize("relu", [False, True])
+def test_sparse_path_under_bf16_autocast_pools_what_torch_computes(relu):
+    from mapscope.cnn.conv_pool import applies, conv_max_pool
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(32, 64, 3).to(memory_format=torch.channels_last)
+    max_pool = torch.nn.MaxPool2d(2)
+    x = torch.randn(6, 32, 12, 12).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert applies(conv, max_pool, x)
+        expected = max_pool(conv(x))  # oneDNN's bf16 convolution, torch's pool
+        expected = torch.relu(expected) if relu else expected
+        got = conv_max_pool(x, conv, max_pool, relu=relu)
+    assert got.dtype == torch.bfloat16 and torch.equal(got, expected)
+    upstream = torch.randn(expected.shape)
+    params = (x, conv.weight, conv.bias)
+    want = torch.autograd.grad(expected.float(), params, upstream)  # torch: bf16 backward
+    have = torch.autograd.grad(got.float(), params, upstream)  # here: float32 backward
+    for name, w, h in zip(("input", "weight", "bias"), want, have, strict=True):
+        assert h.dtype == torch.float32
+        scale = w.abs().max().item()
+        torch.testing.assert_close(h, w, rtol=0, atol=1e-2 * scale, msg=name)  # bf16: 8 bits
+
+
 def test_sparse_backward_is_the_same_on_any_number_of_threads():
     import numba
 
@@ -238,8 +263,7 @@ def test_fused_path_only_where_exact():
     x = torch.randn(2, 1, 28, 28)
     assert applies(conv, max_pool, x)
     assert applies(conv, max_pool, x.clone().requires_grad_())  # deeper layers: sparse backward
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not applies(conv, max_pool, x)
+    assert not applies(conv, max_pool, x.bfloat16())
     assert not applies(conv, max_pool, x.double())
     assert not applies(torch.nn.Conv2d(1, 4, 3, stride=2), max_pool, x)
     assert not applies(conv, torch.nn.MaxPool2d(2, stride=1), x)
@@ -262,18 +286,34 @@ def test_training_reads_only_what_later_layers_use():
     assert dict(zip(padded.layer_names, read_extents(padded), strict=True))["Max_Pool_1"] is None
 
 
-def test_auto_precision_is_bf16_only_with_cpu_matrix_units(monkeypatch):
+def test_auto_precision_is_bf16_only_where_bf16_products_are_faster(monkeypatch):
+    from mapscope.cnn import device
     from mapscope.cnn.device import pick_precision
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    assert pick_precision("auto", cpu) == "fp32"  # AVX512-BF16 alone: bf16 measured slower
+    monkeypatch.setattr(device, "bf16_matmul_speedup", lambda: 0.5)  # AVX512-BF16, half width
+    assert pick_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(device, "bf16_matmul_speedup", lambda: 4.0)  # full-width bf16 units
+    assert pick_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(device, "bf16_matmul_speedup", lambda: 0.5)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert pick_precision("auto", cpu) == "bf16"
     assert pick_precision("fp32", cpu) == "fp32"
     with pytest.raises(ConfigError, match="auto, fp32 or bf16"):
         pick_precision("fp16", cpu)
+
+
+def test_bf16_speedup_is_measured_once_and_zero_without_bf16_instructions(monkeypatch):
+    from mapscope.cnn.device import bf16_matmul_speedup
+
+    bf16_matmul_speedup.cache_clear()
+    measured = bf16_matmul_speedup()
+    assert measured >= 0 and bf16_matmul_speedup() == measured  # one measurement per process
+    bf16_matmul_speedup.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert bf16_matmul_speedup() == 0.0
+    bf16_matmul_speedup.cache_clear()
 
 
 def test_schedules():
@@ -355,6 +395,19 @@ def test_resume_continues_with_optimizer_state(real_data, tmp_path):
     assert read_json(tmp_path / "s/history.json")[1]["val_loss"] == pytest.approx(
         history[1]["val_loss"], rel=1e-5
     )
+
+
+def test_resume_keeps_the_precision_the_run_started_in(real_data, tmp_path, monkeypatch):
+    from mapscope.cnn import device
+    from mapscope.cnn.train import TrainConfig, train
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(device, "bf16_matmul_speedup", lambda: 4.0)
+    first = train(tmp_path / "r", TrainConfig(epochs=1, max_train=256), data_root=real_data)
+    assert first["precision"] == "bf16"
+    monkeypatch.setattr(device, "bf16_matmul_speedup", lambda: 0.5)  # "auto" now says fp32
+    again = train(tmp_path / "r", TrainConfig(epochs=1), resume=True, data_root=real_data)
+    assert again["precision"] == "bf16" and again["epochs"] == 2
 
 
 def test_diverging_run_stops_without_a_model(real_data, tmp_path):

@@ -37,6 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from numba import njit, prange, uint64
+from numba.core import types
+from numba.extending import overload
 from torch import nn
 
 
@@ -47,7 +49,6 @@ def applies(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
         and isinstance(pool, nn.MaxPool2d)
         and x.device.type == "cpu"
         and x.dtype == conv.weight.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")
         and conv.bias is not None
         and conv.stride == (1, 1)
         and conv.dilation == (1, 1)
@@ -149,11 +150,12 @@ class _ConvThenMaxPool(torch.autograd.Function):
     def forward(ctx, x, weight, bias, pool, relu):
         n_out, n_in, k, _ = weight.shape
         kernels = _deeper_layer_kernels(n_in, n_out, k, pool, relu)
-        maps = F.conv2d(x, weight, bias).permute(0, 2, 3, 1).contiguous()  # free: oneDNN's layout
+        maps = F.conv2d(x, weight, bias)  # bfloat16 under CPU autocast: oneDNN's fast path
+        maps = maps.permute(0, 2, 3, 1).contiguous()  # free: oneDNN writes channels-last
         rows, cols = maps.shape[1] // pool, maps.shape[2] // pool
-        out = torch.empty(x.shape[0], rows, cols, n_out)
+        out = torch.empty(x.shape[0], rows, cols, n_out, dtype=maps.dtype)
         window = torch.empty(x.shape[0], rows, cols, n_out, dtype=torch.int8)
-        kernels.max_pool(maps.numpy(), out.numpy(), window.numpy())
+        kernels.max_pool(_as_numpy(maps), _as_numpy(out), window.numpy())
         pixels = x.detach().permute(0, 2, 3, 1).contiguous()
         ctx.save_for_backward(pixels, weight, window)
         ctx.setup = (pool, relu)
@@ -165,7 +167,7 @@ class _ConvThenMaxPool(torch.autograd.Function):
         pixels, weight, window = ctx.saved_tensors
         n_out, n_in, k, _ = weight.shape
         kernels = _deeper_layer_kernels(n_in, n_out, k, *ctx.setup)
-        grad = grad.permute(0, 2, 3, 1).contiguous()
+        grad = grad.float().permute(0, 2, 3, 1).contiguous()  # the backward runs in float32
         n, height, width, _ = pixels.shape
         grad_x = None
         if ctx.needs_input_grad[0]:
@@ -187,6 +189,24 @@ class _ConvThenMaxPool(torch.autograd.Function):
         grad_w = grad_w.view(n_out, k, k, n_in).permute(0, 3, 1, 2)
         grad_w = grad_w.contiguous(memory_format=ctx.weight_format)
         return grad_x, grad_w, grad_b, None, None
+
+
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    """numpy has no bfloat16: 16-bit floats go to the kernels as their int16 bits."""
+    return t.view(torch.int16).numpy() if t.element_size() == 2 else t.numpy()
+
+
+def _ordered(value):
+    """A number that sorts as the float ``value`` does (see the overload below)."""
+
+
+@overload(_ordered)
+def _ordered_for(value):
+    if isinstance(value, types.Float):
+        return lambda value: value
+    if isinstance(value, types.Integer):  # a 16-bit float's bits: sign, then magnitude
+        return lambda value: value ^ ((value >> 15) & 0x7FFF)  # negatives: larger is lower
+    return None
 
 
 def _memory_format(weight: torch.Tensor) -> torch.memory_format:
@@ -300,7 +320,8 @@ def _deeper_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
 
     @njit(parallel=True, fastmath=True, cache=True)
     def max_pool(maps, out, window):
-        # maps (N, H, W, out) -> out, window (N, rows, cols, out); ties go to the first position
+        # maps (N, H, W, out) -> out, window (N, rows, cols, out); ties go to the first position.
+        # float32, or a 16-bit float as its int16 bits (compared through _ordered, copied as is)
         for n in prange(out.shape[0]):
             for r in range(out.shape[1]):
                 for c in range(out.shape[2]):
@@ -309,14 +330,14 @@ def _deeper_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
                     first = maps[n, r * pool, c * pool]
                     for ch in range(n_out):
                         best = first[ch]
+                        best_key = _ordered(best)
                         at = 0
                         for w in range(1, windows):
                             v = maps[n, r * pool + w // pool, c * pool + w % pool, ch]
-                            if v > best:
-                                best = v
-                                at = w
+                            if _ordered(v) > best_key:
+                                best, best_key, at = v, _ordered(v), w
                         off = relu and not best > 0  # the ReLU passes no gradient here
-                        best_out[ch] = np.float32(0.0) if off else best
+                        best_out[ch] = 0 if off else best
                         best_at[ch] = -1 if off else at
 
     @njit(parallel=True, fastmath=True, cache=True)

@@ -161,6 +161,8 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         step, planned_epochs = int(state["step"]), int(state["planned_epochs"])
+        # a run keeps the precision it started in, whatever "auto" would pick on this machine
+        precision = state.get("precision", precision)
         history = read_json(run / "history.json")
         planned_epochs = max(planned_epochs, len(history) + config.epochs)
     else:
@@ -236,7 +238,7 @@ def train(
                     "seconds": seconds,
                 }
             )
-            _checkpoint(run, net, optimizer, generator, step, planned_epochs, history)
+            _checkpoint(run, net, optimizer, generator, step, planned_epochs, precision, history)
             tqdm.write(
                 f"epoch {epoch + 1}: loss {train_loss:.4f}  val_loss {val_loss:.4f}  "
                 f"val_accuracy {val_acc:.4f}  ({seconds:.1f} s)"
@@ -264,7 +266,7 @@ def train(
     return metrics
 
 
-def _checkpoint(run, net, optimizer, generator, step, planned_epochs, history) -> None:
+def _checkpoint(run, net, optimizer, generator, step, planned_epochs, precision, history) -> None:
     save_weights(net, run / "model.safetensors")
     save_state(
         {
@@ -272,6 +274,7 @@ def _checkpoint(run, net, optimizer, generator, step, planned_epochs, history) -
             "generator": generator.get_state(),
             "step": step,
             "planned_epochs": planned_epochs,
+            "precision": precision,
         },
         run / "checkpoint.pt",
     )
