@@ -66,7 +66,9 @@ def train_command(
     scaling: str = typer.Option(TrainConfig.scaling, help="standard, image, unit or none."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     precision: str = typer.Option(
-        "auto", help="auto (bf16 autocast on GPUs and AMX CPUs, else fp32), fp32 or bf16."
+        "auto",
+        help="auto (bf16 autocast on GPUs, and on CPUs whose bf16 matrix products run at least "
+        "twice as fast as fp32; else fp32), fp32 or bf16.",
     ),
     max_train: int = typer.Option(
         None, help="Train on the first N training images only (quick experiments)."
