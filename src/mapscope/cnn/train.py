@@ -94,15 +94,16 @@ def regularization(net: Network) -> torch.Tensor | float:
 
 
 @torch.no_grad()
-def evaluate(net: Network, x: torch.Tensor, y: torch.Tensor, device, precision, batch=1000):
+def evaluate(net: Network, x: torch.Tensor, y: torch.Tensor, device, batch=1000):
+    """Loss and accuracy in float32 whatever precision training ran in: the numbers that
+    ``mapscope evaluate`` and ``predict`` will see for the saved model."""
     net.eval()
     loss_sum, correct = 0.0, 0
     for i in range(0, len(x), batch):
         xb = x[i : i + batch].to(device, memory_format=torch.channels_last)
         yb = y[i : i + batch].to(device)
-        with autocast(device, precision):
-            logits = net(xb)
-        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum").item()
+        logits = net(xb)
+        loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
         correct += (logits.argmax(1) == yb).sum().item()
     return loss_sum / len(x), correct / len(x)
 
@@ -226,7 +227,7 @@ def train(
                 )
             seconds = time.perf_counter() - began
             train_seconds += seconds
-            val_loss, val_acc = evaluate(net, x_test, y_test, device, precision)
+            val_loss, val_acc = evaluate(net, x_test, y_test, device)
             history.append(
                 {
                     "epoch": epoch + 1,
