@@ -46,8 +46,8 @@ def pick_precision(name: str, device: torch.device) -> str:
 def bf16_matmul_speedup() -> float:
     """How many times faster this CPU multiplies 256x256 bf16 matrices than fp32 ones.
 
-    Measured once per process (about 20 ms). The threshold of 2 in ``pick_precision`` lies
-    far from the ratios seen (0.5 and 4), so timing noise does not flip the choice.
+    Measured once per process (about 10 ms). The threshold of 2 in ``pick_precision`` lies
+    far from the ratios seen (about 0.5 and 3-4), so timing noise does not flip the choice.
     """
     if not torch.cpu._is_avx512_bf16_supported():
         return 0.0
