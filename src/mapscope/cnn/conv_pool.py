@@ -229,22 +229,24 @@ def _first_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
 
     Constant loop bounds let LLVM unroll the window and kernel loops and vectorise over the
     output channels with the sums in registers; with run-time bounds the same code was about 3
-    times slower.
+    times slower. Pixels are read through flat unsigned offsets (see ``_deeper_layer_kernels``):
+    against per-cell slices, the forward took 0.05 instead of 0.15 ms, the backward 0.26
+    instead of 0.35 ms, for 64 images.
     """
-    span = pool + k - 1  # input rows/columns under one pooling window
     windows = pool * pool
 
     @njit(parallel=True, fastmath=True, cache=True)
     def forward(pixels, kernel, bias, out, window):
         # pixels (N, H, W, in), kernel (k, k, in, out), out/window (N, rows, cols, out)
+        width = pixels.shape[2] * n_in  # one input row
+        taps = kernel.reshape(-1)
         for n in prange(pixels.shape[0]):
+            image = pixels[n].reshape(-1)
+            best_out, best_at = out[n].reshape(-1), window[n].reshape(-1)
+            cell = uint64(0)  # (row, column) of this image's output, times n_out
             for row in range(out.shape[1]):
                 for col in range(out.shape[2]):
-                    patch = pixels[
-                        n, row * pool : row * pool + span, col * pool : col * pool + span
-                    ]
-                    best_out = out[n, row, col]
-                    best_at = window[n, row, col]
+                    corner = uint64(row * pool * width + col * pool * n_in)
                     for c in range(n_out):
                         best = np.float32(-np.inf)
                         at = 0
@@ -254,14 +256,19 @@ def _first_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
                                 for ky in range(k):
                                     for kx in range(k):
                                         for ci in range(n_in):
-                                            s += patch[dy + ky, dx + kx, ci] * kernel[ky, kx, ci, c]
+                                            pixel = uint64(
+                                                (dy + ky) * width + (dx + kx) * n_in + ci
+                                            )
+                                            tap = ((ky * k + kx) * n_in + ci) * n_out + c
+                                            s += image[corner + pixel] * taps[tap]
                                 if s > best:
                                     best = s
                                     at = dy * pool + dx
                         value = best + bias[c]
                         off = relu and not value > 0  # the ReLU passes no gradient here
-                        best_out[c] = np.float32(0.0) if off else value
-                        best_at[c] = -1 if off else at
+                        best_out[cell + uint64(c)] = np.float32(0.0) if off else value
+                        best_at[cell + uint64(c)] = -1 if off else at
+                    cell += uint64(n_out)
 
     @njit(parallel=True, fastmath=True, cache=True)
     def backward(pixels, grad, window, parts, bias_parts):
@@ -269,35 +276,38 @@ def _first_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
         # gradients of its images
         n_images = pixels.shape[0]
         per_part = -(-n_images // parts.shape[0])
+        width = pixels.shape[2] * n_in  # one input row
         for part in prange(parts.shape[0]):
-            total = parts[part]
+            total = parts[part].reshape(-1)
             bias_total = bias_parts[part]
-            routed = np.empty((windows, n_out), np.float32)  # gradient per window position
+            routed = np.empty(windows * n_out, np.float32)  # gradient per window position
             for n in range(part * per_part, min(n_images, (part + 1) * per_part)):
+                image = pixels[n].reshape(-1)
+                grads, windows_at = grad[n].reshape(-1), window[n].reshape(-1)
+                cell = uint64(0)  # (row, column) of this image's gradient, times n_out
                 for row in range(grad.shape[1]):
                     for col in range(grad.shape[2]):
-                        patch = pixels[
-                            n, row * pool : row * pool + span, col * pool : col * pool + span
-                        ]
-                        g = grad[n, row, col]
-                        at = window[n, row, col]
+                        corner = uint64(row * pool * width + col * pool * n_in)
                         for c in range(n_out):
-                            bias_total[c] += g[c] if at[c] >= 0 else np.float32(0.0)
+                            v, at = grads[cell + uint64(c)], windows_at[cell + uint64(c)]
+                            bias_total[c] += v if at >= 0 else np.float32(0.0)
                             for w in range(windows):
-                                routed[w, c] = g[c] if at[c] == w else np.float32(0.0)
+                                routed[w * n_out + c] = v if at == w else np.float32(0.0)
+                        cell += uint64(n_out)
                         for ky in range(k):
                             for kx in range(k):
                                 for ci in range(n_in):
-                                    tap = total[ky, kx, ci]
+                                    tap = ((ky * k + kx) * n_in + ci) * n_out
                                     for c in range(n_out):
-                                        s = tap[c]
+                                        s = total[tap + c]
                                         for dy in range(pool):
                                             for dx in range(pool):
+                                                pixel = (dy + ky) * width + (dx + kx) * n_in + ci
                                                 s += (
-                                                    routed[dy * pool + dx, c]
-                                                    * patch[dy + ky, dx + kx, ci]
+                                                    routed[(dy * pool + dx) * n_out + c]
+                                                    * image[corner + uint64(pixel)]
                                                 )
-                                        tap[c] = s
+                                        total[tap + c] = s
 
     return _FirstLayerKernels(forward, backward)
 
