@@ -346,8 +346,9 @@ def _deeper_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
                         at = 0
                         for w in range(1, windows):
                             v = maps[n, r * pool + w // pool, c * pool + w % pool, ch]
-                            if _ordered(v) > best_key:
-                                best, best_key, at = v, _ordered(v), w
+                            key = _ordered(v)
+                            if key > best_key:
+                                best, best_key, at = v, key, w
                         off = relu and not best > 0  # the ReLU passes no gradient here
                         best_out[ch] = 0 if off else best
                         best_at[ch] = -1 if off else at
