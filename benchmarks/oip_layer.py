@@ -17,9 +17,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import data_root, table  # noqa: E402
 
-from mapscope.cnn.checkpoint import load_model  # noqa: E402
 from mapscope.cnn.train import TrainConfig, train  # noqa: E402
 from mapscope.inspect.oip import run_oip  # noqa: E402
+from mapscope.runs import Run  # noqa: E402
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
         if model is None:
             model = Path(tmp) / "run"
             train(model, TrainConfig(epochs=1), data_root=data_root())
-        net = load_model(model)
+        net = Run.open(model).module()
         n_maps = net.spec.shapes[net.spec.layer_names.index(args.layer)][0]
         units = list(range(n_maps))
         rows = []

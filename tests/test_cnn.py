@@ -1,15 +1,16 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mapscope.cnn.build import build, count_parameters
-from mapscope.cnn.checkpoint import load_model
 from mapscope.cnn.predict import predict_proba, read_drawing
 from mapscope.cnn.schedules import learning_rate
 from mapscope.cnn.spec import default_spec, load_spec, spec_from_dict
 from mapscope.cnn.summary import summarize
 from mapscope.errors import ConfigError, RunError, TrainingDiverged
 from mapscope.io import read_json
+from mapscope.runs import Run
 
 
 def test_default_network_matches_reference():
@@ -181,6 +182,10 @@ def test_sparse_backward_equals_torch(n_in, n_out, kernel, pool, side, padding, 
 
 @pytest.mark.parametrize("relu", [False, True])
 def test_sparse_path_under_bf16_autocast_pools_what_torch_computes(relu):
+    """The forward equals torch's autocast path bit for bit; the float32 backward equals an exact
+    float32 backward through the same winning positions. Torch's own bf16 backward is only a
+    yardstick: how far it lies from the exact one depends on the CPU (native bf16 on AVX512-BF16,
+    emulated on AVX2-only CPUs), so its tolerance is measured on this machine, not assumed."""
     from mapscope.cnn.conv_pool import applies, conv_max_pool
 
     torch.manual_seed(0)
@@ -190,18 +195,31 @@ def test_sparse_path_under_bf16_autocast_pools_what_torch_computes(relu):
     x.requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert applies(conv, max_pool, x)
-        expected = max_pool(conv(x))  # oneDNN's bf16 convolution, torch's pool
+        maps = conv(x)  # oneDNN's bf16 convolution
+        expected, winners = F.max_pool2d(maps, 2, return_indices=True)
         expected = torch.relu(expected) if relu else expected
         got = conv_max_pool(x, conv, max_pool, relu=relu)
     assert got.dtype == torch.bfloat16 and torch.equal(got, expected)
     upstream = torch.randn(expected.shape)
     params = (x, conv.weight, conv.bias)
-    want = torch.autograd.grad(expected.float(), params, upstream)  # torch: bf16 backward
+    # exact: the pooled gradient (autograd hands a bf16 output a bf16-rounded gradient) scattered
+    # to the same winners, then a float32 convolution backward
+    rounded = upstream.bfloat16().float()
+    passed = rounded * (expected.float() > 0) if relu else rounded
+    grad_maps = F.max_unpool2d(passed, winners, 2, output_size=maps.shape[-2:])
+    exact = (
+        torch.nn.grad.conv2d_input(x.shape, conv.weight.detach(), grad_maps),
+        torch.nn.grad.conv2d_weight(x.detach(), conv.weight.shape, grad_maps),
+        grad_maps.sum(dim=(0, 2, 3)),
+    )
     have = torch.autograd.grad(got.float(), params, upstream)  # here: float32 backward
-    for name, w, h in zip(("input", "weight", "bias"), want, have, strict=True):
+    torch_bf16 = torch.autograd.grad(expected.float(), params, upstream)  # torch: bf16 backward
+    for name, e, h, t in zip(("input", "weight", "bias"), exact, have, torch_bf16, strict=True):
         assert h.dtype == torch.float32
-        scale = w.abs().max().item()
-        torch.testing.assert_close(h, w, rtol=0, atol=1e-2 * scale, msg=name)  # bf16: 8 bits
+        assert_sums_close(h, e, msg=name)
+        # no worse than torch's own bf16 path on this CPU, as a fraction of the gradient's size
+        torch_error = (t - e).abs().max().item()
+        assert (h - e).abs().max().item() <= max(torch_error, 1e-5 * e.abs().max().item()), name
 
 
 def test_sparse_backward_is_the_same_on_any_number_of_threads():
@@ -341,10 +359,8 @@ def test_cnn_run_folder(cnn_run, mnist):
 
 
 def test_predict_probabilities(cnn_run, real_data):
-    from mapscope.data.bundle import DataBundle
-
-    net = load_model(cnn_run)
-    bundle = DataBundle.from_run(cnn_run, real_data)
+    run = Run.open(cnn_run)
+    net, bundle = run.module(), run.bundle(real_data)
     probs = predict_proba(net, bundle.inputs("test", [1302, 0, 4], layout="nchw"))
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     assert probs.argmax(1).tolist() == [1, 7, 4]
@@ -354,13 +370,12 @@ def test_predict_drawing(cnn_run, real_data, tmp_path, mnist):
     from PIL import Image
 
     from mapscope.cnn.predict import predict_drawing
-    from mapscope.data.bundle import DataBundle
 
     ink_on_paper = 255 - mnist.x[60000 + 4]  # a 4, drawn dark on white and scaled up
     Image.fromarray(ink_on_paper).resize((112, 112)).save(tmp_path / "four.png")
     assert read_drawing(tmp_path / "four.png").shape == (1, 28, 28)
     probs = predict_drawing(
-        load_model(cnn_run), DataBundle.from_run(cnn_run, real_data), tmp_path / "four.png"
+        Run.open(cnn_run).module(), Run.open(cnn_run).bundle(real_data), tmp_path / "four.png"
     )
     assert probs.argmax() == 4
 
@@ -372,9 +387,9 @@ def test_corrupt_and_foreign_model_files(cnn_run, tmp_path):
     shutil.copytree(cnn_run, broken)
     (broken / "model.safetensors").write_bytes(b"\x00" * 100)
     with pytest.raises(RunError, match="not a readable safetensors model file"):
-        load_model(broken)
+        Run.open(broken).module()
     with pytest.raises(RunError, match="no config.json"):
-        load_model(tmp_path)
+        Run.open(tmp_path)
 
 
 def test_resume_continues_with_optimizer_state(real_data, tmp_path):
@@ -444,7 +459,7 @@ def test_ctrl_c_keeps_the_last_finished_epoch(real_data, tmp_path):
             callbacks=[interrupt_after_first],
         )
     assert [h["epoch"] for h in read_json(tmp_path / "i/history.json")] == [1]
-    assert load_model(tmp_path / "i") is not None
+    assert Run.open(tmp_path / "i").module() is not None
     assert not list((tmp_path / "i").glob(".*.tmp"))  # no temp file left behind
     train(tmp_path / "i", TrainConfig(epochs=1), resume=True, data_root=real_data)
     assert len(read_json(tmp_path / "i/history.json")) == 2

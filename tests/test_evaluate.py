@@ -3,10 +3,9 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import precision_recall_fscore_support
 
-from mapscope.evaluate.galleries import gallery_indices
-from mapscope.evaluate.metrics import confusion_matrix, per_class
-from mapscope.evaluate.run import evaluate_run
+from mapscope.evaluate.run import evaluate, write_evaluation
 from mapscope.io import read_json
+from mapscope.metrics import confusion_matrix, gallery_indices, per_class
 
 
 def test_metrics_agree_with_sklearn():
@@ -39,7 +38,8 @@ def test_gallery_indices():
 @pytest.mark.parametrize("run_fixture", ["cnn_run", "mlp_run"])
 def test_evaluate_runs_of_both_kinds(run_fixture, request, real_data, tmp_path):
     run = request.getfixturevalue(run_fixture)
-    result = evaluate_run(run, tmp_path, "test", ["4"], real_data)
+    result = evaluate(run, "test", ["4"], real_data)
+    write_evaluation(result, tmp_path)
     saved = read_json(tmp_path / "confusion.json")
     matrix = np.array(saved["matrix"])
     assert matrix.sum() == 10000
@@ -47,7 +47,7 @@ def test_evaluate_runs_of_both_kinds(run_fixture, request, real_data, tmp_path):
     assert saved["accuracy"] == pytest.approx(
         read_json(run / "metrics.json")["test_accuracy"], abs=2e-3
     )
-    assert result["accuracy"] > 0.9
+    assert result.accuracy > 0.9
     gallery = read_json(tmp_path / "gallery_class4.json")
     assert gallery["counts"]["true_positives"] == matrix[4, 4]
     for name in (

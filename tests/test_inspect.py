@@ -8,11 +8,11 @@ from mapscope.cnn.build import build
 from mapscope.cnn.spec import default_spec
 from mapscope.errors import ConfigError
 from mapscope.inspect.compare import class_separation, group_pattern
-from mapscope.inspect.grids import display_scale, mosaic
 from mapscope.inspect.oip import run_oip
 from mapscope.inspect.oip.start import lowpass, multiscale_noise
-from mapscope.inspect.session import Inspection
 from mapscope.inspect.taps import layer_outputs
+from mapscope.report.grids import display_scale, mosaic
+from mapscope.runs import Run
 
 
 def test_taps_match_a_manual_forward():
@@ -20,7 +20,7 @@ def test_taps_match_a_manual_forward():
     x = np.random.default_rng(0).normal(size=(3, 1, 28, 28)).astype(np.float32)
     outs = layer_outputs(net, x, ["Conv2D_1", "Max_Pool_2", "Dense_1", "Dense_2"])
     with torch.no_grad():
-        manual = net.forward_until(torch.from_numpy(x), "Max_Pool_2").numpy()
+        manual = torch.nn.Sequential(*list(net.layers.values())[:4])(torch.from_numpy(x)).numpy()
         logits = net(torch.from_numpy(x)).numpy()
     assert outs["Conv2D_1"].shape == (3, 32, 26, 26) and outs["Conv2D_1"].min() >= 0  # relu applied
     np.testing.assert_allclose(outs["Max_Pool_2"], manual, rtol=1e-5, atol=1e-6)
@@ -85,7 +85,7 @@ def test_multiscale_noise_is_standardised_and_seeded():
 
 @pytest.fixture(scope="module")
 def session(cnn_run, real_data):
-    return Inspection.open(cnn_run, real_data)
+    return Run.open(cnn_run).inspection(real_data)
 
 
 def test_oip_batch_drives_each_map(session):
@@ -96,13 +96,9 @@ def test_oip_batch_drives_each_map(session):
     assert np.all(
         result.final_activation[alive] > 2 * np.maximum(result.start_activation[alive], 1e-3)
     )
-    # the net never changes during the search
-    assert all(not p.requires_grad for p in session.net.parameters())
     # row i drives map i: each OIP excites its own map more than the other rows' maps
-    with torch.no_grad():
-        out = session.net.forward_until(torch.from_numpy(result.images[:, None]), "Conv2D_2").mean(
-            dim=(2, 3)
-        )
+    out = layer_outputs(session.net, result.images[:, None], ["Conv2D_2"])["Conv2D_2"]
+    out = torch.from_numpy(out).mean(dim=(2, 3))
     own = out[torch.arange(len(units)), torch.tensor(units)]
     for k in np.flatnonzero(alive):
         others = [out[j, units[k]] for j in range(len(units)) if j != k]
@@ -246,14 +242,14 @@ def test_cli_activations_compare_oip(cli, cnn_run, tmp_path):
 
 
 def test_outputs_carry_provenance(cnn_run, real_data, tmp_path):
-    from mapscope.inspect.compare_run import compare_classes
-    from mapscope.inspect.oip.run import oip_layer
+    from mapscope.inspect.compare_run import compare_classes, write_comparison
+    from mapscope.inspect.oip.run import oip_layer, write_oips
 
-    session = Inspection.open(cnn_run, real_data)
-    _, written = oip_layer(session, "Conv2D_3", [0, 1], tmp_path / "o", steps=5, seed=7)
+    session = Run.open(cnn_run).inspection(real_data)
+    write_oips(oip_layer(session, "Conv2D_3", [0, 1], steps=5, seed=7), tmp_path / "o")
     report = json.loads((tmp_path / "o/oip.json").read_text())
     assert report["provenance"]["settings"]["seed"] == 7
     assert "torch" in report["provenance"]["versions"]
     assert "mnist/t10k-images-idx3-ubyte.gz" in report["provenance"]["data_checksums"]
-    compare_classes(session, "Dense_1", "test", 4, 9, 8, tmp_path / "c")
+    write_comparison(compare_classes(session, "Dense_1", "test", 4, 9, 8), tmp_path / "c")
     assert json.loads((tmp_path / "c/separation.json").read_text())["provenance"]["data_checksums"]

@@ -13,8 +13,9 @@ class DataError(MapscopeError):
     """A dataset file is missing, corrupt or malformed."""
 
 
-class ConfigError(MapscopeError):
-    """A configuration value or command-line parameter is invalid."""
+class ConfigError(MapscopeError, ValueError):
+    """A configuration value or command-line parameter is invalid (a ``ValueError`` too, as
+    scikit-learn and numpy users expect of a bad parameter)."""
 
 
 class RunError(MapscopeError):

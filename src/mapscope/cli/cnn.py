@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from mapscope.cli.common import DATA_DIR, wrote
-from mapscope.cnn.checkpoint import load_model
+from mapscope.cli.common import DATA_DIR, config_from, wrote
 from mapscope.cnn.predict import predict_drawing, predict_proba
-from mapscope.cnn.spec import default_spec, load_spec, spec_from_dict
+from mapscope.cnn.spec import default_spec, load_spec
 from mapscope.cnn.summary import format_summary
 from mapscope.cnn.train import TrainConfig, train
-from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError
-from mapscope.runs import read_config
+from mapscope.runs import Run
 
 app = typer.Typer(help="Build, train and use the CNN.", no_args_is_help=True)
 
@@ -30,7 +28,7 @@ def summary(
     if config and model:
         raise ConfigError("give --config or --model, not both.")
     if model:
-        spec = spec_from_dict(read_config(model, "cnn")["net"], f"{model}/config.json")
+        spec = Run.open(model, "cnn").module().spec
     else:
         spec = load_spec(config) if config else default_spec()
     typer.echo(format_summary(spec))
@@ -78,22 +76,7 @@ def train_command(
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Train the CNN; the run folder is rewritten after every epoch (watch curves.png)."""
-    cfg = TrainConfig(
-        dataset,
-        epochs,
-        batch_size,
-        optimizer,
-        lr,
-        momentum,
-        schedule,
-        decay_rate,
-        decay_steps,
-        seed,
-        resplit,
-        scaling,
-        device,
-        precision,
-    )
+    cfg = config_from(TrainConfig, locals())
     if resume:
         metrics = train(resume, cfg, resume=True, data_root=data_dir)
         out = resume
@@ -103,21 +86,10 @@ def train_command(
         spec = load_spec(config) if config else None
         metrics = train(out, cfg, spec, init_from=restart, data_root=data_dir)
     typer.echo(
-        f"test accuracy {metrics['test_accuracy']:.4f}, {metrics['epochs']} epochs, "
-        f"{metrics['train_seconds']:.1f} s training"
+        f"test accuracy {metrics['test_accuracy']:.4f}, {metrics['epochs']} epochs on "
+        f"{metrics['n_train']} images, {metrics['train_seconds']:.1f} s training"
     )
-    wrote(
-        *(
-            out / f
-            for f in (
-                "model.safetensors",
-                "config.json",
-                "history.json",
-                "metrics.json",
-                "curves.png",
-            )
-        )
-    )
+    wrote(*Run.open(out).files.values())
 
 
 @app.command()
@@ -132,8 +104,8 @@ def predict(
     """Class probabilities (summing to 1) and the predicted class."""
     if not index and not image:
         raise ConfigError("give at least one --index N or --image FILE.png.")
-    net = load_model(model)
-    bundle = DataBundle.from_run(model, data_dir)
+    run = Run.open(model, "cnn")
+    net, bundle = run.module(), run.bundle(data_dir)
     names = bundle.dataset.class_names
     results = []
     if index:
@@ -141,13 +113,8 @@ def predict(
         for i, p, y in zip(index, probs, bundle.labels(split, index), strict=True):
             results.append({"source": f"{split}[{i}]", "label": names[y], "probabilities": p})
     for path in image or []:
-        results.append(
-            {
-                "source": str(path),
-                "label": None,
-                "probabilities": predict_drawing(net, bundle, path),
-            }
-        )
+        probs = predict_drawing(net, bundle, path)
+        results.append({"source": str(path), "label": None, "probabilities": probs})
     for r in results:
         r["predicted"] = names[int(np.argmax(r["probabilities"]))]
         r["probabilities"] = {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 
@@ -31,6 +33,18 @@ def parse_floats(text: str, name: str) -> list[float]:
         raise ConfigError(
             f"{name} must be comma-separated numbers like 0.1,0.2; got {text!r}."
         ) from exc
+
+
+Config = TypeVar("Config")
+
+
+def config_from(cls: type[Config], options: dict[str, Any], **overrides: Any) -> Config:
+    """A config dataclass from a command's options, field by field by keyword: an option the
+    config does not have is ignored, a field the command does not offer keeps its default."""
+    names = {f.name for f in fields(cls)}
+    chosen = {k: v for k, v in {**options, **overrides}.items() if k in names}
+    config = cls(**chosen)
+    return config.validate() if hasattr(config, "validate") else config
 
 
 def wrote(*paths: str | Path) -> None:

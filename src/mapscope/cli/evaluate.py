@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from mapscope.cli.common import DATA_DIR, wrote
-from mapscope.evaluate.run import evaluate_run
+from mapscope.evaluate.run import evaluate as evaluate_run
+from mapscope.evaluate.run import write_evaluation
 
 
 def evaluate(
@@ -20,6 +21,7 @@ def evaluate(
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Evaluate a trained model on a split of its own data."""
-    result = evaluate_run(model, out, split, gallery, data_dir)
-    typer.echo(result["table"])
-    wrote(*result["written"])
+    result = evaluate_run(model, split, gallery, data_dir)
+    written = write_evaluation(result, out)
+    typer.echo(result.summary())
+    wrote(*written)

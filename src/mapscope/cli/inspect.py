@@ -1,21 +1,23 @@
-"""`mapscope activations`, `mapscope compare`, `mapscope oip`: looking inside a trained CNN."""
+"""`mapscope activations`, `mapscope compare`, `mapscope oip`: looking inside a trained network
+(CNN or MLP run)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from mapscope.cli.common import DATA_DIR, wrote
 from mapscope.inspect.oip.ascent import DEFAULT_STEPS
-from mapscope.inspect.session import Inspection
 from mapscope.report.activations import plot_activation_grid
 from mapscope.report.figures import save_figure
+from mapscope.runs import Run
 
 
 def activations(
-    model: Path = typer.Option(..., help="Run folder of `mapscope cnn train`."),
+    model: Path = typer.Option(
+        ..., help="Run folder of `mapscope cnn train` or `mapscope mlp train`."
+    ),
     layer: str = typer.Option(..., help="Layer name, e.g. Conv2D_1 (see `mapscope cnn summary`)."),
     index: list[int] = typer.Option(..., "--index", help="Image index in the split; repeatable."),
     out: Path = typer.Option(..., help="PNG file to write."),
@@ -38,7 +40,7 @@ def activations(
         )
     if per_row < 1:
         raise ConfigError(f"--per-row must be >= 1, got {per_row}.")
-    session = Inspection.open(model, data_dir)
+    session = Run.open(model).inspection(data_dir)
     acts = session.activations(layer, split, index)
     raw = session.bundle.raw(split, index)
     fig = plot_activation_grid(
@@ -48,7 +50,9 @@ def activations(
 
 
 def compare(
-    model: Path = typer.Option(..., help="Run folder of `mapscope cnn train`."),
+    model: Path = typer.Option(
+        ..., help="Run folder of `mapscope cnn train` or `mapscope mlp train`."
+    ),
     layer: str = typer.Option(..., help="Layer name, e.g. Conv2D_3."),
     out: Path = typer.Option(..., help="Folder for the comparison files."),
     indices: str = typer.Option(
@@ -64,27 +68,31 @@ def compare(
     """Agreement of activation patterns inside image groups, or what separates two classes."""
     from mapscope.cli.common import parse_ints
     from mapscope.errors import ConfigError
-    from mapscope.inspect.compare_run import compare_classes, compare_groups
+    from mapscope.inspect.compare_run import compare_classes, compare_groups, write_comparison
 
     if (indices is None) == (classes is None):
         raise ConfigError("give either --indices (with optional --vs) or --classes A,B.")
-    session = Inspection.open(model, data_dir)
+    session = Run.open(model).inspection(data_dir)
     if indices is not None:
+        group_a = parse_ints(indices, "--indices")
         group_b = parse_ints(vs, "--vs") if vs else None
-        written, summary = compare_groups(
-            session, layer, split, parse_ints(indices, "--indices"), group_b, threshold, out
-        )
+        if not group_a or (vs is not None and not group_b):
+            raise ConfigError("--indices and --vs need at least one index each, like 1816,1270.")
+        result = compare_groups(session, layer, split, group_a, group_b, threshold)
     else:
         pair = parse_ints(classes, "--classes")
         if len(pair) != 2:
             raise ConfigError(f"--classes needs exactly two classes like 4,9; got {classes!r}.")
-        written, summary = compare_classes(session, layer, split, pair[0], pair[1], top, out)
-    typer.echo(summary)
+        result = compare_classes(session, layer, split, pair[0], pair[1], top)
+    written = write_comparison(result, out)
+    typer.echo(result.summary())
     wrote(*written)
 
 
 def oip(
-    model: Path = typer.Option(..., help="Run folder of `mapscope cnn train`."),
+    model: Path = typer.Option(
+        ..., help="Run folder of `mapscope cnn train` or `mapscope mlp train`."
+    ),
     layer: str = typer.Option(..., help="Conv, pool or dense layer, e.g. Conv2D_3."),
     out: Path = typer.Option(..., help="Folder for oips.png, oips.npz, oip.json."),
     maps: str = typer.Option("all", help="all, or comma-separated map (dense: node) numbers."),
@@ -104,25 +112,27 @@ def oip(
     patience: int = typer.Option(20),
     seed: int = typer.Option(0),
     snapshots: str = typer.Option(None, help="Maps whose evolution to draw, e.g. 0,5,7."),
+    device: str = typer.Option("auto", help="auto (a GPU when torch sees one), cpu or cuda."),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """OIPs: images grown from multi-scale noise that drive each map (or node) as hard as possible."""
     from mapscope.cli.common import parse_floats, parse_ints
     from mapscope.errors import ConfigError
-    from mapscope.inspect.oip.run import oip_layer
+    from mapscope.inspect.oip.run import oip_layer, write_oips
 
-    session = Inspection.open(model, data_dir)
+    session = Run.open(model).inspection(data_dir)
     units = None if maps == "all" else parse_ints(maps, "--maps")
+    if units is not None and not units:
+        raise ConfigError(f"--maps needs map numbers like 0,5,7 or 'all'; got {maps!r}.")
     node_rc = None
     if node:
         node_rc = tuple(parse_ints(node, "--node"))
         if len(node_rc) != 2:
             raise ConfigError(f"--node needs row,column like 1,1; got {node!r}.")
-    result, written = oip_layer(
+    result = oip_layer(
         session,
         layer,
         units,
-        out,
         node_rc,
         parse_ints(snapshots, "--snapshots") if snapshots else None,
         strategy=strategy,
@@ -135,12 +145,8 @@ def oip(
         precursors=precursors,
         tol=tol,
         patience=patience,
+        device=device,
     )
-    alive = ~result.dead
-    typer.echo(
-        f"{layer}: {len(result.units)} units, {int(result.dead.sum())} dead, "
-        f"{int(result.converged.sum())} converged; median activation start "
-        f"{np.median(result.start_activation[alive]) if alive.any() else 0:.3f} -> final "
-        f"{np.median(result.final_activation[alive]) if alive.any() else 0:.3f}"
-    )
+    written = write_oips(result, out)
+    typer.echo(result.summary())
     wrote(*written)

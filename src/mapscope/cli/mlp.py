@@ -1,7 +1,8 @@
 """`mapscope mlp ...`: train and sweep the numpy MLP.
 
 `train` and `sweep` take the same training options; they are declared once, in
-``_training_options``, and ``with_training_options`` adds them to a command's signature.
+``_training_options``, and ``with_training_options`` adds them to a command's signature. The
+config is built from them by keyword (``config_from``), like every command's config.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import get_type_hints
 
 import typer
 
-from mapscope.cli.common import DATA_DIR, parse_floats, parse_ints, wrote
+from mapscope.cli.common import DATA_DIR, config_from, parse_floats, parse_ints, wrote
 from mapscope.mlp.sweep import sweep as run_sweep
+from mapscope.mlp.sweep import write_sweep
 from mapscope.mlp.train import MLPConfig, train
+from mapscope.runs import Run
 
 app = typer.Typer(help="Train the numpy MLP and sweep its parameters.", no_args_is_help=True)
 D = MLPConfig()
@@ -48,26 +51,9 @@ def _training_options(
     ),
     max_train: int = typer.Option(None, help="Train on the first N training samples only."),
 ) -> MLPConfig:
-    return MLPConfig(
-        dataset,
-        tuple(parse_ints(layers, "--layers")) if layers else None,
-        activation,
-        loss,
-        batch_size,
-        epochs,
-        max_batches,
-        lr,
-        decrease,
-        momentum,
-        l2,
-        l1,
-        init_scale,
-        seed,
-        resplit,
-        scaling,
-        cluster_features,
-        max_train,
-    ).validate()
+    options = dict(locals())
+    options["layers"] = tuple(parse_ints(layers, "--layers")) if layers else None
+    return config_from(MLPConfig, options)
 
 
 def with_training_options(command):
@@ -94,18 +80,13 @@ def train_command(
     out: Path = typer.Option(..., help="Run folder to create."),
     data_dir: Path = DATA_DIR,
 ) -> None:
-    """Train the MLP; writes model.npz, config, split, history, metrics and curves.png."""
+    """Train the MLP into a run folder: weights, config, split, history, metrics and curves."""
     metrics = train(out, config, data_dir)
     typer.echo(
         f"test accuracy {metrics['test_accuracy']:.4f} (best {metrics['best_test_accuracy']:.4f}), "
         f"train accuracy {metrics['train_accuracy']:.4f}, {metrics['train_seconds']:.1f} s"
     )
-    wrote(
-        *(
-            out / f
-            for f in ("model.npz", "config.json", "history.json", "metrics.json", "curves.png")
-        )
-    )
+    wrote(*Run.open(out).files.values())
 
 
 @app.command()
@@ -122,11 +103,7 @@ def sweep(
     data_dir: Path = DATA_DIR,
 ) -> None:
     """One run per value; a table of accuracies and epochs to converge; the regularisation share."""
-    rows = run_sweep(out, param, parse_floats(values, "--values"), config, data_dir)
-    typer.echo(f"{param:>10} {'train':>8} {'test':>8} {'best':>8} {'epochs to converge':>20}")
-    for r in rows:
-        typer.echo(
-            f"{r[param]:>10} {r['train_accuracy']:>8.4f} {r['test_accuracy']:>8.4f} "
-            f"{r['best_test_accuracy']:>8.4f} {r['epochs_to_converge']:>20}"
-        )
-    wrote(out / "sweep.json", out / "sweep.csv", out / "sweep.png")
+    result = run_sweep(out, param, parse_floats(values, "--values"), config, data_dir)
+    written = write_sweep(result, out)
+    typer.echo(result.summary())
+    wrote(*written)

@@ -7,10 +7,19 @@ seeded random sample (``silhouette_sample``), as scikit-learn's ``sample_size`` 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
+
+from mapscope.cluster.inputs import clustering_bundle
+from mapscope.errors import ConfigError
+from mapscope.io import write_csv, write_json
+from mapscope.report.cluster import plot_k_analysis
+from mapscope.report.figures import save_figure
+from mapscope.runfolder import provenance
 
 
 def analyze_k(
@@ -60,3 +69,60 @@ def suggest_k(rows: list[dict[str, float]]) -> dict[str, int]:
     iy = (inertia - inertia[-1]) / (inertia[0] - inertia[-1] or 1)
     distance = (1 - kx) - iy  # below the straight line from (0, 1) to (1, 0)
     return {"silhouette": best_sil, "elbow": int(ks[np.argmax(distance)])}
+
+
+@dataclass
+class KAnalysis:
+    dataset: str
+    samples: int
+    rows: list[dict[str, float]]
+    suggestion: dict[str, int]
+    seed: int
+    checksums: dict[str, str]
+
+    def summary(self) -> str:
+        lines = [
+            f"k={r['k']:>3}  inertia {r['inertia']:.4g}  silhouette {r['silhouette']:.4f}  "
+            f"{r['fit_seconds']:.2f} s"
+            for r in self.rows
+        ]
+        s = self.suggestion
+        lines.append(f"suggested k: {s['silhouette']} (best silhouette), {s['elbow']} (elbow)")
+        return "\n".join(lines)
+
+
+def analyze(
+    dataset: str,
+    ks: list[int],
+    seed: int = 0,
+    silhouette_sample: int = 5000,
+    data_root: str | Path | None = None,
+) -> KAnalysis:
+    """Elbow and silhouette of a dataset's training part for every k in ``ks``."""
+    if silhouette_sample < 2:
+        raise ConfigError(f"silhouette_sample must be >= 2, got {silhouette_sample}.")
+    bundle = clustering_bundle(dataset, seed, data_root=data_root)
+    x = bundle.inputs("train")
+    bad = [k for k in ks if not 1 <= k <= len(x) - 1]
+    if bad:
+        raise ConfigError(f"k must lie in 1..{len(x) - 1} for {dataset}; got {bad}.")
+    rows = analyze_k(x, ks, seed, silhouette_sample=silhouette_sample)
+    return KAnalysis(dataset, len(x), rows, suggest_k(rows), seed, bundle.dataset.checksums)
+
+
+def write_analysis(result: KAnalysis, out: str | Path) -> list[Path]:
+    out = Path(out)
+    saved = {
+        "dataset": result.dataset,
+        "samples": result.samples,
+        "rows": result.rows,
+        "suggested_k": result.suggestion,
+        "provenance": provenance(result.checksums, seed=result.seed),
+    }
+    title = f"{result.dataset}: {result.samples} samples"
+    rows = result.rows
+    return [
+        write_json(out / "analyze.json", saved),
+        write_csv(out / "analyze.csv", list(rows[0]), [list(r.values()) for r in rows]),
+        save_figure(plot_k_analysis(result.rows, result.suggestion, title), out / "analyze.png"),
+    ]

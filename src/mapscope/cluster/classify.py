@@ -9,8 +9,8 @@ held-out part, so they are scored on the split (the first split in ``all`` mode)
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
@@ -20,9 +20,73 @@ from mapscope.cluster.inputs import clustering_scaling
 from mapscope.cluster.kmeans_classifier import KMeansClassifier
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError
-from mapscope.evaluate.metrics import confusion_matrix
+from mapscope.io import write_csv, write_json
+from mapscope.metrics import confusion_matrix
+from mapscope.report.cluster import plot_confusions, plot_error_vs_clusters, plot_prototypes
+from mapscope.report.figures import save_figure
+from mapscope.runfolder import provenance
 
 MODES = ("all", "split")
+
+
+@dataclass
+class ClassifySweep:
+    """Error of the KMeans classifier per number of clusters, with RandomForest and KNN."""
+
+    dataset: str
+    mode: str
+    repeats: int
+    pca: int | None
+    mapping: str
+    scaling: str
+    seed: int
+    n_train: int
+    n_test: int
+    table: list[dict]  # per K: wrong, error (mean), error_std, purity, confusion ...
+    comparison: dict[str, dict[str, float]]  # baseline name -> error, error_std (held-out)
+    seconds: float
+    class_names: list[str]
+    models: dict[int, KMeansClassifier]  # the first repeat's model per K
+    checksums: dict[str, str]
+    image: bool
+    comparison_on: str = "held-out test part of the split"
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.dataset}, {self.mode} mode ({self.repeats} repeat(s)), {self.seconds:.1f} s",
+            f"{'clusters':>8} {'wrong':>7} {'error':>8} {'+-':>7} {'purity':>7}",
+        ]
+        for r in self.table:
+            lines.append(
+                f"{r['clusters']:>8} {r['wrong']:>7} {r['error']:>8.4f} {r['error_std']:>7.4f} "
+                f"{r['mean_purity']:>7.3f}"
+            )
+        for name, values in self.comparison.items():
+            lines.append(
+                f"{name:>16}: error {values['error']:.4f} +- {values['error_std']:.4f} (held-out)"
+            )
+        return "\n".join(lines)
+
+
+def write_classify(result: ClassifySweep, out: str | Path) -> list[Path]:
+    out = Path(out)
+    saved = {k: v for k, v in vars(result).items() if k not in ("models", "checksums", "image")}
+    saved["provenance"] = provenance(result.checksums)
+    columns = ["clusters", "wrong", "error", "error_std", "mean_purity"]
+    written = [
+        write_json(out / "classify.json", saved),
+        write_csv(out / "classify.csv", columns, [[r[c] for c in columns] for r in result.table]),
+        save_figure(plot_error_vs_clusters(result), out / "error_vs_clusters.png"),
+    ]
+    for k, fig in plot_confusions(result):
+        written.append(save_figure(fig, out / f"confusion_k{k}.png"))
+    if result.image and not result.pca:
+        for k, model in result.models.items():
+            fig = plot_prototypes(
+                model.centroids_, model.cluster_labels_, model.purity_, result.class_names
+            )
+            written.append(save_figure(fig, out / f"prototypes_k{k}.png"))
+    return written
 
 
 def classify_sweep(
@@ -36,7 +100,7 @@ def classify_sweep(
     mapping: str = "majority",
     scaling: str | None = None,
     data_root: str | Path | None = None,
-) -> dict[str, Any]:
+) -> ClassifySweep:
     if mode not in MODES:
         raise ConfigError(f"mode {mode!r} unknown; choose all or split.")
     if repeats < 1 or not clusters:
@@ -67,7 +131,12 @@ def classify_sweep(
             x_fit, y_fit, x_eval, y_eval = x_train, y_train, x_test, y_test
         for k in clusters:
             model = KMeansClassifier(
-                k, mapping, minibatch=image, n_init=3 if image else 10, pca=pca, seed=seed + r
+                k,
+                mapping,
+                minibatch=image,
+                n_init=3 if image else 10,
+                pca=pca,
+                random_state=seed + r,
             ).fit(x_fit, y_fit)
             predicted = model.predict(x_eval)
             matrix = confusion_matrix(y_eval, predicted, bundle.dataset.n_classes)
@@ -108,24 +177,24 @@ def classify_sweep(
         }
         for name in baselines[0]
     }
-    return {
-        "dataset": dataset,
-        "mode": mode,
-        "repeats": repeats,
-        "pca": pca,
-        "mapping": mapping,
-        "scaling": scaling,
-        "seed": seed,
-        "n_train": len(bundle.split.train),
-        "n_test": len(bundle.split.test),
-        "table": table,
-        "comparison": comparison,
-        "comparison_on": "held-out test part of the split",
-        "seconds": time.perf_counter() - began,
-        "class_names": list(bundle.dataset.class_names),
-        "models": {k: results[k][0]["model"] for k in clusters},
-        "bundle": bundle,
-    }
+    return ClassifySweep(
+        dataset=dataset,
+        mode=mode,
+        repeats=repeats,
+        pca=pca,
+        mapping=mapping,
+        scaling=scaling,
+        seed=seed,
+        n_train=len(bundle.split.train),
+        n_test=len(bundle.split.test),
+        table=table,
+        comparison=comparison,
+        seconds=time.perf_counter() - began,
+        class_names=list(bundle.dataset.class_names),
+        models={k: results[k][0]["model"] for k in clusters},
+        checksums=bundle.dataset.checksums,
+        image=image,
+    )
 
 
 def _baselines(x_train, y_train, x_test, y_test, seed: int, image: bool) -> dict[str, float]:

@@ -3,25 +3,43 @@
 ``mapping="majority"`` gives every cluster the label that contributes most of its samples (several
 clusters may share a label); ``"hungarian"`` assigns labels one-to-one so that the matched samples
 are as many as possible (clusters left over when K > classes fall back to their majority).
+
+A scikit-learn estimator: parameters in ``__init__``, validated in ``fit``; learned state ends in
+``_``; it clones, pickles, and goes into ``Pipeline``, ``GridSearchCV`` and ``cross_val_score``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import numbers
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mapscope.cluster.distances import squared_distances
-from mapscope.errors import ConfigError, RunError
-from mapscope.io import write_npz
+from mapscope.errors import ConfigError
 
 MAPPINGS = ("majority", "hungarian")
 
 
-class KMeansClassifier:
+class KMeansClassifier(ClassifierMixin, BaseEstimator):
+    """Nearest-centroid classification with centroids found by (MiniBatch)KMeans.
+
+    Parameters
+    ----------
+    n_clusters : number of clusters K (may exceed the number of classes).
+    mapping : "majority" or "hungarian", how clusters get their labels (module docstring).
+    minibatch : use MiniBatchKMeans (fast on 60000 images) instead of KMeans.
+    n_init : KMeans restarts; the best inertia wins.
+    pca : cluster on the first ``pca`` principal components (None: on the raw features).
+    random_state : seed of KMeans and PCA.
+    batch_size : MiniBatchKMeans batch size.
+    """
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -29,7 +47,7 @@ class KMeansClassifier:
         minibatch: bool = False,
         n_init: int = 10,
         pca: int | None = None,
-        seed: int = 0,
+        random_state: int | None = 0,
         batch_size: int = 4096,
     ):
         self.n_clusters = n_clusters
@@ -37,37 +55,39 @@ class KMeansClassifier:
         self.minibatch = minibatch
         self.n_init = n_init
         self.pca = pca
-        self.seed = seed
+        self.random_state = random_state
         self.batch_size = batch_size
 
-    def _validate(self, x: np.ndarray, y: np.ndarray | None = None) -> None:
+    def _check_params(self, n_samples: int, n_features: int) -> None:
         if self.mapping not in MAPPINGS:
-            raise ConfigError(f"mapping {self.mapping!r} unknown; choose majority or hungarian.")
-        if not isinstance(self.n_clusters, int | np.integer) or self.n_clusters < 1:
-            raise ConfigError(f"n_clusters must be a positive integer, got {self.n_clusters!r}.")
-        if x.ndim != 2:
             raise ConfigError(
-                f"KMeansClassifier expects samples as (N, features), got shape {x.shape}."
+                f"mapping={self.mapping!r} unknown; choose one of {', '.join(MAPPINGS)}."
             )
-        if y is not None and len(y) != len(x):
-            raise ConfigError(f"{len(x)} samples but {len(y)} labels.")
-        if y is not None and self.n_clusters > len(x):
+        for name in ("n_clusters", "n_init", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+        if self.n_clusters > n_samples:
             raise ConfigError(
-                f"n_clusters={self.n_clusters} exceeds the {len(x)} training samples."
+                f"n_clusters={self.n_clusters} exceeds the n_samples={n_samples} training samples."
+            )
+        if self.pca is not None and (
+            not isinstance(self.pca, numbers.Integral)
+            or not 1 <= self.pca <= min(n_samples, n_features)
+        ):
+            raise ConfigError(
+                f"pca must be None or an integer in 1..{min(n_samples, n_features)} "
+                f"(at most the samples and features), got {self.pca!r}."
             )
 
-    def _project(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        if self.pca_components_ is None:
-            return x
-        return (x - self.pca_mean_) @ self.pca_components_.T
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> KMeansClassifier:
-        self._validate(x, y)
-        x = np.asarray(x, dtype=np.float32)
+    def fit(self, X, y) -> KMeansClassifier:
+        X, y = validate_data(self, X, y, dtype=[np.float32, np.float64])
+        check_classification_targets(y)
+        self._check_params(*X.shape)
+        x = X.astype(np.float32)
         self.pca_components_ = self.pca_mean_ = None
         if self.pca:
-            projection = PCA(self.pca, random_state=self.seed).fit(x)
+            projection = PCA(self.pca, random_state=self.random_state).fit(x)
             self.pca_components_ = projection.components_.astype(np.float32)
             self.pca_mean_ = projection.mean_.astype(np.float32)
         z = self._project(x)
@@ -75,22 +95,27 @@ class KMeansClassifier:
             model = MiniBatchKMeans(
                 self.n_clusters,
                 n_init=self.n_init,
-                random_state=self.seed,
+                random_state=self.random_state,
                 batch_size=self.batch_size,
             )
         else:
-            model = KMeans(self.n_clusters, n_init=self.n_init, random_state=self.seed)
+            model = KMeans(self.n_clusters, n_init=self.n_init, random_state=self.random_state)
         clusters = model.fit_predict(z)
         self.centroids_ = model.cluster_centers_.astype(np.float32)
         self.inertia_ = float(model.inertia_)
-        self.classes_ = np.unique(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
         counts = np.zeros((self.n_clusters, len(self.classes_)), dtype=np.int64)
-        np.add.at(counts, (clusters, np.searchsorted(self.classes_, y)), 1)
+        np.add.at(counts, (clusters, codes), 1)
         self.label_counts_ = counts
         self.cluster_labels_ = self.classes_[self._assign(counts)]
         sizes = counts.sum(1)
         self.purity_ = np.divide(counts.max(1), sizes, out=np.zeros(len(sizes)), where=sizes > 0)
         return self
+
+    def _project(self, x: np.ndarray) -> np.ndarray:
+        if self.pca_components_ is None:
+            return x
+        return (x - self.pca_mean_) @ self.pca_components_.T
 
     def _assign(self, counts: np.ndarray) -> np.ndarray:
         majority = counts.argmax(1)
@@ -101,55 +126,12 @@ class KMeansClassifier:
         assigned[rows] = cols
         return assigned
 
-    def clusters(self, x: np.ndarray) -> np.ndarray:
+    def clusters(self, X) -> np.ndarray:
         """Index of the nearest centroid for every sample."""
-        if not hasattr(self, "centroids_"):
-            raise ConfigError("KMeansClassifier is not fitted yet; call fit(x, y) first.")
-        self._validate(x)
-        expected = (
-            self.pca_mean_.shape[0] if self.pca_mean_ is not None else self.centroids_.shape[1]
-        )
-        if x.shape[1] != expected:
-            raise ConfigError(f"expected samples with {expected} features, got {x.shape[1]}.")
-        z = self._project(x)
-        return squared_distances(z, self.centroids_).argmin(1)
+        check_is_fitted(self, "centroids_")
+        X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+        return squared_distances(self._project(X.astype(np.float32)), self.centroids_).argmin(1)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        clusters = self.clusters(x)
-        return self.cluster_labels_[clusters]
-
-    def save(self, path: str | Path) -> Path:
-        extra = (
-            {}
-            if self.pca_components_ is None
-            else {"pca_components": self.pca_components_, "pca_mean": self.pca_mean_}
-        )
-        return write_npz(
-            path,
-            centroids=self.centroids_,
-            cluster_labels=self.cluster_labels_,
-            label_counts=self.label_counts_,
-            classes=self.classes_,
-            purity=self.purity_,
-            inertia=np.array(self.inertia_),
-            mapping=np.array(self.mapping),
-            **extra,
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> KMeansClassifier:
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                model = cls(len(f["centroids"]), str(f["mapping"]))
-                model.centroids_, model.cluster_labels_ = f["centroids"], f["cluster_labels"]
-                model.label_counts_, model.classes_, model.purity_ = (
-                    f["label_counts"],
-                    f["classes"],
-                    f["purity"],
-                )
-                model.inertia_ = float(f["inertia"])
-                model.pca_components_ = f.get("pca_components")
-                model.pca_mean_ = f.get("pca_mean")
-        except (OSError, KeyError, ValueError) as exc:
-            raise RunError(f"{path}: not a readable KMeans classifier file ({exc}).") from exc
-        return model
+    def predict(self, X) -> np.ndarray:
+        nearest = self.clusters(X)  # checks that the model is fitted
+        return self.cluster_labels_[nearest]

@@ -12,7 +12,6 @@ import math
 import torch
 from torch import nn
 
-from mapscope.cnn import conv_pool
 from mapscope.cnn.spec import Conv, Dense, Flatten, NetSpec, Pool
 
 _ACTIVATIONS = {
@@ -24,6 +23,10 @@ _ACTIVATIONS = {
     "linear": nn.Identity,
     "softmax": nn.Identity,  # logits out; see module docstring
 }
+
+
+# activations that commute with max-pooling (monotone non-decreasing): the fast path may pool first
+MONOTONE = (nn.ReLU, nn.Sigmoid, nn.ELU, nn.Tanh, nn.SELU, nn.Identity)
 
 
 class Activated(nn.Module):
@@ -47,36 +50,11 @@ class Network(nn.Module):
         for layer, shape in zip(spec.layers, spec.shapes, strict=True):
             self.layers[layer.name] = _make(layer, channels, shape)
             channels = shape[0]
-        self.extents = read_extents(spec)  # used by the training path
+        self.extents = read_extents(spec)  # what the fast path (cnn/fast.py) computes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        layers = list(self.layers.values())
-        i = 0
-        while i < len(layers):
-            layer = layers[i]
-            following = layers[i + 1] if i + 1 < len(layers) else None
-            if self.training and _poolable(layer, following):
-                # Max-pooling commutes with monotone activations, so pooling first is exact and
-                # applies the activation (and its backward) to a quarter of the values. Only in
-                # training: in eval mode every named layer's hook sees its own output.
-                if conv_pool.applies(layer.inner, following, x):
-                    size = self.extents[i + 1]
-                    relu = isinstance(layer.act, nn.ReLU)  # folded into the kernels
-                    x = conv_pool.conv_max_pool(x, layer.inner, following, size, relu)
-                    x = x if relu else layer.act(x)
-                else:
-                    x = layer.act(following(layer.inner(x)))
-                i += 2
-                continue
-            if self.training and _flattened_next(layer, following):
-                # Flatten reads the map in NCHW order, so a channels-last map is copied anyway.
-                # Copying before the activation keeps its forward and backward in one layout:
-                # ReLU's backward across two layouts took 10x longer (66 against 6 us).
-                x = layer.act(layer.inner(x).contiguous())
-                i += 1
-                continue
+        for layer in self.layers.values():
             x = layer(x)
-            i += 1
         return x
 
     def forward_until(self, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -136,25 +114,6 @@ def read_extents(spec: NetSpec) -> list[tuple[int, int] | None]:
         else:
             read = None  # a padded convolution reads its whole input
     return extents
-
-
-def _poolable(layer: nn.Module, following: nn.Module | None) -> bool:
-    return (
-        isinstance(layer, Activated)
-        and isinstance(following, nn.MaxPool2d)
-        and isinstance(layer.act, nn.ReLU | nn.Sigmoid | nn.ELU | nn.Tanh | nn.SELU | nn.Identity)
-        and not layer._forward_hooks
-        and not following._forward_hooks
-    )
-
-
-def _flattened_next(layer: nn.Module, following: nn.Module | None) -> bool:
-    return (
-        isinstance(layer, Activated)
-        and isinstance(following, nn.Flatten)
-        and isinstance(layer.inner, nn.Conv2d)
-        and not layer._forward_hooks
-    )
 
 
 def _make(layer, in_channels: int, shape: tuple[int, ...]) -> nn.Module:

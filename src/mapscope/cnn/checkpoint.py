@@ -13,10 +13,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mapscope.cnn.build import Network
-from mapscope.cnn.spec import spec_from_dict
 from mapscope.errors import RunError
 from mapscope.io import atomic_path
-from mapscope.runs import read_config
 
 
 def save_weights(net: Network, path: str | Path) -> Path:
@@ -55,11 +53,3 @@ def load_state(path: str | Path) -> dict:
         return torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # torch raises many types for foreign or corrupt files
         raise RunError(f"{path}: not a readable mapscope checkpoint ({exc}).") from exc
-
-
-def load_model(run_dir: str | Path, which: str = "model") -> Network:
-    """Rebuild a trained network from a run folder (``which``: model or initial)."""
-    config = read_config(run_dir, "cnn")
-    net = Network(spec_from_dict(config["net"], f"{run_dir}/config.json"))
-    load_weights(net, Path(run_dir) / f"{which}.safetensors")
-    return net.eval()

@@ -1,15 +1,19 @@
 """Training a CNN into a run folder, one checkpoint per epoch.
 
-The whole loop is in ``train``: shuffle with an explicit generator, forward under autocast,
-loss + kernel regularisation, step, learning rate from a pure schedule, validate, write the
-checkpoint and the curves. A run interrupted with Ctrl-C keeps its last finished epoch.
+Three steps, each on one screen: ``set_up`` (a new run or a resumed one), ``run_epoch`` (shuffle
+with an explicit generator, forward under autocast, loss + kernel regularisation, step, learning
+rate from a pure schedule) and ``finish_epoch`` (validate, write the checkpoint and the curves).
+``train`` strings them together. A run interrupted with Ctrl-C keeps its last finished epoch.
+On the CPU the epoch runs through the fast path of ``cnn/fast.py``, swapped in for the epoch's
+steps and out again before validation and saving.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +22,16 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from mapscope.cnn import saved
 from mapscope.cnn.build import Network, build
-from mapscope.cnn.checkpoint import load_state, load_weights, save_state, save_weights
+from mapscope.cnn.checkpoint import load_weights
 from mapscope.cnn.device import autocast, pick_device, pick_precision
+from mapscope.cnn.fast import fast_path
 from mapscope.cnn.schedules import SCHEDULES, learning_rate
-from mapscope.cnn.spec import NetSpec, default_spec, spec_from_dict
+from mapscope.cnn.spec import NetSpec, default_spec
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError, RunError, TrainingDiverged
-from mapscope.io import read_json, write_json
-from mapscope.report.curves import plot_cnn_history
-from mapscope.report.figures import save_figure
-from mapscope.runs import create_run, read_config, write_metrics
+from mapscope.runfolder import read_config, write_metrics
 
 OPTIMIZERS = ("rmsprop", "sgd", "adam", "nadam", "adamax")
 EpochCallback = Callable[[list[dict[str, float]]], None]
@@ -68,6 +71,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "decay_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.max_train is not None and self.max_train < 1:
+            raise ConfigError(f"max_train must be >= 1 (or left out), got {self.max_train}.")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}.")
         return self
@@ -108,22 +113,63 @@ def evaluate(net: Network, x: torch.Tensor, y: torch.Tensor, device, batch=1000)
     return loss_sum / len(x), correct / len(x)
 
 
-def train(
-    out: str | Path,
-    config: TrainConfig = TrainConfig(),
-    spec: NetSpec | None = None,
-    resume: bool = False,
-    init_from: str | Path | None = None,
-    data_root: str | Path | None = None,
-    callbacks: list[EpochCallback] | None = None,
-) -> dict[str, Any]:
-    """Train into ``out``; with ``resume`` continue that run for ``config.epochs`` more epochs."""
-    run = Path(out)
+@dataclass
+class Session:
+    """Everything one training call works with; ``set_up`` makes it, the epochs advance it."""
+
+    run: Path
+    config: TrainConfig
+    net: Network
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    bundle: DataBundle
+    device: torch.device
+    precision: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    planned_epochs: int
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.x_train) // self.config.batch_size)
+
+    def lr_at(self, step: int) -> float:
+        c = self.config
+        total = self.planned_epochs * self.steps_per_epoch
+        return learning_rate(c.schedule, c.lr, step, total, c.decay_rate, c.decay_steps)
+
+    def checkpoint_state(self) -> dict:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "step": self.step,
+            "planned_epochs": self.planned_epochs,
+            "precision": self.precision,
+        }
+
+
+def set_up(
+    out: Path,
+    config: TrainConfig,
+    spec: NetSpec | None,
+    resume: bool,
+    init_from: str | Path | None,
+    data_root: str | Path | None,
+) -> Session:
+    """A new run written to ``out`` (config, split, scaler, initial weights), or a resumed one."""
     if resume:
-        stored = read_config(run, "cnn")
-        spec = spec_from_dict(stored["net"], f"{run}/config.json")
+        stored = read_config(out)
+        if stored.get("kind") != saved.KIND:
+            raise RunError(f"{out} holds a {stored.get('kind')!r} run; --resume needs a CNN run.")
+        saved.check_config(stored, f"{out}/config.json")
+        saved.resumable(out)
+        spec = saved.spec_of(stored, f"{out}/config.json")
         config = replace(TrainConfig(**stored["train"]), epochs=config.epochs)
-        bundle = DataBundle.from_run(run, data_root)
+        bundle = DataBundle.restore(out, stored["data"], data_root)
     else:
         spec = spec or default_spec()
         config.validate()
@@ -137,147 +183,169 @@ def train(
                 f"{bundle.dataset.n_classes} classes."
             )
     device = pick_device(config.device)
-    precision = pick_precision(config.precision, device)
-    torch.set_flush_denormal(True)
-
     subset = bundle.train_positions(config.max_train)
-    x_train = torch.from_numpy(bundle.inputs("train", subset, layout="nchw"))
-    y_train = torch.from_numpy(bundle.labels("train", subset))
-    x_test = torch.from_numpy(bundle.inputs("test", layout="nchw"))
-    y_test = torch.from_numpy(bundle.labels("test"))
-
     net = build(spec, config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
     if init_from is not None:
-        load_weights(net, Path(init_from) / "initial.safetensors")
-    net = net.to(device, memory_format=torch.channels_last)
-    optimizer = make_optimizer(config.optimizer, net.parameters(), config.lr, config.momentum)
-    history: list[dict[str, float]] = []
-    step, planned_epochs = 0, config.epochs
-    if resume:
-        load_weights(net, run / "model.safetensors")
-        state = load_state(run / "checkpoint.pt")
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        step, planned_epochs = int(state["step"]), int(state["planned_epochs"])
-        # a run keeps the precision it started in, whatever "auto" would pick on this machine
-        precision = state.get("precision", precision)
-        history = read_json(run / "history.json")
-        planned_epochs = max(planned_epochs, len(history) + config.epochs)
-    else:
-        create_run(
-            run,
-            {
-                "kind": "cnn",
-                "net": spec.to_dict(),
-                "train": asdict(config),
-                "data": bundle.config(),
-            },
-        )
-        bundle.save(run)
-        save_weights(net, run / "initial.safetensors")
-
-    steps_per_epoch = -(-len(x_train) // config.batch_size)
-    total_steps = planned_epochs * steps_per_epoch
-    lr_at = lambda s: learning_rate(  # noqa: E731
-        config.schedule, config.lr, s, total_steps, config.decay_rate, config.decay_steps
+        load_weights(net, Path(init_from) / saved.FILES["initial"])
+    session = Session(
+        run=out,
+        config=config,
+        net=net,
+        optimizer=None,  # made below, once the network sits on its device
+        generator=torch.Generator().manual_seed(config.seed),
+        bundle=bundle,
+        device=device,
+        precision=pick_precision(config.precision, device),
+        x_train=torch.from_numpy(bundle.inputs("train", subset, layout="nchw")),
+        y_train=torch.from_numpy(bundle.labels("train", subset)),
+        x_test=torch.from_numpy(bundle.inputs("test", layout="nchw")),
+        y_test=torch.from_numpy(bundle.labels("test")),
+        planned_epochs=config.epochs,
     )
-    start_epoch = len(history)
-    train_seconds = sum(h["seconds"] for h in history)
-    try:
-        for epoch in range(start_epoch, start_epoch + config.epochs):
-            net.train()
-            began = time.perf_counter()
-            order = torch.randperm(len(x_train), generator=generator)
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            bar = tqdm(
-                range(steps_per_epoch),
-                desc=f"epoch {epoch + 1}/{start_epoch + config.epochs}",
-                leave=False,
-                disable=None,
-                unit="batch",
-            )
-            for b in bar:
-                idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-                xb = x_train[idx].to(device, memory_format=torch.channels_last)
-                yb = y_train[idx].to(device)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step)
-                with autocast(device, precision):
-                    logits = net(xb)
-                loss = F.cross_entropy(logits.float(), yb)
-                if net.spec.l1 or net.spec.l2:  # adding a zero would cost an op and its backward
-                    loss = loss + regularization(net)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                loss_sum += loss.detach() * len(idx)
-                correct += (logits.argmax(1) == yb).sum()
-                if b % 100 == 0 and not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} in epoch {epoch + 1}, batch {b}; the last good "
-                        f"model (epoch {epoch}) is kept. Lower --lr (now {config.lr}) or add a schedule."
-                    )
-            train_loss = loss_sum.item() / len(x_train)
-            if not np.isfinite(train_loss):
+    if resume:
+        state, session.history = saved.load_epoch(out, net)
+    net.to(device, memory_format=torch.channels_last)
+    session.optimizer = make_optimizer(
+        config.optimizer, net.parameters(), config.lr, config.momentum
+    )
+    if resume:
+        session.optimizer.load_state_dict(state["optimizer"])
+        session.generator.set_state(state["generator"])
+        session.step = int(state["step"])
+        # a run keeps the precision it started in, whatever "auto" would pick on this machine
+        session.precision = state.get("precision", session.precision)
+        session.planned_epochs = max(
+            int(state["planned_epochs"]), len(session.history) + config.epochs
+        )
+    else:
+        saved.start(out, spec, asdict(config), bundle, net)
+    return session
+
+
+def run_epoch(s: Session, epoch: int, last_epoch: int) -> tuple[float, float, float]:
+    """One pass over the shuffled training images; returns (loss, accuracy, seconds)."""
+    s.net.train()
+    began = time.perf_counter()
+    order = torch.randperm(len(s.x_train), generator=s.generator)
+    loss_sum = torch.zeros((), device=s.device)
+    correct = torch.zeros((), device=s.device, dtype=torch.long)
+    batch = s.config.batch_size
+    bar = tqdm(
+        range(s.steps_per_epoch),
+        desc=f"epoch {epoch}/{last_epoch}",
+        leave=False,
+        disable=None,
+        unit="batch",
+    )
+    with fast_path(s.net, enabled=s.device.type == "cpu"):
+        for b in bar:
+            idx = order[b * batch : (b + 1) * batch]
+            xb = s.x_train[idx].to(s.device, memory_format=torch.channels_last)
+            yb = s.y_train[idx].to(s.device)
+            for group in s.optimizer.param_groups:
+                group["lr"] = s.lr_at(s.step)
+            with autocast(s.device, s.precision):
+                logits = s.net(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+            if s.net.spec.l1 or s.net.spec.l2:  # adding a zero would cost an op and its backward
+                loss = loss + regularization(s.net)
+            s.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            s.optimizer.step()
+            s.step += 1
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == yb).sum()
+            if b % 100 == 0 and not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"loss became {train_loss} in epoch {epoch + 1}; lower --lr."
+                    f"loss became {loss.item()} in epoch {epoch}, batch {b}; the last good model "
+                    f"(epoch {epoch - 1}) is kept. Lower --lr (now {s.config.lr}) or add a schedule."
                 )
-            seconds = time.perf_counter() - began
-            train_seconds += seconds
-            val_loss, val_acc = evaluate(net, x_test, y_test, device)
-            history.append(
-                {
-                    "epoch": epoch + 1,
-                    "loss": train_loss,
-                    "accuracy": correct.item() / len(x_train),
-                    "val_loss": val_loss,
-                    "val_accuracy": val_acc,
-                    "lr": lr_at(step - 1),
-                    "seconds": seconds,
-                }
-            )
-            _checkpoint(run, net, optimizer, generator, step, planned_epochs, precision, history)
+    train_loss = loss_sum.item() / len(s.x_train)
+    if not np.isfinite(train_loss):
+        raise TrainingDiverged(f"loss became {train_loss} in epoch {epoch}; lower --lr.")
+    return train_loss, correct.item() / len(s.x_train), time.perf_counter() - began
+
+
+def finish_epoch(s: Session, epoch: int, loss: float, accuracy: float, seconds: float) -> None:
+    """Validate, append to the history and commit the epoch's files."""
+    val_loss, val_acc = evaluate(s.net, s.x_test, s.y_test, s.device)
+    s.history.append(
+        {
+            "epoch": epoch,
+            "loss": loss,
+            "accuracy": accuracy,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "lr": s.lr_at(s.step - 1),
+            "seconds": seconds,
+        }
+    )
+    saved.save_epoch(s.run, s.net, s.checkpoint_state(), s.history)
+    tqdm.write(
+        f"epoch {epoch}: loss {loss:.4f}  val_loss {val_loss:.4f}  val_accuracy {val_acc:.4f}  "
+        f"({seconds:.1f} s)"
+    )
+
+
+def flushing_denormals() -> bool:
+    """Whether the CPU now flushes denormal floats to zero. torch can set this flag but not read
+    it, so it is read from arithmetic: with the flag on, a denormal input counts as zero."""
+    return torch.tensor([1e-40], dtype=torch.float32).mul(2.0).item() == 0.0
+
+
+@contextlib.contextmanager
+def process_flags() -> Iterator[None]:
+    """Flush denormals to zero for the training call only (a denormal costs ~100x a normal
+    float on x86), and give the caller's setting back afterwards."""
+    before = flushing_denormals()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def train(
+    out: str | Path,
+    config: TrainConfig = TrainConfig(),
+    spec: NetSpec | None = None,
+    resume: bool = False,
+    init_from: str | Path | None = None,
+    data_root: str | Path | None = None,
+    callbacks: list[EpochCallback] | None = None,
+) -> dict[str, Any]:
+    """Train into ``out``; with ``resume`` continue that run for ``config.epochs`` more epochs."""
+    run = Path(out)
+    with process_flags():
+        s = set_up(run, config, spec, resume, init_from, data_root)
+        first = len(s.history) + 1
+        last = first + s.config.epochs - 1
+        try:
+            for epoch in range(first, last + 1):
+                loss, accuracy, seconds = run_epoch(s, epoch, last)
+                finish_epoch(s, epoch, loss, accuracy, seconds)
+                for callback in callbacks or []:
+                    callback(s.history)
+        except KeyboardInterrupt:
             tqdm.write(
-                f"epoch {epoch + 1}: loss {train_loss:.4f}  val_loss {val_loss:.4f}  "
-                f"val_accuracy {val_acc:.4f}  ({seconds:.1f} s)"
+                f"interrupted: {run} keeps epoch {len(s.history)}; continue with --resume {run}"
             )
-            for callback in callbacks or []:
-                callback(history)
-    except KeyboardInterrupt:
-        tqdm.write(f"interrupted: {run} keeps epoch {len(history)}; continue with --resume {run}")
-        raise
-    if not history:
+            raise
+    if not s.history:
         raise RunError("no epoch finished.")
+    last_epoch = s.history[-1]
     metrics = {
-        "test_accuracy": history[-1]["val_accuracy"],
-        "test_loss": history[-1]["val_loss"],
-        "train_accuracy": history[-1]["accuracy"],
-        "train_seconds": train_seconds,
-        "epochs": len(history),
-        "seed": config.seed,
-        "device": str(device),
-        "precision": precision,
+        "test_accuracy": last_epoch["val_accuracy"],
+        "test_loss": last_epoch["val_loss"],
+        "train_accuracy": last_epoch["accuracy"],
+        "train_seconds": sum(h["seconds"] for h in s.history),
+        "epochs": len(s.history),
+        "seed": s.config.seed,
+        "n_train": len(s.x_train),
+        "device": str(s.device),
+        "precision": s.precision,
         "threads": torch.get_num_threads(),
-        "data_checksums": bundle.dataset.checksums,
+        "data_checksums": s.bundle.dataset.checksums,
     }
     write_metrics(run, metrics)
     return metrics
-
-
-def _checkpoint(run, net, optimizer, generator, step, planned_epochs, precision, history) -> None:
-    save_weights(net, run / "model.safetensors")
-    save_state(
-        {
-            "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(),
-            "step": step,
-            "planned_epochs": planned_epochs,
-            "precision": precision,
-        },
-        run / "checkpoint.pt",
-    )
-    write_json(run / "history.json", history)
-    save_figure(plot_cnn_history(history), run / "curves.png")

@@ -35,17 +35,17 @@ class DataBundle:
         return cls(data, split, scaling, scaler)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, data_root: str | Path | None = None) -> DataBundle:
-        """Rebuild a run's inputs from its saved split and scaler (no refitting)."""
-        from mapscope.runs import read_config
-
-        run_dir = Path(run_dir)
-        config = read_config(run_dir)
-        data = load_dataset(config["data"]["dataset"], data_root)
-        split = Split.load(run_dir / "split.npz")
-        scaler_path = run_dir / "scaler.npz"
+    def restore(
+        cls, folder: str | Path, data: dict, data_root: str | Path | None = None
+    ) -> DataBundle:
+        """A run's inputs from its saved split and scaler (no refitting); ``data`` is the
+        ``data`` table of the run's config.json."""
+        folder = Path(folder)
+        dataset = load_dataset(data["dataset"], data_root)
+        split = Split.load(folder / "split.npz")
+        scaler_path = folder / "scaler.npz"
         scaler = Standardizer.load(scaler_path) if scaler_path.exists() else None
-        return cls(data, split, config["data"]["scaling"], scaler)
+        return cls(dataset, split, data["scaling"], scaler)
 
     def save(self, run_dir: str | Path) -> None:
         run_dir = Path(run_dir)

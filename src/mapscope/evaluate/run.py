@@ -1,84 +1,103 @@
-"""Evaluate a run folder: confusion matrix, per-class metrics and galleries, all saved."""
+"""Evaluate any run: confusion matrix, per-class metrics and galleries.
+
+``evaluate(run, ...)`` computes an ``Evaluation`` (arrays and numbers, no files);
+``write_evaluation(result, out)`` writes its JSON, CSV and PNG files and returns their paths;
+``result.summary()`` is the console table. Nothing here knows a model kind: the run's
+predictor does the predicting.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError
-from mapscope.evaluate.galleries import gallery_indices
-from mapscope.evaluate.metrics import confusion_matrix, format_reports, per_class
-from mapscope.evaluate.models import load_predictor
 from mapscope.io import write_csv, write_json
+from mapscope.metrics import (
+    ClassReport,
+    confusion_matrix,
+    format_reports,
+    gallery_indices,
+    per_class,
+)
 from mapscope.report.evaluation import plot_confusion
 from mapscope.report.figures import save_figure
 from mapscope.report.samples import image_tiles
-from mapscope.runs import provenance
+from mapscope.runs import Run, provenance
+
+GALLERY_KINDS = ("true_positives", "false_positives", "false_negatives")
 
 
-def evaluate_run(
-    run_dir: str | Path,
-    out: str | Path,
-    part: str = "test",
+@dataclass
+class Gallery:
+    """Positions (in the split) of the right and wrong predictions for one class."""
+
+    cls: int
+    lists: dict  # kind -> first positions, and "counts"
+    images: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> raw images (images only)
+
+
+@dataclass
+class Evaluation:
+    model: str
+    dataset: str
+    split: str
+    class_names: tuple[str, ...]
+    actual: np.ndarray
+    predicted: np.ndarray
+    matrix: np.ndarray
+    reports: list[ClassReport]
+    checksums: dict[str, str]
+    galleries: list[Gallery] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.matrix) / self.matrix.sum())
+
+    def summary(self) -> str:
+        return format_reports(self.reports, self.accuracy)
+
+
+def evaluate(
+    run: Run | str | Path,
+    split: str = "test",
     gallery: list[str] | None = None,
     data_root: str | Path | None = None,
-) -> dict[str, Any]:
-    out = Path(out)
-    bundle = DataBundle.from_run(run_dir, data_root)
-    predicted = load_predictor(run_dir)(bundle, part)
-    actual = bundle.labels(part)
+) -> Evaluation:
+    """Predict a split of the run's own data and compare with the labels."""
+    run = run if isinstance(run, Run) else Run.open(run)
+    bundle = run.bundle(data_root)
+    predicted = run.predictor().predict(bundle, split)
+    actual = bundle.labels(split)
     names = bundle.dataset.class_names
     matrix = confusion_matrix(actual, predicted, len(names))
-    reports = per_class(matrix, names)
-    accuracy = float(np.trace(matrix) / matrix.sum())
-    written = [
-        write_json(
-            out / "confusion.json",
-            {
-                "classes": list(names),
-                "rows": "actual",
-                "columns": "predicted",
-                "matrix": matrix.tolist(),
-                "split": part,
-                "accuracy": accuracy,
-                "model": str(run_dir),
-                "provenance": provenance(bundle.dataset.checksums),
-            },
-        ),
-        write_csv(
-            out / "confusion.csv",
-            ["actual\\predicted", *names],
-            [[n, *row] for n, row in zip(names, matrix.tolist(), strict=True)],
-        ),
-        write_json(out / "per_class.json", [asdict(r) for r in reports]),
-        write_csv(
-            out / "per_class.csv",
-            list(asdict(reports[0])),
-            [list(asdict(r).values()) for r in reports],
-        ),
-        save_figure(
-            plot_confusion(
-                matrix, names, f"{bundle.dataset.name}, {part} split: accuracy {accuracy:.4f}"
-            ),
-            out / "confusion.png",
-        ),
-    ]
+    result = Evaluation(
+        str(run.path),
+        bundle.dataset.name,
+        split,
+        names,
+        actual,
+        predicted,
+        matrix,
+        per_class(matrix, names),
+        bundle.dataset.checksums,
+    )
     for cls_name in gallery or []:
-        written += _gallery(bundle, part, actual, predicted, _class_index(cls_name, names), out)
-    return {
-        "accuracy": accuracy,
-        "matrix": matrix,
-        "reports": reports,
-        "table": format_reports(reports, accuracy),
-        "written": written,
-    }
+        cls = class_index(cls_name, names)
+        lists = gallery_indices(actual, predicted, cls)
+        images = {}
+        if bundle.dataset.is_image:
+            images = {
+                kind: bundle.raw(split, lists[kind]) if lists[kind] else np.zeros((0, 28, 28))
+                for kind in GALLERY_KINDS
+            }
+        result.galleries.append(Gallery(cls, lists, images))
+    return result
 
 
-def _class_index(name: str, names: tuple[str, ...]) -> int:
+def class_index(name: str, names: tuple[str, ...]) -> int:
     if name in names:
         return names.index(name)
     if name.isdigit() and int(name) < len(names):
@@ -88,24 +107,65 @@ def _class_index(name: str, names: tuple[str, ...]) -> int:
     )
 
 
-def _gallery(bundle, part, actual, predicted, cls, out: Path) -> list[Path]:
-    names = bundle.dataset.class_names
-    lists = gallery_indices(actual, predicted, cls)
-    tag = f"class{cls}"
+def write_evaluation(result: Evaluation, out: str | Path) -> list[Path]:
+    out, names = Path(out), result.class_names
+    reports = result.reports
     written = [
-        write_json(out / f"gallery_{tag}.json", {"class": names[cls], "split": part, **lists})
+        write_json(
+            out / "confusion.json",
+            {
+                "classes": list(names),
+                "rows": "actual",
+                "columns": "predicted",
+                "matrix": result.matrix.tolist(),
+                "split": result.split,
+                "accuracy": result.accuracy,
+                "model": result.model,
+                "provenance": provenance(result.checksums),
+            },
+        ),
+        write_csv(
+            out / "confusion.csv",
+            ["actual\\predicted", *names],
+            [[n, *row] for n, row in zip(names, result.matrix.tolist(), strict=True)],
+        ),
+        write_json(out / "per_class.json", [asdict(r) for r in reports]),
+        write_csv(
+            out / "per_class.csv",
+            list(asdict(reports[0])),
+            [list(asdict(r).values()) for r in reports],
+        ),
+        save_figure(
+            plot_confusion(
+                result.matrix,
+                names,
+                f"{result.dataset}, {result.split} split: accuracy {result.accuracy:.4f}",
+            ),
+            out / "confusion.png",
+        ),
     ]
-    if not bundle.dataset.is_image:
-        return written
-    for kind in ("true_positives", "false_positives", "false_negatives"):
-        positions = lists[kind]
-        images = bundle.raw(part, positions) if positions else np.zeros((0, 28, 28))
-        titles = [f"#{i} p{names[predicted[i]]}/a{names[actual[i]]}" for i in positions]
-        title = f"{kind.replace('_', ' ')} for {names[cls]}: first {len(positions)} of {lists['counts'][kind]}"
-        written.append(
-            save_figure(
-                image_tiles(images, titles, per_row=10, suptitle=title),
-                out / f"gallery_{tag}_{kind}.png",
-            )
+    for gallery in result.galleries:
+        written += _write_gallery(result, gallery, out)
+    return written
+
+
+def _write_gallery(result: Evaluation, gallery: Gallery, out: Path) -> list[Path]:
+    names, lists, tag = result.class_names, gallery.lists, f"class{gallery.cls}"
+    written = [
+        write_json(
+            out / f"gallery_{tag}.json",
+            {"class": names[gallery.cls], "split": result.split, **lists},
         )
+    ]
+    for kind, images in gallery.images.items():
+        positions = lists[kind]
+        titles = [
+            f"#{i} p{names[result.predicted[i]]}/a{names[result.actual[i]]}" for i in positions
+        ]
+        title = (
+            f"{kind.replace('_', ' ')} for {names[gallery.cls]}: first {len(positions)} of "
+            f"{lists['counts'][kind]}"
+        )
+        figure = image_tiles(images, titles, per_row=10, suptitle=title)
+        written.append(save_figure(figure, out / f"gallery_{tag}_{kind}.png"))
     return written

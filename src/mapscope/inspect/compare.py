@@ -21,8 +21,10 @@ def as_maps(acts: np.ndarray) -> np.ndarray:
 @dataclass
 class GroupPattern:
     all_active: np.ndarray  # (C, H, W) bool: active in every image of the group
+    any_active: np.ndarray  # (C, H, W) bool: active in at least one image of the group
     mean: np.ndarray  # (C, H, W) mean activation over the group
     agreement: np.ndarray  # (C,) points active in all / points active in any (Jaccard), 0 if none
+    threshold: float  # a point is active above this value
 
 
 def group_pattern(acts: np.ndarray, threshold: float = 0.0) -> GroupPattern:
@@ -35,15 +37,18 @@ def group_pattern(acts: np.ndarray, threshold: float = 0.0) -> GroupPattern:
     agreement = np.divide(
         all_active.sum(axis=(1, 2)), n_any, out=np.zeros(len(n_any)), where=n_any > 0
     )
-    return GroupPattern(all_active, maps.mean(axis=0), agreement)
+    return GroupPattern(all_active, any_active, maps.mean(axis=0), agreement, threshold)
 
 
 def group_difference(a: GroupPattern, b: GroupPattern) -> dict[str, np.ndarray]:
-    """Per map: mean activation of A minus B, and points active in all of A but never in B."""
+    """Per map: mean activation of A minus B, and points active (above the groups' threshold)
+    in every image of A but in no image of B."""
+    if a.threshold != b.threshold:
+        raise ConfigError(f"groups use different thresholds ({a.threshold} and {b.threshold}).")
     return {
         "mean_difference": a.mean - b.mean,
         "unit_difference": (a.mean - b.mean).mean(axis=(1, 2)),
-        "only_a": a.all_active & ~(b.mean > 0),
+        "only_a": a.all_active & ~b.any_active,
     }
 
 

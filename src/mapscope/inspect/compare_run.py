@@ -1,13 +1,25 @@
-"""The two comparison workflows behind `mapscope compare`, writing JSON and PNG files."""
+"""The two comparisons behind `mapscope compare`, as results first and files second.
+
+``compare_groups`` / ``compare_classes`` return a ``GroupComparison`` / ``ClassComparison``
+(arrays and numbers); ``write_comparison(result, out)`` writes its JSON, CSV and PNG files;
+``result.summary()`` is the console text.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mapscope.errors import ConfigError
-from mapscope.inspect.compare import class_separation, group_difference, group_pattern
+from mapscope.inspect.compare import (
+    GroupPattern,
+    Separation,
+    class_separation,
+    group_difference,
+    group_pattern,
+)
 from mapscope.inspect.session import Inspection
 from mapscope.inspect.taps import layer_outputs
 from mapscope.io import write_csv, write_json
@@ -15,7 +27,42 @@ from mapscope.report.activations import plot_activation_grid
 from mapscope.report.compare import plot_group_agreement, plot_separation
 from mapscope.report.figures import save_figure
 from mapscope.report.samples import image_tiles
-from mapscope.runs import provenance
+from mapscope.runfolder import provenance
+
+
+@dataclass
+class Group:
+    indices: list[int]
+    activations: np.ndarray
+    images: np.ndarray
+    titles: list[str]
+    pattern: GroupPattern
+
+
+@dataclass
+class GroupComparison:
+    layer: str
+    split: str
+    threshold: float
+    groups: dict[str, Group]
+    difference: dict[str, np.ndarray] | None
+    checksums: dict[str, str] = field(default_factory=dict)
+
+    def ranked_by_difference(self) -> np.ndarray | None:
+        if self.difference is None:
+            return None
+        return np.argsort(-np.abs(self.difference["unit_difference"]))
+
+    def summary(self) -> str:
+        lines = [
+            f"{name}: mean agreement {g.pattern.agreement.mean():.3f}; most shared units "
+            f"{np.argsort(-g.pattern.agreement)[:8].tolist()}"
+            for name, g in self.groups.items()
+        ]
+        ranked = self.ranked_by_difference()
+        if ranked is not None:
+            lines.append(f"units differing most between A and B: {ranked[:8].tolist()}")
+        return "\n".join(lines)
 
 
 def compare_groups(
@@ -23,120 +70,169 @@ def compare_groups(
     layer: str,
     part: str,
     group_a: list[int],
-    group_b: list[int] | None,
-    threshold: float,
-    out: Path,
-) -> tuple[list[Path], str]:
-    groups = {"A": group_a} if group_b is None else {"A": group_a, "B": group_b}
-    patterns, written, result = (
-        {},
-        [],
-        {
-            "layer": layer,
-            "split": part,
-            "threshold": threshold,
-            "groups": {},
-            "provenance": provenance(session.bundle.dataset.checksums),
-        },
-    )
-    for name, indices in groups.items():
+    group_b: list[int] | None = None,
+    threshold: float = 0.0,
+) -> GroupComparison:
+    """What the images of a group share in ``layer``, and where two groups differ."""
+    named = {"A": group_a} if group_b is None else {"A": group_a, "B": group_b}
+    groups = {}
+    for name, indices in named.items():
         acts = session.activations(layer, part, indices)
-        patterns[name] = group_pattern(acts, threshold)
-        fig = plot_activation_grid(
-            session.bundle.raw(part, indices), acts, session.titles(part, indices), layer
+        groups[name] = Group(
+            list(indices),
+            acts,
+            session.bundle.raw(part, indices),
+            session.titles(part, indices),
+            group_pattern(acts, threshold),
         )
-        written.append(save_figure(fig, out / f"grids_{name}.png"))
-        result["groups"][name] = {
-            "indices": indices,
-            "agreement_per_unit": patterns[name].agreement,
-        }
-    difference = group_difference(patterns["A"], patterns["B"]) if group_b else None
-    if difference is not None:
-        result["mean_difference_per_unit"] = difference["unit_difference"]
-        ranked = np.argsort(-np.abs(difference["unit_difference"]))
-        result["units_ranked_by_difference"] = ranked
-    written.append(
-        save_figure(plot_group_agreement(patterns, difference, layer), out / "agreement.png")
+    difference = (
+        group_difference(groups["A"].pattern, groups["B"].pattern) if group_b is not None else None
     )
-    written.append(write_json(out / "compare.json", result))
-    lines = [
-        f"{name}: mean agreement {p.agreement.mean():.3f}; most shared units "
-        f"{np.argsort(-p.agreement)[:8].tolist()}"
-        for name, p in patterns.items()
-    ]
-    if difference is not None:
-        lines.append(
-            f"units differing most between A and B: {result['units_ranked_by_difference'][:8].tolist()}"
+    return GroupComparison(
+        layer, part, threshold, groups, difference, session.bundle.dataset.checksums
+    )
+
+
+@dataclass
+class ClassComparison:
+    layer: str
+    split: str
+    class_names: tuple[str, str]
+    separation: Separation
+    a_as_b: np.ndarray  # positions of class a predicted as b
+    b_as_a: np.ndarray
+    confused_images: np.ndarray
+    confused_titles: list[str]
+    top: int
+    checksums: dict[str, str] = field(default_factory=dict)
+
+    def ranking(self) -> list[dict]:
+        sep = self.separation
+        return [
+            {
+                "rank": r + 1,
+                "unit": int(u),
+                "effect_size": float(sep.effect_size[u]),
+                "mean_a": float(sep.mean_a[u]),
+                "mean_b": float(sep.mean_b[u]),
+            }
+            for r, u in enumerate(sep.units)
+        ]
+
+    def summary(self) -> str:
+        a, b = self.class_names
+        return "\n".join(
+            [f"{self.layer}: units separating {a} from {b} best (Cohen's d):"]
+            + [
+                f"  unit {r['unit']:>4}: d = {r['effect_size']:+.2f}  (mean {r['mean_a']:.3f} vs "
+                f"{r['mean_b']:.3f})"
+                for r in self.ranking()[:5]
+            ]
+            + [
+                f"confused: {len(self.a_as_b)} {a} predicted as {b}, {len(self.b_as_a)} the other way"
+            ]
         )
-    return written, "\n".join(lines)
 
 
 def compare_classes(
-    session: Inspection, layer: str, part: str, class_a: int, class_b: int, top: int, out: Path
-) -> tuple[list[Path], str]:
+    session: Inspection, layer: str, part: str, class_a: int, class_b: int, top: int = 16
+) -> ClassComparison:
+    """Units of ``layer`` ranked by how well they separate two classes, and the images the
+    network confuses between them (one forward pass taps the layer and the logits)."""
     bundle, names = session.bundle, session.bundle.dataset.class_names
     for c in (class_a, class_b):
         if not 0 <= c < len(names):
             raise ConfigError(
                 f"class {c} does not exist; classes are 0..{len(names) - 1} ({', '.join(names)})."
             )
+    if top < 1:
+        raise ConfigError(f"top must be >= 1, got {top}.")
     labels = bundle.labels(part)
-    inputs = bundle.inputs(part, layout="nchw")
-    output_layer = session.net.spec.layer_names[-1]
+    output_layer = session.layer_names[-1]
     taps = layer_outputs(
-        session.net, inputs, list(dict.fromkeys([layer, output_layer]))
-    )  # one pass
-    acts = taps[layer]
-    sep = class_separation(acts, labels, class_a, class_b)
+        session.net, session.inputs(part), list(dict.fromkeys([layer, output_layer]))
+    )
+    sep = class_separation(taps[layer], labels, class_a, class_b)
     predicted = taps[output_layer].argmax(1)  # logits: same argmax as the probabilities
-    rows = [
-        {
-            "rank": r + 1,
-            "unit": int(u),
-            "effect_size": float(sep.effect_size[u]),
-            "mean_a": float(sep.mean_a[u]),
-            "mean_b": float(sep.mean_b[u]),
-        }
-        for r, u in enumerate(sep.units)
-    ]
     a_as_b = np.flatnonzero((labels == class_a) & (predicted == class_b))
     b_as_a = np.flatnonzero((labels == class_b) & (predicted == class_a))
-    pair = (names[class_a], names[class_b])
+    confused = np.concatenate([a_as_b, b_as_a])
+    titles = [f"#{i} a{names[labels[i]]} p{names[predicted[i]]}" for i in confused]
+    images = bundle.raw(part, confused) if len(confused) else np.zeros((0,))
+    return ClassComparison(
+        layer,
+        part,
+        (names[class_a], names[class_b]),
+        sep,
+        a_as_b,
+        b_as_a,
+        images,
+        titles,
+        top,
+        bundle.dataset.checksums,
+    )
+
+
+def write_comparison(result: GroupComparison | ClassComparison, out: str | Path) -> list[Path]:
+    if isinstance(result, ClassComparison):
+        return _write_classes(result, Path(out))
+    return _write_groups(result, Path(out))
+
+
+def _write_groups(result: GroupComparison, out: Path) -> list[Path]:
+    written = []
+    for name, group in result.groups.items():
+        fig = plot_activation_grid(group.images, group.activations, group.titles, result.layer)
+        written.append(save_figure(fig, out / f"grids_{name}.png"))
+    patterns = {name: g.pattern for name, g in result.groups.items()}
+    fig = plot_group_agreement(patterns, result.difference, result.layer)
+    written.append(save_figure(fig, out / "agreement.png"))
+    saved = {
+        "layer": result.layer,
+        "split": result.split,
+        "threshold": result.threshold,
+        "groups": {
+            name: {"indices": g.indices, "agreement_per_unit": g.pattern.agreement}
+            for name, g in result.groups.items()
+        },
+        "provenance": provenance(result.checksums),
+    }
+    if result.difference is not None:
+        saved["mean_difference_per_unit"] = result.difference["unit_difference"]
+        saved["units_ranked_by_difference"] = result.ranked_by_difference()
+    written.append(write_json(out / "compare.json", saved))
+    return written
+
+
+def _write_classes(result: ClassComparison, out: Path) -> list[Path]:
+    a, b = result.class_names
+    rows = result.ranking()
     written = [
         write_json(
             out / "separation.json",
             {
-                "layer": layer,
-                "split": part,
-                "class_a": pair[0],
-                "class_b": pair[1],
+                "layer": result.layer,
+                "split": result.split,
+                "class_a": a,
+                "class_b": b,
                 "effect_size": "Cohen's d of the per-image unit mean, a minus b",
-                "provenance": provenance(bundle.dataset.checksums),
+                "provenance": provenance(result.checksums),
                 "ranking": rows,
-                "confused": {f"{pair[0]}_as_{pair[1]}": a_as_b, f"{pair[1]}_as_{pair[0]}": b_as_a},
+                "confused": {f"{a}_as_{b}": result.a_as_b, f"{b}_as_{a}": result.b_as_a},
             },
         ),
         write_csv(out / "separation.csv", list(rows[0]), [list(r.values()) for r in rows]),
-        save_figure(plot_separation(sep, pair, layer, top), out / "separation.png"),
+        save_figure(
+            plot_separation(result.separation, result.class_names, result.layer, result.top),
+            out / "separation.png",
+        ),
     ]
-    confused = np.concatenate([a_as_b, b_as_a])
-    if len(confused):
-        titles = [f"#{i} a{names[labels[i]]} p{names[predicted[i]]}" for i in confused]
+    if len(result.confused_titles):
         fig = image_tiles(
-            bundle.raw(part, confused),
-            titles,
-            suptitle=f"{pair[0]} predicted as {pair[1]} ({len(a_as_b)}) and {pair[1]} as {pair[0]} "
-            f"({len(b_as_a)})",
+            result.confused_images,
+            result.confused_titles,
+            suptitle=f"{a} predicted as {b} ({len(result.a_as_b)}) and {b} as {a} "
+            f"({len(result.b_as_a)})",
         )
         written.append(save_figure(fig, out / "confused.png"))
-    best = rows[:5]
-    summary = "\n".join(
-        [f"{layer}: units separating {pair[0]} from {pair[1]} best (Cohen's d):"]
-        + [
-            f"  unit {r['unit']:>4}: d = {r['effect_size']:+.2f}  (mean {r['mean_a']:.3f} vs "
-            f"{r['mean_b']:.3f})"
-            for r in best
-        ]
-        + [f"confused: {len(a_as_b)} {pair[0]} predicted as {pair[1]}, {len(b_as_a)} the other way"]
-    )
-    return written, summary
+    return written

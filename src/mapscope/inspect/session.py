@@ -1,31 +1,36 @@
-"""A trained CNN together with its exact inputs: what every inspection starts from."""
+"""A network together with its exact inputs: what every inspection starts from.
+
+``Inspection`` knows nothing of run folders: build it from any ``nn.Module`` and a
+``DataBundle``, or from a run with ``Run.open(dir).inspection()``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+from torch import nn
 
-from mapscope.cnn.build import Network
-from mapscope.cnn.checkpoint import load_model
 from mapscope.data.bundle import DataBundle
-from mapscope.inspect.taps import layer_outputs
+from mapscope.inspect.taps import layer_names, layer_outputs
 
 
 @dataclass
 class Inspection:
-    net: Network
+    net: nn.Module
     bundle: DataBundle
 
-    @classmethod
-    def open(cls, run_dir: str | Path, data_root: str | Path | None = None) -> Inspection:
-        return cls(load_model(run_dir), DataBundle.from_run(run_dir, data_root))
+    @property
+    def layer_names(self) -> list[str]:
+        return layer_names(self.net)
+
+    def inputs(self, part: str, indices=None) -> np.ndarray:
+        """Prepared inputs in the layout the network reads (images: NCHW)."""
+        layout = "nchw" if self.bundle.dataset.is_image else "flat"
+        return self.bundle.inputs(part, indices, layout=layout)
 
     def activations(self, layer: str, part: str, indices) -> np.ndarray:
-        return layer_outputs(self.net, self.bundle.inputs(part, indices, layout="nchw"), [layer])[
-            layer
-        ]
+        return layer_outputs(self.net, self.inputs(part, indices), [layer])[layer]
 
     def titles(self, part: str, indices) -> list[str]:
         names = self.bundle.dataset.class_names

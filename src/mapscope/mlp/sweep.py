@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from mapscope.errors import ConfigError
 from mapscope.io import read_json, write_csv, write_json
@@ -25,22 +27,48 @@ SWEEPABLE = (
 )
 
 
+@dataclass
+class Sweep:
+    """One MLP run per value of ``param`` (the runs themselves are ordinary run folders)."""
+
+    param: str
+    base: MLPConfig
+    rows: list[dict[str, Any]]
+    histories: dict[float, dict]
+
+    def summary(self) -> str:
+        p = self.param
+        lines = [f"{p:>10} {'train':>8} {'test':>8} {'best':>8} {'epochs to converge':>20}"]
+        for r in self.rows:
+            lines.append(
+                f"{r[p]:>10} {r['train_accuracy']:>8.4f} {r['test_accuracy']:>8.4f} "
+                f"{r['best_test_accuracy']:>8.4f} {r['epochs_to_converge']:>20}"
+            )
+        return "\n".join(lines)
+
+
 def sweep(
-    out: str | Path,
+    runs_into: str | Path,
     param: str,
     values: list[float],
     base: MLPConfig = MLPConfig(),
     data_root: str | Path | None = None,
-) -> list[dict[str, Any]]:
+) -> Sweep:
+    """Train one run per value into ``runs_into/PARAM=VALUE``; the table comes back as a result."""
     if param not in SWEEPABLE:
         raise ConfigError(f"cannot sweep {param!r}; choose one of {', '.join(SWEEPABLE)}.")
-    out = Path(out)
-    types = {f.name: f.type for f in fields(MLPConfig)}
+    if not values:
+        raise ConfigError("give at least one value to sweep, like --values 0.01,0.1.")
+    runs_into = Path(runs_into)
+    integer = "int" in str({f.name: f.type for f in fields(MLPConfig)}[param])
     rows, histories = [], {}
-    for value in values:
-        value = int(value) if "int" in str(types[param]) else float(value)
-        run = out / f"{param}={value}"
-        metrics = train(run, MLPConfig(**{**asdict(base), param: value}), data_root)
+    for i, value in enumerate(values, start=1):
+        if integer and value != int(value):
+            raise ConfigError(f"{param} takes whole numbers; got {value}.")
+        value = int(value) if integer else float(value)
+        run = runs_into / f"{param}={value}"
+        tqdm.write(f"run {i} of {len(values)}: {param}={value}")
+        metrics = train(run, MLPConfig(**{**asdict(base), param: value}).validate(), data_root)
         histories[value] = read_json(run / "history.json")
         rows.append(
             {
@@ -53,8 +81,16 @@ def sweep(
                 "run": str(run),
             }
         )
-    write_json(out / "sweep.json", {"param": param, "base": asdict(base), "rows": rows})
+    return Sweep(param, base, rows, histories)
+
+
+def write_sweep(result: Sweep, out: str | Path) -> list[Path]:
+    out, rows = Path(out), result.rows
     header = list(rows[0])
-    write_csv(out / "sweep.csv", header, [[r[h] for h in header] for r in rows])
-    save_figure(plot_sweep(param, rows, histories), out / "sweep.png")
-    return rows
+    return [
+        write_json(
+            out / "sweep.json", {"param": result.param, "base": asdict(result.base), "rows": rows}
+        ),
+        write_csv(out / "sweep.csv", header, [[r[h] for h in header] for r in rows]),
+        save_figure(plot_sweep(result.param, rows, result.histories), out / "sweep.png"),
+    ]

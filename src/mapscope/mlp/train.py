@@ -17,11 +17,8 @@ from tqdm.auto import tqdm
 from mapscope.data.bundle import DataBundle
 from mapscope.data.prepare import one_hot
 from mapscope.errors import ConfigError, TrainingDiverged
-from mapscope.io import write_json
+from mapscope.mlp import saved
 from mapscope.mlp.network import MLP
-from mapscope.report.curves import plot_mlp_history
-from mapscope.report.figures import save_figure
-from mapscope.runs import create_run, write_metrics
 
 
 @dataclass(frozen=True)
@@ -51,6 +48,10 @@ class MLPConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}.")
+        for name in ("max_batches", "max_train", "cluster_features"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1 (or left out), got {value}.")
         if self.l1 < 0 or self.l2 < 0 or self.decrease < 0 or not 0 <= self.momentum < 1:
             raise ConfigError("l1, l2 and decrease must be >= 0 and momentum in [0, 1).")
         return self
@@ -66,6 +67,60 @@ def resolve_layers(config: MLPConfig, n_features: int, n_classes: int) -> tuple[
     return tuple(layers)
 
 
+@dataclass
+class Velocity:
+    """Momentum buffers, one per weight matrix and bias vector."""
+
+    w: list[np.ndarray]
+    b: list[np.ndarray]
+
+    @classmethod
+    def zeros(cls, model: MLP) -> Velocity:
+        return cls(
+            [np.zeros_like(w) for w in model.weights_], [np.zeros_like(b) for b in model.biases_]
+        )
+
+
+def train_epoch(
+    model: MLP,
+    velocity: Velocity,
+    x: np.ndarray,
+    targets: np.ndarray,
+    config: MLPConfig,
+    epoch: int,
+    rng: np.random.Generator,
+) -> tuple[float, list[dict]]:
+    """One pass of mini-batch gradient descent with momentum; (summed cost, per-batch rows)."""
+    lr = config.lr / (1 + config.decrease * epoch)
+    order = rng.permutation(len(x))
+    n_batches = -(-len(x) // config.batch_size)
+    if config.max_batches:
+        n_batches = min(n_batches, config.max_batches)
+    epoch_loss, rows = 0.0, []
+    for b in range(n_batches):
+        idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+        result, grads_w, grads_b = model.gradients(x[idx], targets[idx], config.l1, config.l2)
+        if not np.isfinite(result.cost):
+            raise TrainingDiverged(
+                f"cost became {result.cost} in epoch {epoch + 1}; lower --lr (now {config.lr})."
+            )
+        for i in range(len(model.weights_)):
+            velocity.w[i] = config.momentum * velocity.w[i] - lr * grads_w[i]
+            velocity.b[i] = config.momentum * velocity.b[i] - lr * grads_b[i]
+            model.weights_[i] += velocity.w[i]
+            model.biases_[i] += velocity.b[i]
+        epoch_loss += result.cost
+        rows.append(
+            {
+                "epoch": epoch + 1,
+                "cost": result.cost,
+                "error": result.error,
+                "reg_ratio": result.regularization / result.cost if result.cost else 0.0,
+            }
+        )
+    return epoch_loss, rows
+
+
 def fit(
     model: MLP,
     config: MLPConfig,
@@ -78,47 +133,19 @@ def fit(
     """Train ``model`` in place; returns (history, training seconds)."""
     rng = np.random.default_rng(config.seed)
     targets = one_hot(y_train, n_classes)
-    velocity_w = [np.zeros_like(w) for w in model.weights_]
-    velocity_b = [np.zeros_like(b) for b in model.biases_]
+    velocity = Velocity.zeros(model)
     history: dict[str, list] = {"batch": [], "epoch": []}
-    n_batches = -(-len(x_train) // config.batch_size)
-    if config.max_batches:
-        n_batches = min(n_batches, config.max_batches)
     seconds = 0.0
     for epoch in tqdm(range(config.epochs), desc="epochs", disable=None, unit="epoch"):
         began = time.perf_counter()
-        lr = config.lr / (1 + config.decrease * epoch)
-        order = rng.permutation(len(x_train))
-        epoch_loss = 0.0
-        for b in range(n_batches):
-            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            result, grads_w, grads_b = model.gradients(
-                x_train[idx], targets[idx], config.l1, config.l2
-            )
-            if not np.isfinite(result.cost):
-                raise TrainingDiverged(
-                    f"cost became {result.cost} in epoch {epoch + 1}; lower --lr (now {config.lr})."
-                )
-            for i in range(len(model.weights_)):
-                velocity_w[i] = config.momentum * velocity_w[i] - lr * grads_w[i]
-                velocity_b[i] = config.momentum * velocity_b[i] - lr * grads_b[i]
-                model.weights_[i] += velocity_w[i]
-                model.biases_[i] += velocity_b[i]
-            epoch_loss += result.cost
-            history["batch"].append(
-                {
-                    "epoch": epoch + 1,
-                    "cost": result.cost,
-                    "error": result.error,
-                    "reg_ratio": result.regularization / result.cost if result.cost else 0.0,
-                }
-            )
+        loss, rows = train_epoch(model, velocity, x_train, targets, config, epoch, rng)
         seconds += time.perf_counter() - began
+        history["batch"] += rows
         history["epoch"].append(
             {
                 "epoch": epoch + 1,
-                "loss": epoch_loss,
-                "lr": lr,
+                "loss": loss,
+                "lr": config.lr / (1 + config.decrease * epoch),
                 "seconds": seconds,
                 "train_accuracy": float((model.predict(x_train) == y_train).mean()),
                 "test_accuracy": float((model.predict(x_test) == y_test).mean()),
@@ -148,26 +175,10 @@ def train(
         l2 = config.l2 * config.cluster_features / 784  # the rule of the original study
     layers = resolve_layers(config, x_train.shape[1], bundle.dataset.n_classes)
     model = MLP(layers, config.activation, config.loss, config.init_scale, config.seed).initialize()
-    run = create_run(
-        out,
-        {
-            "kind": "mlp",
-            "train": asdict(config),
-            "data": bundle.config(),
-            "model": {"layers": list(layers), "activation": config.activation, "loss": config.loss},
-            "effective_l2": l2,
-        },
-    )
-    bundle.save(run)
-    if features is not None:
-        features.save(run / "cluster_features.npz")
     effective = MLPConfig(**{**asdict(config), "layers": layers, "l2": l2})
     history, seconds = fit(
         model, effective, x_train, y_train, x_test, y_test, bundle.dataset.n_classes
     )
-    model.save(run / "model.npz")
-    write_json(run / "history.json", history)
-    save_figure(plot_mlp_history(history), run / "curves.png")
     last = history["epoch"][-1]
     metrics = {
         "test_accuracy": last["test_accuracy"],
@@ -176,12 +187,13 @@ def train(
         "train_seconds": seconds,
         "epochs": config.epochs,
         "seed": config.seed,
+        "n_train": len(x_train),
         "epochs_to_converge": epochs_to_converge(history),
         "seconds_to_95": seconds_to_accuracy(history, 0.95),
         "seconds_to_97": seconds_to_accuracy(history, 0.97),
         "data_checksums": bundle.dataset.checksums,
     }
-    write_metrics(run, metrics)
+    saved.write_run(out, config, bundle, model, features, l2, history, metrics)
     return metrics
 
 

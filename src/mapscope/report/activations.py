@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from mapscope.inspect.grids import as_tiles, display_scale, mosaic
 from mapscope.report.figures import new_figure
+from mapscope.report.grids import as_tiles, display_scale, mosaic
 
 
 def plot_activation_grid(

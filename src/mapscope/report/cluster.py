@@ -11,8 +11,9 @@ from mapscope.report.evaluation import plot_confusion
 from mapscope.report.figures import new_figure
 
 
-def plot_error_vs_clusters(result: dict) -> Figure:
-    table = result["table"]
+def plot_error_vs_clusters(result) -> Figure:
+    """``result``: a ``ClassifySweep`` (table, comparison, mode, dataset)."""
+    table = result.table
     ks = [r["clusters"] for r in table]
     fig = new_figure(12, 4)
     ax = fig.add_subplot(1, 2, 1)
@@ -21,16 +22,16 @@ def plot_error_vs_clusters(result: dict) -> Figure:
         [r["error"] for r in table],
         yerr=[r["error_std"] for r in table],
         fmt="o-",
-        label=f"KMeans classifier ({result['mode']} mode)",
+        label=f"KMeans classifier ({result.mode} mode)",
     )
     styles = {"random_forest": "--", "knn": ":"}
-    for name, values in result["comparison"].items():
+    for name, values in result.comparison.items():
         ax.axhline(
             values["error"], ls=styles.get(name, "-."), color="gray", label=f"{name} (held-out)"
         )
     ax.set_xlabel("number of clusters")
     ax.set_ylabel("average error (wrong / total)")
-    ax.set_title(f"{result['dataset']}: error against number of clusters")
+    ax.set_title(f"{result.dataset}: error against number of clusters")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax = fig.add_subplot(1, 2, 2)
@@ -44,17 +45,17 @@ def plot_error_vs_clusters(result: dict) -> Figure:
     return fig
 
 
-def plot_confusions(result: dict) -> list[tuple[int, Figure]]:
+def plot_confusions(result) -> list[tuple[int, Figure]]:
     return [
         (
             r["clusters"],
             plot_confusion(
                 r["confusion"],
-                result["class_names"],
+                result.class_names,
                 f"KMeans, {r['clusters']} clusters: {r['wrong']} wrong of {r['evaluated']}",
             ),
         )
-        for r in result["table"]
+        for r in result.table
     ]
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from mapscope.inspect.grids import mosaic
 from mapscope.report.figures import new_figure
+from mapscope.report.grids import mosaic
 
 
 def plot_group_agreement(

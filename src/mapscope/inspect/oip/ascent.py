@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
-from mapscope.cnn.build import Network
 from mapscope.inspect.oip.objectives import objective_values
 from mapscope.inspect.oip.start import standardize
+from mapscope.inspect.taps import forward_to, module_device
 
 DEFAULT_STEPS = 600
 
@@ -33,20 +34,24 @@ class Ascent:
 
 
 def objective(
-    net: Network, layer: str, images: torch.Tensor, units: torch.Tensor, node
+    net: nn.Module, layer: str, images: torch.Tensor, units: torch.Tensor, node
 ) -> torch.Tensor:
-    return objective_values(net.forward_until(images, layer), units, node)
+    """Row i's objective for unit i, on the CPU; the forward pass runs on the module's device and
+    stops after ``layer`` (a hook)."""
+    device = module_device(net)
+    output = forward_to(net, images.to(device), [layer])[layer]
+    return objective_values(output, units.to(device), node).cpu()
 
 
-def gradient(net: Network, layer: str, images: torch.Tensor, units: torch.Tensor, node):
-    x = images.detach().requires_grad_(True)
+def gradient(net: nn.Module, layer: str, images: torch.Tensor, units: torch.Tensor, node):
+    x = images.detach().to(module_device(net)).requires_grad_(True)
     value = objective(net, layer, x, units, node)
     (grad,) = torch.autograd.grad(value.sum(), x)
-    return value.detach(), grad
+    return value.detach(), grad.cpu()
 
 
 def ascend(
-    net: Network,
+    net: nn.Module,
     layer: str,
     start: torch.Tensor,
     units: torch.Tensor,
@@ -68,7 +73,7 @@ def ascend(
     trace, snapshots = [], {}
     values = torch.zeros(n)
     for step in range(1, steps + 1):
-        rows = active.nonzero().squeeze(1)
+        rows = active.nonzero().squeeze(1)  # on the CPU; they index tensors on any device
         if len(rows) == 0:
             break
         value, grad = gradient(net, layer, x[rows], units[rows], node)

@@ -1,8 +1,10 @@
-"""`mapscope oip` as a Python function: search OIPs for a layer and write the results."""
+"""`mapscope oip` as Python functions: ``oip_layer`` searches the OIPs of a layer and returns
+a ``LayerOIPs``; ``write_oips`` writes its JSON, npz and pictures."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,11 @@ from mapscope.inspect.oip.ascent import DEFAULT_STEPS
 from mapscope.inspect.oip.objectives import objective_values
 from mapscope.inspect.oip.strategies import OIPResult, run_oip
 from mapscope.inspect.session import Inspection
+from mapscope.inspect.taps import layer_outputs
 from mapscope.io import write_json, write_npz
 from mapscope.report.figures import save_figure
 from mapscope.report.oip import plot_evolution, plot_oips
-from mapscope.runs import provenance
+from mapscope.runfolder import provenance
 
 
 def test_reference(
@@ -24,9 +27,9 @@ def test_reference(
 ) -> dict:
     """How strongly real test images drive each unit: the yardstick for an OIP's activation."""
     n = min(n_images, len(session.bundle.split.test))
-    inputs = torch.from_numpy(session.bundle.inputs("test", np.arange(n), layout="nchw"))
-    with torch.no_grad():
-        out = session.net.forward_until(inputs, layer)
+    out = torch.from_numpy(
+        layer_outputs(session.net, session.inputs("test", np.arange(n)), [layer])[layer]
+    )
     values = np.stack(
         [objective_values(out, torch.full((n,), u), node).numpy() for u in units], axis=1
     )
@@ -38,85 +41,106 @@ def test_reference(
     }
 
 
+@dataclass
+class LayerOIPs:
+    """The OIPs of a layer with the yardstick of real test images, before anything is written."""
+
+    search: OIPResult
+    reference: dict
+    seconds: float
+    options: dict[str, Any]
+    checksums: dict[str, str]
+    snapshot_units: list[int]
+
+    @property
+    def alive(self) -> np.ndarray:
+        return ~self.search.dead
+
+    def per_unit(self) -> list[dict]:
+        r, ref = self.search, self.reference
+        return [
+            {
+                "unit": unit,
+                "final_activation": float(r.final_activation[k]),
+                "start_activation": float(r.start_activation[k]),
+                "steps": int(r.steps[k]),
+                "converged": bool(r.converged[k]),
+                "retries": int(r.retries[k]),
+                "dead": bool(r.dead[k]),
+                "test_mean_activation": float(ref["mean"][k]),
+                "test_p99_activation": float(ref["p99"][k]),
+                "test_max_activation": float(ref["max"][k]),
+            }
+            for k, unit in enumerate(r.units)
+        ]
+
+    def numbers(self) -> dict[str, Any]:
+        r, alive = self.search, self.alive
+        gain = r.final_activation[alive] / np.maximum(np.abs(r.start_activation[alive]), 1e-6)
+        above = r.final_activation[alive] > self.reference["max"][alive]
+        return {
+            "layer": r.layer,
+            "node": list(r.node) if r.node else None,
+            "units": len(r.units),
+            "dead": int(r.dead.sum()),
+            "converged": int(r.converged.sum()),
+            "seconds": self.seconds,
+            "options": self.options,
+            "reference_images": self.reference["images"],
+            "provenance": provenance(self.checksums, **self.options),
+            "median_gain_over_start": float(np.median(gain)) if alive.any() else None,
+            "share_above_test_max": float(above.mean()) if alive.any() else None,
+        }
+
+    def summary(self) -> str:
+        r, alive = self.search, self.alive
+        start = np.median(r.start_activation[alive]) if alive.any() else 0
+        final = np.median(r.final_activation[alive]) if alive.any() else 0
+        return (
+            f"{r.layer}: {len(r.units)} units, {int(r.dead.sum())} dead, "
+            f"{int(r.converged.sum())} converged; median activation start {start:.3f} -> final "
+            f"{final:.3f}"
+        )
+
+
 def oip_layer(
     session: Inspection,
     layer: str,
-    units: list[int] | None,
-    out: str | Path,
+    units: list[int] | None = None,
     node=None,
     snapshot_units: list[int] | None = None,
     **options: Any,
-) -> tuple[OIPResult, list[Path]]:
-    out = Path(out)
+) -> LayerOIPs:
+    """Search the OIPs of ``units`` (None: all) of ``layer`` and measure real images beside them."""
     steps = options.get("steps", DEFAULT_STEPS)
     snapshot_steps = tuple(int(s) for s in np.unique(np.geomspace(1, steps, 10).astype(int)))
     began = time.perf_counter()
     result = run_oip(session.net, layer, units, node, snapshot_steps=snapshot_steps, **options)
     seconds = time.perf_counter() - began
-    units = result.units  # None above means every unit of the layer
-    reference = test_reference(session, layer, units, node)
-    per_unit = []
-    for k, unit in enumerate(units):
-        per_unit.append(
-            {
-                "unit": unit,
-                "final_activation": float(result.final_activation[k]),
-                "start_activation": float(result.start_activation[k]),
-                "steps": int(result.steps[k]),
-                "converged": bool(result.converged[k]),
-                "retries": int(result.retries[k]),
-                "dead": bool(result.dead[k]),
-                "test_mean_activation": float(reference["mean"][k]),
-                "test_p99_activation": float(reference["p99"][k]),
-                "test_max_activation": float(reference["max"][k]),
-            }
-        )
-    alive = ~result.dead
-    summary = {
-        "layer": layer,
-        "node": list(node) if node else None,
-        "units": len(units),
-        "dead": int(result.dead.sum()),
-        "converged": int(result.converged.sum()),
-        "seconds": seconds,
-        "options": options,
-        "reference_images": reference["images"],
-        "provenance": provenance(session.bundle.dataset.checksums, **options),
-        "median_gain_over_start": float(
-            np.median(
-                result.final_activation[alive]
-                / np.maximum(np.abs(result.start_activation[alive]), 1e-6)
-            )
-        )
-        if alive.any()
-        else None,
-        "share_above_test_max": float(
-            (result.final_activation[alive] > reference["max"][alive]).mean()
-        )
-        if alive.any()
-        else None,
-    }
+    reference = test_reference(session, layer, result.units, node)
+    checksums = session.bundle.dataset.checksums
+    return LayerOIPs(result, reference, seconds, options, checksums, list(snapshot_units or []))
+
+
+def write_oips(result: LayerOIPs, out: str | Path) -> list[Path]:
+    out, r = Path(out), result.search
     written = [
-        write_json(out / "oip.json", {**summary, "per_unit": per_unit}),
+        write_json(out / "oip.json", {**result.numbers(), "per_unit": result.per_unit()}),
         write_npz(
             out / "oips.npz",
-            images=result.images,
-            start_images=result.start_images,
-            units=np.array(units),
-            dead=result.dead,
-            trace=result.trace,
-            **{f"snapshot_{s}": v[:, 0] for s, v in result.snapshots.items()},
+            images=r.images,
+            start_images=r.start_images,
+            units=np.array(r.units),
+            dead=r.dead,
+            trace=r.trace,
+            **{f"snapshot_{s}": v[:, 0] for s, v in r.snapshots.items()},
         ),
-        save_figure(plot_oips(result, reference), out / "oips.png"),
+        save_figure(plot_oips(r, result.reference), out / "oips.png"),
     ]
-    for unit in snapshot_units or []:
-        if unit in units and result.snapshots:
-            k = units.index(unit)
-            frames = {s: v[k, 0] for s, v in sorted(result.snapshots.items())}
-            written.append(
-                save_figure(
-                    plot_evolution(frames, result.trace[:, k], layer, unit),
-                    out / f"evolution_{unit}.png",
-                )
-            )
-    return result, written
+    for unit in result.snapshot_units:
+        if unit in r.units and r.snapshots:
+            k = r.units.index(unit)
+            frames = {s: v[k, 0] for s, v in sorted(r.snapshots.items())}
+            figure = plot_evolution(frames, r.trace[:, k], r.layer, unit)
+            written.append(save_figure(figure, out / f"evolution_{unit}.png"))
+    return written

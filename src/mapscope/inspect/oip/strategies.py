@@ -12,13 +12,15 @@ it never wakes up.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 import torch
+from torch import nn
 
-from mapscope.cnn.build import Network
+from mapscope.cnn.device import pick_device
 from mapscope.errors import ConfigError
 from mapscope.inspect.oip.ascent import DEFAULT_STEPS, Ascent, ascend, gradient, objective
 from mapscope.inspect.oip.objectives import check_units
@@ -30,6 +32,7 @@ from mapscope.inspect.oip.start import (
     standardize,
     upscale,
 )
+from mapscope.inspect.taps import forward_to
 
 STRATEGIES = ("plain", "precursor", "coarse-to-fine")
 
@@ -71,7 +74,7 @@ def _wake_dead(net, layer, start, units, node, generator, scales, factors, retri
 
 
 def run_oip(
-    net: Network,
+    net: nn.Module,
     layer: str,
     units: list[int] | None = None,
     node: tuple[int, int] | None = None,
@@ -86,24 +89,36 @@ def run_oip(
     tol: float = 1e-3,
     patience: int = 20,
     snapshot_steps: tuple[int, ...] = (),
+    device: str = "auto",
+    input_shape: tuple[int, int, int] | None = None,
 ) -> OIPResult:
-    """OIPs for ``units`` of ``layer`` in one batched optimisation (row i drives unit i)."""
+    """OIPs for ``units`` of ``layer`` in one batched optimisation (row i drives unit i).
+
+    Works on any module whose layer ``layer`` is reached by a forward hook; ``input_shape``
+    (channels, height, width) defaults to the module's ``spec.input_shape``. The module passed
+    in is never changed: the search runs on a copy, on ``device`` (auto: a GPU when torch
+    sees one).
+    """
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy {strategy!r} unknown; choose one of {', '.join(STRATEGIES)}.")
     if steps < 1 or not epsilon > 0:
         raise ConfigError(
             f"steps must be >= 1 and epsilon > 0; got steps={steps}, epsilon={epsilon}."
         )
-    if layer not in net.layers:
-        raise ConfigError(f"layer {layer!r} does not exist; valid names: {', '.join(net.layers)}.")
-    spec_shape = net.spec.shapes[net.spec.layer_names.index(layer)]
+    device = pick_device(device)
+    size = _input_size(net, input_shape)
+    # the search works on a private copy: the caller's module keeps its training flag,
+    # requires_grad, memory format and device
+    net = copy.deepcopy(net).eval().requires_grad_(False).to(device)
+    if device.type == "cpu":
+        net = net.to(memory_format=torch.channels_last)
+    generator = torch.Generator().manual_seed(seed)  # noise is drawn on the CPU: same on any device
+    with torch.no_grad():
+        probe = forward_to(net, torch.zeros(1, 1, size, size, device=device), [layer])[layer]
+    output_shape = tuple(probe.shape[1:])
     if units is None:
-        units = list(range(spec_shape[0]))
-    check_units(spec_shape, units, node, layer)
-    net.eval().requires_grad_(False)
-    net.to(memory_format=torch.channels_last)
-    size = net.spec.input_shape[-1]
-    generator = torch.Generator().manual_seed(seed)
+        units = list(range(output_shape[0]))
+    check_units(output_shape, units, node, layer)
     unit_tensor = torch.tensor(units, dtype=torch.long)
     n = len(units)
     if strategy == "precursor":
@@ -198,3 +213,16 @@ def _coarse_to_fine(
         trace += result.trace
     result.steps, result.trace, result.snapshots = taken, trace, snapshots
     return result
+
+
+def _input_size(net: nn.Module, input_shape: tuple[int, int, int] | None) -> int:
+    spec = getattr(net, "spec", None)
+    shape = input_shape or (spec.input_shape if spec is not None else None)
+    if shape is None:
+        raise ConfigError("run_oip needs input_shape=(channels, height, width) for this module.")
+    channels, height, width = shape
+    if channels != 1 or height != width:
+        raise ConfigError(
+            f"OIP search draws square one-channel start images; the module reads {shape}."
+        )
+    return height

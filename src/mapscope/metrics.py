@@ -1,4 +1,5 @@
-"""Confusion matrix (rows: actual, columns: predicted) and the per-class numbers built on it.
+"""Pure classification maths: the confusion matrix (rows: actual, columns: predicted), the
+per-class numbers built on it, and which samples are right or wrong for one class.
 
 Per class: TP (right predictions of the class), FP (other classes predicted as it), FN (the
 class predicted as something else), AN (all actual members). "accuracy" of a class is TP/AN,
@@ -63,3 +64,22 @@ def format_reports(reports: list[ClassReport], total_accuracy: float) -> str:
         )
     lines.append(f"overall accuracy {total_accuracy:.4f}")
     return "\n".join(lines)
+
+
+def gallery_indices(
+    actual: np.ndarray, predicted: np.ndarray, cls: int, limit: int = 50
+) -> dict[str, list[int]]:
+    """Split-positions of the first ``limit`` true positives, false positives, false negatives."""
+    tp = np.flatnonzero((actual == cls) & (predicted == cls))
+    fp = np.flatnonzero((actual != cls) & (predicted == cls))
+    fn = np.flatnonzero((actual == cls) & (predicted != cls))
+    return {
+        "true_positives": tp[:limit].tolist(),
+        "false_positives": fp[:limit].tolist(),
+        "false_negatives": fn[:limit].tolist(),
+        "counts": {
+            "true_positives": len(tp),
+            "false_positives": len(fp),
+            "false_negatives": len(fn),
+        },
+    }

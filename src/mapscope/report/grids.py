@@ -1,4 +1,4 @@
-"""Arranging the maps of a layer into one picture: the numerics behind activation grids."""
+"""Display layout: arranging the maps of a layer into one picture, and their display scale."""
 
 from __future__ import annotations
 

@@ -1,0 +1,142 @@
+"""The KMeans run kind: one fitted ``KMeansClassifier`` saved as a run folder (for `evaluate`).
+
+``fit_run`` computes (fit on the training part, score on the test part) and returns a result;
+``write_run`` writes it. The model file is a plain npz read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mapscope.cluster.inputs import clustering_bundle
+from mapscope.cluster.kmeans_classifier import KMeansClassifier
+from mapscope.data.bundle import DataBundle
+from mapscope.errors import RunError
+from mapscope.io import write_npz
+from mapscope.runfolder import create_run, require_tables, write_metrics
+
+KIND = "kmeans"
+FILES = {
+    "config": "config.json",
+    "split": "split.npz",
+    "scaler": "scaler.npz",
+    "model": "model.npz",
+    "metrics": "metrics.json",
+}
+NEURAL = False
+
+
+def check_config(config: dict[str, Any], source: str) -> None:
+    require_tables(config, ("model", "data"), "KMeans", source)
+
+
+def layer_names(config: dict[str, Any]) -> list[str]:
+    return []
+
+
+def save_model(model: KMeansClassifier, path: str | Path) -> Path:
+    extra = (
+        {}
+        if model.pca_components_ is None
+        else {"pca_components": model.pca_components_, "pca_mean": model.pca_mean_}
+    )
+    return write_npz(
+        path,
+        centroids=model.centroids_,
+        cluster_labels=model.cluster_labels_,
+        label_counts=model.label_counts_,
+        classes=model.classes_,
+        purity=model.purity_,
+        inertia=np.array(model.inertia_),
+        mapping=np.array(model.mapping),
+        **extra,
+    )
+
+
+def load_model(path: str | Path) -> KMeansClassifier:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            model = KMeansClassifier(len(f["centroids"]), str(f["mapping"]))
+            model.centroids_, model.cluster_labels_ = f["centroids"], f["cluster_labels"]
+            model.label_counts_, model.classes_ = f["label_counts"], f["classes"]
+            model.purity_, model.inertia_ = f["purity"], float(f["inertia"])
+            model.pca_components_ = f.get("pca_components")
+            model.pca_mean_ = f.get("pca_mean")
+    except (OSError, KeyError, ValueError, EOFError) as exc:
+        raise RunError(f"{path}: not a readable KMeans classifier file ({exc}).") from exc
+    features = model.pca_mean_ if model.pca_mean_ is not None else model.centroids_[0]
+    model.n_features_in_ = len(features)
+    return model
+
+
+class Predictor:
+    def __init__(self, model: KMeansClassifier):
+        self.model = model
+
+    def predict(self, bundle: DataBundle, part: str, indices=None) -> np.ndarray:
+        return self.model.predict(bundle.inputs(part, indices))
+
+
+def load_predictor(run_dir: Path, config: dict[str, Any]) -> Predictor:
+    return Predictor(load_model(run_dir / FILES["model"]))
+
+
+@dataclass
+class KMeansRun:
+    model: KMeansClassifier
+    bundle: DataBundle
+    settings: dict[str, Any]
+    test_accuracy: float
+    seconds: float
+
+    def summary(self) -> str:
+        return (
+            f"{self.model.n_clusters} clusters: test accuracy {self.test_accuracy:.4f} "
+            f"({self.seconds:.1f} s)"
+        )
+
+
+def fit_run(
+    dataset: str = "mnist",
+    clusters: int = 100,
+    mapping: str = "majority",
+    pca: int | None = None,
+    seed: int = 0,
+    data_root: str | Path | None = None,
+) -> KMeansRun:
+    """Fit one KMeans classifier on the training part and score it on the test part."""
+    image = dataset != "wifi"
+    bundle = clustering_bundle(dataset, seed, data_root=data_root)
+    began = time.perf_counter()
+    model = KMeansClassifier(
+        clusters, mapping, minibatch=image, n_init=3 if image else 10, pca=pca, random_state=seed
+    )
+    model.fit(bundle.inputs("train"), bundle.labels("train"))
+    seconds = time.perf_counter() - began
+    accuracy = float((model.predict(bundle.inputs("test")) == bundle.labels("test")).mean())
+    settings = {"clusters": clusters, "mapping": mapping, "pca": pca}
+    return KMeansRun(model, bundle, settings, accuracy, seconds)
+
+
+def write_run(result: KMeansRun, out: str | Path) -> list[Path]:
+    seed = result.model.random_state
+    run = create_run(
+        out, {"kind": KIND, "model": result.settings, "data": result.bundle.config(), "seed": seed}
+    )
+    result.bundle.save(run)
+    metrics = {
+        "test_accuracy": result.test_accuracy,
+        "train_seconds": result.seconds,
+        "seed": seed,
+        "data_checksums": result.bundle.dataset.checksums,
+    }
+    return [
+        save_model(result.model, run / FILES["model"]),
+        run / FILES["config"],
+        write_metrics(run, metrics),
+    ]

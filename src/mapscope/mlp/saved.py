@@ -1,0 +1,119 @@
+"""The MLP run kind: which files an MLP run folder holds, how they are written and read back.
+
+The weights are a plain npz (read with ``allow_pickle=False``); a run trained on cluster
+distances also holds the fitted ``cluster_features.npz`` that turns pixels into its inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mapscope.cluster.features import ClusterDistances
+from mapscope.data.bundle import DataBundle
+from mapscope.errors import RunError
+from mapscope.io import write_json
+from mapscope.mlp.module import as_module
+from mapscope.mlp.network import MLP
+from mapscope.report.curves import plot_mlp_history
+from mapscope.report.figures import save_figure
+from mapscope.runfolder import create_run, require_tables, write_metrics
+
+KIND = "mlp"
+FILES = {
+    "config": "config.json",
+    "split": "split.npz",
+    "scaler": "scaler.npz",
+    "model": "model.npz",
+    "cluster_features": "cluster_features.npz",
+    "history": "history.json",
+    "metrics": "metrics.json",
+    "curves": "curves.png",
+}
+NEURAL = True
+
+
+def check_config(config: dict[str, Any], source: str) -> None:
+    require_tables(config, ("model", "train", "data"), "MLP", source)
+    spec = config["model"]
+    if not isinstance(spec.get("layers"), list) or len(spec["layers"]) < 2:
+        raise RunError(f"{source}: model.layers must list at least two layer sizes.")
+
+
+def layer_names(config: dict[str, Any]) -> list[str]:
+    return [f"Dense_{i}" for i in range(1, len(config["model"]["layers"]))]
+
+
+def write_run(
+    out: str | Path,
+    config,
+    bundle: DataBundle,
+    model: MLP,
+    features: ClusterDistances | None,
+    effective_l2: float,
+    history: dict,
+    metrics: dict,
+) -> Path:
+    spec = {"layers": list(model.layers), "activation": model.activation, "loss": model.loss}
+    run = create_run(
+        out,
+        {
+            "kind": KIND,
+            "train": asdict(config),
+            "data": bundle.config(),
+            "model": spec,
+            "effective_l2": effective_l2,
+        },
+    )
+    bundle.save(run)
+    stale = run / FILES["cluster_features"]
+    if features is not None:
+        features.save(stale)
+    elif stale.exists():  # a plain MLP trained over a cluster-feature run
+        stale.unlink()
+    model.save(run / FILES["model"])
+    write_json(run / FILES["history"], history)
+    save_figure(plot_mlp_history(history), run / FILES["curves"])
+    write_metrics(run, metrics)
+    return run
+
+
+def load_network(run_dir: Path, config: dict[str, Any]) -> MLP:
+    spec = config["model"]
+    return MLP(tuple(spec["layers"]), spec["activation"], spec["loss"]).load_parameters(
+        run_dir / FILES["model"]
+    )
+
+
+def load_features(run_dir: Path) -> ClusterDistances | None:
+    path = run_dir / FILES["cluster_features"]
+    return ClusterDistances.load(path) if path.exists() else None
+
+
+def load_module(run_dir: Path, config: dict[str, Any]):
+    """The MLP as a torch module (layers ``Dense_1`` ...) for the inspection tools."""
+    if load_features(run_dir) is not None:
+        raise RunError(
+            f"{run_dir} is trained on cluster distances, not pixels; the inspection tools need "
+            "a run trained on pixels."
+        )
+    return as_module(load_network(run_dir, config))
+
+
+class Predictor:
+    def __init__(self, model: MLP, features: ClusterDistances | None):
+        self.model, self.features = model, features
+
+    def predict_proba(self, bundle: DataBundle, part: str, indices=None) -> np.ndarray:
+        x = bundle.inputs(part, indices)
+        return self.model.predict_proba(self.features.transform(x) if self.features else x)
+
+    def predict(self, bundle: DataBundle, part: str, indices=None) -> np.ndarray:
+        return self.predict_proba(bundle, part, indices).argmax(1)
+
+
+def load_predictor(run_dir: Path, config: dict[str, Any]) -> Predictor:
+    return Predictor(load_network(run_dir, config), load_features(run_dir))
