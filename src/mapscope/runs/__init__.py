@@ -1,0 +1,94 @@
+"""The run folder's owner: ``Run.open(dir)`` reads and validates ``config.json`` once and hands
+out everything a command needs from a run, whatever its kind.
+
+    run = Run.open("runs/cnn")
+    run.kind                 # "cnn", "mlp" or "kmeans"
+    bundle = run.bundle()    # the exact inputs: dataset, saved split, saved scaler
+    run.predictor().predict(bundle, "test")
+    net = run.module()       # neural runs: an nn.Module in eval mode; run.layer_names
+
+Writing is each kind's business (its ``saved`` module, see ``runs/registry.py``); shared
+pieces (config.json with versions, metrics.json, provenance) are in ``mapscope.runfolder``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from mapscope.data.bundle import DataBundle
+from mapscope.errors import RunError
+from mapscope.inspect.session import Inspection
+from mapscope.runfolder import provenance, read_config, versions
+from mapscope.runs.registry import KINDS
+
+__all__ = ["KINDS", "Run", "provenance", "versions"]
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    config: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: str | Path, kind: str | None = None) -> Run:
+        """Read ``config.json`` once and check it against its kind (and ``kind``, if given)."""
+        path = Path(path)
+        config = read_config(path)
+        found = config.get("kind")
+        if found not in KINDS:
+            raise RunError(
+                f"{path}/config.json: unknown run kind {found!r}; expected one of {', '.join(KINDS)}."
+            )
+        if kind is not None and found != kind:
+            raise RunError(f"{path} holds a {found!r} run; this command needs a {kind!r} run.")
+        data = config.get("data")
+        if not isinstance(data, dict) or not {"dataset", "scaling"} <= set(data):
+            raise RunError(f"{path}/config.json: the 'data' table needs 'dataset' and 'scaling'.")
+        KINDS[found].check_config(config, f"{path}/config.json")
+        return cls(path, config)
+
+    @property
+    def kind(self) -> str:
+        return self.config["kind"]
+
+    @property
+    def _owner(self) -> ModuleType:
+        return KINDS[self.kind]
+
+    @property
+    def files(self) -> dict[str, Path]:
+        """The run's files that exist, by role (``model``, ``history``, ``split`` ...)."""
+        paths = {role: self.path / name for role, name in self._owner.FILES.items()}
+        return {role: p for role, p in paths.items() if p.exists()}
+
+    @property
+    def is_neural(self) -> bool:
+        return self._owner.NEURAL
+
+    @property
+    def layer_names(self) -> list[str]:
+        return self._owner.layer_names(self.config)
+
+    def bundle(self, data_root: str | Path | None = None) -> DataBundle:
+        """The run's exact inputs: its dataset, its saved split and its saved scaler."""
+        return DataBundle.restore(self.path, self.config["data"], data_root)
+
+    def predictor(self):
+        """An object with ``predict(bundle, part, indices=None)`` -> class indices."""
+        return self._owner.load_predictor(self.path, self.config)
+
+    def module(self):
+        """The trained network as an ``nn.Module`` in eval mode (neural runs only)."""
+        if not self.is_neural:
+            raise RunError(
+                f"{self.path} holds a {self.kind!r} run, which has no network to look inside; "
+                "give a CNN or MLP run."
+            )
+        return self._owner.load_module(self.path, self.config)
+
+    def inspection(self, data_root: str | Path | None = None) -> Inspection:
+        """The trained network with its exact inputs, for activations, compare and OIPs."""
+        return Inspection(self.module(), self.bundle(data_root))

@@ -1,0 +1,21 @@
+"""Run kinds: the one place that maps ``config.json``'s ``kind`` to the module that owns it.
+
+Each kind module (``cnn/saved.py``, ``mlp/saved.py``, ``cluster/saved.py``) provides:
+``KIND``, ``FILES`` (role -> file name), ``NEURAL``, ``check_config(config, source)``,
+``layer_names(config)``, ``load_predictor(run_dir, config)`` and, for neural kinds,
+``load_module(run_dir, config)``. A new kind is one such module and one line below.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from mapscope.cluster import saved as kmeans_run
+from mapscope.cnn import saved as cnn_run
+from mapscope.mlp import saved as mlp_run
+
+KINDS: dict[str, ModuleType] = {
+    cnn_run.KIND: cnn_run,
+    mlp_run.KIND: mlp_run,
+    kmeans_run.KIND: kmeans_run,
+}
