@@ -19,6 +19,8 @@ from mapscope.io import read_json, write_json
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
+# the files of every run kind, by role; each kind's FILES adds its own (see runs/registry.py)
+COMMON_FILES = {"config": CONFIG, "split": "split.npz", "scaler": "scaler.npz", "metrics": METRICS}
 
 
 def versions() -> dict[str, str]:
@@ -41,8 +43,9 @@ def create_run(out: str | Path, config: dict[str, Any]) -> Path:
     return run_dir
 
 
-def read_config(run_dir: str | Path) -> dict[str, Any]:
-    """The raw ``config.json`` of a run folder; ``Run.open`` validates it."""
+def read_config(run_dir: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """A run folder's ``config.json`` as a dict, of the kind ``kind`` if one is asked for;
+    ``Run.open`` checks the rest."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise RunError(
@@ -55,6 +58,9 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
         raise RunError(f"{path}: not valid JSON ({exc}).") from exc
     if not isinstance(config, dict):
         raise RunError(f"{path}: expected a JSON object, got {type(config).__name__}.")
+    found = config.get("kind")
+    if kind is not None and found != kind:
+        raise RunError(f"{run_dir} holds a {found!r} run; this command needs a {kind!r} run.")
     return config
 
 

@@ -18,15 +18,12 @@ from mapscope.cluster.kmeans_classifier import KMeansClassifier
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import RunError
 from mapscope.io import write_npz
-from mapscope.runfolder import create_run, require_tables, write_metrics
+from mapscope.runfolder import COMMON_FILES, create_run, require_tables, write_metrics
 
 KIND = "kmeans"
 FILES = {
-    "config": "config.json",
-    "split": "split.npz",
-    "scaler": "scaler.npz",
+    **COMMON_FILES,
     "model": "model.npz",
-    "metrics": "metrics.json",
 }
 NEURAL = False
 

@@ -57,13 +57,9 @@ class Network(nn.Module):
             x = layer(x)
         return x
 
-    def forward_until(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        """Run the layers up to and including ``name`` (OIPs need nothing deeper)."""
-        for layer_name, layer in self.layers.items():
-            x = layer(x)
-            if layer_name == name:
-                return x
-        raise KeyError(name)
+    @property
+    def layer_names(self) -> list[str]:
+        return self.spec.layer_names
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self(x).float(), dim=1)

@@ -66,8 +66,6 @@ def fast_layers(net: Network) -> dict[str, nn.Module]:
         if not isinstance(layer, Activated) or not isinstance(layer.inner, nn.Conv2d):
             continue
         if isinstance(following, nn.MaxPool2d) and isinstance(layer.act, MONOTONE):
-            if names[i] in swaps:  # this convolution already went into the pair before it
-                continue
             swaps[name] = FusedConvPool(layer, following, net.extents[i + 1])
             swaps[names[i + 1]] = nn.Identity()
         elif isinstance(following, nn.Flatten):

@@ -21,18 +21,15 @@ from mapscope.errors import RunError
 from mapscope.io import read_json, write_json
 from mapscope.report.curves import plot_cnn_history
 from mapscope.report.figures import save_figure
-from mapscope.runfolder import create_run, require_tables
+from mapscope.runfolder import COMMON_FILES, create_run, require_tables
 
 KIND = "cnn"
 FILES = {
-    "config": "config.json",
-    "split": "split.npz",
-    "scaler": "scaler.npz",
+    **COMMON_FILES,
     "initial": "initial.safetensors",
     "model": "model.safetensors",
     "checkpoint": "checkpoint.pt",
     "history": "history.json",
-    "metrics": "metrics.json",
     "curves": "curves.png",
 }
 NEURAL = True

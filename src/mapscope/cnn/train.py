@@ -162,9 +162,7 @@ def set_up(
 ) -> Session:
     """A new run written to ``out`` (config, split, scaler, initial weights), or a resumed one."""
     if resume:
-        stored = read_config(out)
-        if stored.get("kind") != saved.KIND:
-            raise RunError(f"{out} holds a {stored.get('kind')!r} run; --resume needs a CNN run.")
+        stored = read_config(out, saved.KIND)
         saved.check_config(stored, f"{out}/config.json")
         saved.resumable(out)
         spec = saved.spec_of(stored, f"{out}/config.json")
@@ -187,11 +185,12 @@ def set_up(
     net = build(spec, config.seed)
     if init_from is not None:
         load_weights(net, Path(init_from) / saved.FILES["initial"])
+    net.to(device, memory_format=torch.channels_last)
     session = Session(
         run=out,
         config=config,
         net=net,
-        optimizer=None,  # made below, once the network sits on its device
+        optimizer=make_optimizer(config.optimizer, net.parameters(), config.lr, config.momentum),
         generator=torch.Generator().manual_seed(config.seed),
         bundle=bundle,
         device=device,
@@ -204,11 +203,6 @@ def set_up(
     )
     if resume:
         state, session.history = saved.load_epoch(out, net)
-    net.to(device, memory_format=torch.channels_last)
-    session.optimizer = make_optimizer(
-        config.optimizer, net.parameters(), config.lr, config.momentum
-    )
-    if resume:
         session.optimizer.load_state_dict(state["optimizer"])
         session.generator.set_state(state["generator"])
         session.step = int(state["step"])

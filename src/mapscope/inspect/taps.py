@@ -24,11 +24,9 @@ class _StopForward(Exception):
 
 
 def layer_names(module: nn.Module) -> list[str]:
-    """The names a user addresses layers by: the module's own list if it keeps one (mapscope's
-    CNN and MLP), else every named submodule."""
+    """The names a user addresses layers by: the module's own ``layer_names`` if it keeps one
+    (mapscope's CNN and MLP), else every named submodule."""
     names = getattr(module, "layer_names", None)
-    if names is None and hasattr(module, "spec"):
-        names = module.spec.layer_names
     return list(names) if names is not None else [n for n, _ in module.named_modules() if n]
 
 

@@ -20,17 +20,14 @@ from mapscope.mlp.module import as_module
 from mapscope.mlp.network import MLP
 from mapscope.report.curves import plot_mlp_history
 from mapscope.report.figures import save_figure
-from mapscope.runfolder import create_run, require_tables, write_metrics
+from mapscope.runfolder import COMMON_FILES, create_run, require_tables, write_metrics
 
 KIND = "mlp"
 FILES = {
-    "config": "config.json",
-    "split": "split.npz",
-    "scaler": "scaler.npz",
+    **COMMON_FILES,
     "model": "model.npz",
     "cluster_features": "cluster_features.npz",
     "history": "history.json",
-    "metrics": "metrics.json",
     "curves": "curves.png",
 }
 NEURAL = True
@@ -95,7 +92,7 @@ def load_features(run_dir: Path) -> ClusterDistances | None:
 
 def load_module(run_dir: Path, config: dict[str, Any]):
     """The MLP as a torch module (layers ``Dense_1`` ...) for the inspection tools."""
-    if load_features(run_dir) is not None:
+    if (run_dir / FILES["cluster_features"]).exists():
         raise RunError(
             f"{run_dir} is trained on cluster distances, not pixels; the inspection tools need "
             "a run trained on pixels."

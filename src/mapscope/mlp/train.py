@@ -42,6 +42,10 @@ class MLPConfig:
     cluster_features: int | None = None  # K: train on distances to K MiniBatchKMeans centroids
     max_train: int | None = None  # train on the first N training samples (quick experiments)
 
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (0-based): lr / (1 + decrease * epoch)."""
+        return self.lr / (1 + self.decrease * epoch)
+
     def validate(self) -> MLPConfig:
         for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
@@ -91,7 +95,7 @@ def train_epoch(
     rng: np.random.Generator,
 ) -> tuple[float, list[dict]]:
     """One pass of mini-batch gradient descent with momentum; (summed cost, per-batch rows)."""
-    lr = config.lr / (1 + config.decrease * epoch)
+    lr = config.lr_at(epoch)
     order = rng.permutation(len(x))
     n_batches = -(-len(x) // config.batch_size)
     if config.max_batches:
@@ -145,7 +149,7 @@ def fit(
             {
                 "epoch": epoch + 1,
                 "loss": loss,
-                "lr": config.lr / (1 + config.decrease * epoch),
+                "lr": config.lr_at(epoch),
                 "seconds": seconds,
                 "train_accuracy": float((model.predict(x_train) == y_train).mean()),
                 "test_accuracy": float((model.predict(x_test) == y_test).mean()),

@@ -36,14 +36,12 @@ class Run:
     def open(cls, path: str | Path, kind: str | None = None) -> Run:
         """Read ``config.json`` once and check it against its kind (and ``kind``, if given)."""
         path = Path(path)
-        config = read_config(path)
+        config = read_config(path, kind)
         found = config.get("kind")
         if found not in KINDS:
             raise RunError(
                 f"{path}/config.json: unknown run kind {found!r}; expected one of {', '.join(KINDS)}."
             )
-        if kind is not None and found != kind:
-            raise RunError(f"{path} holds a {found!r} run; this command needs a {kind!r} run.")
         data = config.get("data")
         if not isinstance(data, dict) or not {"dataset", "scaling"} <= set(data):
             raise RunError(f"{path}/config.json: the 'data' table needs 'dataset' and 'scaling'.")
