@@ -25,6 +25,7 @@ from mapscope.cnn.device import bf16_matmul_speedup, pick_precision  # noqa: E40
 from mapscope.cnn.train import TrainConfig, train  # noqa: E402
 from mapscope.data.bundle import DataBundle  # noqa: E402
 from mapscope.io import read_json  # noqa: E402
+from mapscope.runs import Run  # noqa: E402
 
 
 class ReferenceLoop:
@@ -93,7 +94,7 @@ def paired_runs(epochs: int, batch_size: int, precision: str):
             data_root=data_root(),
             callbacks=[lambda _history: reference.epoch()],
         )
-        hist = read_json(Path(tmp) / "run/history.json")
+        hist = read_json(Run.open(Path(tmp) / "run").files["history"])
     history, total = [], 0.0
     for h in hist:
         total += h["seconds"]

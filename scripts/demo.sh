@@ -13,7 +13,7 @@ mapscope data show mnist --split test --index 1302 --index 1816 --index 1270 --i
 
 echo "== CNN: train the reference network (about a minute on 2 cores), then use it"
 mapscope cnn summary
-mapscope cnn train --out "$out/cnn"
+mapscope cnn train --out "$out/cnn" --overwrite  # a second demo replaces the first one's runs
 mapscope cnn predict --model "$out/cnn" --index 1302 --index 1816
 mapscope evaluate --model "$out/cnn" --gallery 4 --out "$out/cnn/evaluation"
 
@@ -27,7 +27,7 @@ mapscope compare --model "$out/cnn" --layer Conv2D_2 --indices 1816,1270,1302 --
 mapscope oip --model "$out/cnn" --layer Conv2D_3 --snapshots 0,5 --out "$out/oip_Conv2D_3"
 
 echo "== numpy MLP"
-mapscope mlp train --out "$out/mlp"
+mapscope mlp train --out "$out/mlp" --overwrite
 mapscope evaluate --model "$out/mlp" --gallery 4 --out "$out/mlp/evaluation"
 
 echo "== clustering"

@@ -343,19 +343,17 @@ def test_schedules():
 
 
 def test_cnn_run_folder(cnn_run, mnist):
-    metrics = read_json(cnn_run / "metrics.json")
-    history = read_json(cnn_run / "history.json")
+    files = Run.open(cnn_run).files
+    metrics = read_json(files["metrics"])
+    history = read_json(files["history"])
     assert metrics["test_accuracy"] > 0.9 and metrics["epochs"] == 1
     assert {"test_loss", "train_seconds", "seed", "versions", "data_checksums"} <= set(metrics)
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"} <= set(history[0])
-    for name in (
-        "model.safetensors",
-        "initial.safetensors",
-        "split.npz",
-        "scaler.npz",
-        "curves.png",
-    ):
-        assert (cnn_run / name).is_file(), name
+    for role in ("model", "initial", "split", "scaler", "curves", "checkpoint", "epoch"):
+        assert files[role].is_file(), role
+    # the committed epoch's files live together in the folder the pointer names
+    assert read_json(files["epoch"]) == {"epoch": 1}
+    assert files["model"].parent == cnn_run / "epochs" / "0001" == files["history"].parent
 
 
 def test_predict_probabilities(cnn_run, real_data):
@@ -385,9 +383,9 @@ def test_corrupt_and_foreign_model_files(cnn_run, tmp_path):
 
     broken = tmp_path / "broken"
     shutil.copytree(cnn_run, broken)
-    (broken / "model.safetensors").write_bytes(b"\x00" * 100)
+    (broken / "epochs/0001/model.safetensors").write_bytes(b"\x00" * 100)
     with pytest.raises(RunError, match="not a readable safetensors model file"):
-        Run.open(broken).module()
+        Run.open(broken)
     with pytest.raises(RunError, match="no config.json"):
         Run.open(tmp_path)
 
@@ -398,7 +396,7 @@ def test_resume_continues_with_optimizer_state(real_data, tmp_path):
     cfg = TrainConfig(epochs=1, max_train=640, schedule="power", decay_steps=10)
     train(tmp_path / "r", cfg, data_root=real_data)
     train(tmp_path / "r", TrainConfig(epochs=1), resume=True, data_root=real_data)
-    history = read_json(tmp_path / "r/history.json")
+    history = read_json(Run.open(tmp_path / "r").files["history"])
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[1]["lr"] < history[0]["lr"]  # the schedule went on from step 10, not from 0
     # same seed, same device: an uninterrupted 2-epoch run gives the same weights
@@ -407,7 +405,7 @@ def test_resume_continues_with_optimizer_state(real_data, tmp_path):
         TrainConfig(epochs=2, max_train=640, schedule="power", decay_steps=10),
         data_root=real_data,
     )
-    assert read_json(tmp_path / "s/history.json")[1]["val_loss"] == pytest.approx(
+    assert read_json(Run.open(tmp_path / "s").files["history"])[1]["val_loss"] == pytest.approx(
         history[1]["val_loss"], rel=1e-5
     )
 
@@ -434,7 +432,8 @@ def test_diverging_run_stops_without_a_model(real_data, tmp_path):
             TrainConfig(epochs=1, max_train=3200, lr=1e6, optimizer="sgd", schedule="none"),
             data_root=real_data,
         )
-    assert not (tmp_path / "d/model.safetensors").exists()
+    assert not (tmp_path / "d").exists()  # a new run appears only with its first epoch
+    assert not list(tmp_path.iterdir())  # no staging folder or lock left behind
 
 
 def test_shipped_reference_config_is_the_default_network():
@@ -458,11 +457,11 @@ def test_ctrl_c_keeps_the_last_finished_epoch(real_data, tmp_path):
             data_root=real_data,
             callbacks=[interrupt_after_first],
         )
-    assert [h["epoch"] for h in read_json(tmp_path / "i/history.json")] == [1]
+    assert [h["epoch"] for h in read_json(Run.open(tmp_path / "i").files["history"])] == [1]
     assert Run.open(tmp_path / "i").module() is not None
-    assert not list((tmp_path / "i").glob(".*.tmp"))  # no temp file left behind
+    assert not list((tmp_path / "i").rglob(".*.tmp"))  # no temp file left behind
     train(tmp_path / "i", TrainConfig(epochs=1), resume=True, data_root=real_data)
-    assert len(read_json(tmp_path / "i/history.json")) == 2
+    assert len(read_json(Run.open(tmp_path / "i").files["history"])) == 2
 
 
 def test_cli_train_predict_summary(cli, tmp_path):
@@ -491,7 +490,7 @@ def test_cli_train_predict_summary(cli, tmp_path):
         str(run),
     )
     assert done.returncode == 0, done.stderr
-    assert "wrote" in done.stdout and (run / "curves.png").exists()
+    assert f"wrote {Run.open(run).files['curves']}" in done.stdout
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["split_mode"] == "resplit" and config["train"]["optimizer"] == "rmsprop"
     done = cnn("predict", "--model", str(run), "--index", "1302", "--index", "7", "--json")

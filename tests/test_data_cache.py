@@ -34,6 +34,23 @@ def test_verify_caches_and_detects_changes(tmp_path, monkeypatch):
         cache.verify_file(path, _sha(b"hello"))
 
 
+def test_a_same_size_edit_with_the_mtime_set_back_is_caught(tmp_path):
+    import os
+    import time
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"hello")
+    cache.verify_file(path, _sha(b"hello"))
+    before = path.stat()
+    time.sleep(0.01)
+    with open(path, "r+b") as handle:  # in place: same inode, same size
+        handle.write(b"J")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # what `touch -d` can do
+    assert path.stat().st_mtime_ns == before.st_mtime_ns and path.stat().st_size == 5
+    with pytest.raises(DataError, match="does not match"):
+        cache.verify_file(path, _sha(b"hello"))
+
+
 def test_newline_normalised_hash(tmp_path):
     path = tmp_path / "w.txt"
     path.write_bytes(b"1 2\r\n3 4\r\n")

@@ -59,7 +59,7 @@ def test_wifi_separators_and_line_ends(tmp_path, sep, newline):
 def test_wifi_non_numeric_row(tmp_path):
     path = tmp_path / "w.txt"
     path.write_text("-64\t-56\t-61\t-66\t-71\t-82\t-81\t1\n-64\tabc\t-61\t-66\t-71\t-82\t-81\t1\n")
-    with pytest.raises(DataError, match="line 2: non-numeric"):
+    with pytest.raises(DataError, match="line 2: WLAN-1 is 'abc'; expected a whole number"):
         read_wifi(path)
 
 
@@ -69,5 +69,24 @@ def test_wifi_wrong_field_count_and_room(tmp_path):
     with pytest.raises(DataError, match="4 fields, expected 8"):
         read_wifi(path)
     path.write_text("-64 -56 -61 -66 -71 -82 -81 7\n")
-    with pytest.raises(DataError, match="room labels must be 1..4"):
+    with pytest.raises(DataError, match="line 1: room is 7; expected 1..4"):
+        read_wifi(path)
+
+
+@pytest.mark.parametrize(
+    "field, says",
+    [
+        ("100000", "WLAN-0 is 100000; expected -32768..32767"),  # once wrapped to -31072
+        ("inf", "WLAN-0 is 'inf'; expected a whole number"),
+        ("nan", "WLAN-0 is 'nan'; expected a whole number"),
+        ("-64.5", "WLAN-0 is '-64.5'; expected a whole number"),
+    ],
+)
+def test_wifi_out_of_range_or_fractional_values_are_named(tmp_path, field, says):
+    path = tmp_path / "w.txt"
+    path.write_text(f"{field} -56 -61 -66 -71 -82 -81 1\n")
+    with pytest.raises(DataError, match=says):
+        read_wifi(path)
+    path.write_text("-64 -56 -61 -66 -71 -82 -81 2.7\n")  # once truncated to room 2
+    with pytest.raises(DataError, match="room is '2.7'; expected a whole number"):
         read_wifi(path)

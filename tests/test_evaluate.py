@@ -6,6 +6,7 @@ from sklearn.metrics import precision_recall_fscore_support
 from mapscope.evaluate.run import evaluate, write_evaluation
 from mapscope.io import read_json
 from mapscope.metrics import confusion_matrix, gallery_indices, per_class
+from mapscope.runs import Run
 
 
 def test_metrics_agree_with_sklearn():
@@ -45,7 +46,7 @@ def test_evaluate_runs_of_both_kinds(run_fixture, request, real_data, tmp_path):
     assert matrix.sum() == 10000
     assert matrix.sum(axis=1).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert saved["accuracy"] == pytest.approx(
-        read_json(run / "metrics.json")["test_accuracy"], abs=2e-3
+        read_json(Run.open(run).files["metrics"])["test_accuracy"], abs=2e-3
     )
     assert result.accuracy > 0.9
     gallery = read_json(tmp_path / "gallery_class4.json")

@@ -24,7 +24,17 @@ LAYERS = [
     (3, ("mapscope.runs",)),
     (2, ("mapscope.cnn", "mapscope.mlp", "mapscope.cluster", "mapscope.inspect")),
     (1, ("mapscope.data", "mapscope.report")),
-    (0, ("mapscope.io", "mapscope.errors", "mapscope.metrics", "mapscope.runfolder", "mapscope")),
+    (
+        0,
+        (
+            "mapscope.io",
+            "mapscope.errors",
+            "mapscope.metrics",
+            "mapscope.runfolder",
+            "mapscope.runlock",
+            "mapscope",
+        ),
+    ),
 ]
 
 
@@ -155,9 +165,9 @@ def test_cli_max_train_trains_on_that_many_images(cli, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "on 5000 images" in done.stdout
     config = json.loads((tmp_path / "r/config.json").read_text())
-    metrics = json.loads((tmp_path / "r/metrics.json").read_text())
+    metrics = json.loads(Run.open(tmp_path / "r").files["metrics"].read_text())
     assert config["train"]["max_train"] == 5000 and metrics["n_train"] == 5000
-    assert f"wrote {tmp_path / 'r' / 'model.safetensors'}" in done.stdout
+    assert f"wrote {tmp_path / 'r' / 'epochs' / '0001' / 'model.safetensors'}" in done.stdout
 
 
 def test_outputs_get_the_users_umask(tmp_path):

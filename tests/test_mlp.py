@@ -58,7 +58,7 @@ def test_save_load_round_trip(tmp_path):
     back = MLP((6, 5, 2)).load_parameters(tmp_path / "m.npz")
     x = np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
     np.testing.assert_array_equal(back.predict_proba(x), model.predict_proba(x))
-    with pytest.raises(RunError, match="does not fit layers"):
+    with pytest.raises(RunError, match="do not fit layers"):
         MLP((6, 4, 2)).load_parameters(tmp_path / "m.npz")
 
 

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mapscope.errors import RunError
 
 
 @contextlib.contextmanager
@@ -63,12 +67,45 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+def finite_json(obj: Any) -> tuple[Any, dict[str, str]]:
+    """``obj`` with every NaN or infinity replaced by None, and where each one was (a JSON
+    path like ``history[3].val_loss``) with what it was: JSON has no such numbers."""
+    found: dict[str, str] = {}
+
+    def walk(value: Any, where: str) -> Any:
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            found[where or "."] = str(value)
+            return None
+        if isinstance(value, dict):
+            return {k: walk(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [walk(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    return walk(obj, ""), found
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    """Strict JSON (``allow_nan=False``): a non-finite number becomes null, and an object gets
+    a ``non_finite`` entry saying which values were nulled and what they were."""
+    clean, found = finite_json(obj)
+    if found and isinstance(clean, dict):
+        clean["non_finite"] = found
+    text = json.dumps(clean, indent=2, default=_json_default, allow_nan=False)
+    return write_text(path, text + "\n")
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Strict JSON: bare NaN or Infinity (which Python's json accepts) is refused."""
+    return json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_no_constants)
 
 
 def write_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
@@ -76,6 +113,43 @@ def write_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
     return Path(path)
+
+
+ARRAY_KINDS = {"float": "f", "int": "iu", "str": "U"}
+
+
+def read_arrays(
+    path: str | os.PathLike[str],
+    expected: dict[str, tuple[str, int]],
+    optional: tuple[str, ...] = (),
+    what: str = "array file",
+) -> dict[str, np.ndarray]:
+    """The arrays of an npz, checked: ``expected`` maps each name to (kind, ndim), kind being
+    ``float`` (finite numbers), ``int`` or ``str``; names in ``optional`` may be absent. Any
+    damage (truncated, not a zip, pickled objects, wrong keys, types or values) is one RunError
+    naming the file. ``allow_pickle=False``: loading never runs code."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {name: f[name] for name in expected if name in f.files}
+    except FileNotFoundError:
+        raise RunError(f"{path}: file missing.") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        reason = "holds pickled objects" if "pickle" in str(exc) else "truncated or not an npz"
+        raise RunError(f"{path}: not a readable {what} ({reason}).") from None
+    missing = [n for n in expected if n not in arrays and n not in optional]
+    if missing:
+        raise RunError(f"{path}: not a {what}: the arrays {missing} are missing.")
+    for name, array in arrays.items():
+        kind, ndim = expected[name]
+        if array.dtype.kind not in ARRAY_KINDS[kind] or array.ndim != ndim:
+            raise RunError(
+                f"{path}: {name!r} must be a {ndim}-D {kind} array, got {array.ndim}-D "
+                f"{array.dtype}."
+            )
+        if kind == "float" and not np.isfinite(array).all():
+            raise RunError(f"{path}: {name!r} holds NaN or infinite values.")
+    return arrays
 
 
 def write_csv(path: str | os.PathLike[str], header: list[str], rows: list[list[Any]]) -> Path:

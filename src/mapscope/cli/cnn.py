@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -71,25 +72,53 @@ def train_command(
     max_train: int = typer.Option(
         None, help="Train on the first N training images only (quick experiments)."
     ),
-    resume: Path = typer.Option(None, help="Continue this run folder for --epochs more epochs."),
+    resume: Path = typer.Option(
+        None, help="Continue this run folder for --epochs more epochs, with its own settings."
+    ),
+    overwrite: bool = typer.Option(
+        False, help="Replace the run already in --out (swapped in once the first epoch is done)."
+    ),
     restart: Path = typer.Option(None, help="Start from the saved initial weights of this run."),
     data_dir: Path = DATA_DIR,
 ) -> None:
-    """Train the CNN; the run folder is rewritten after every epoch (watch curves.png)."""
-    cfg = config_from(TrainConfig, locals())
+    """Train the CNN; each finished epoch is committed to the run folder (watch its curves.png)."""
+    options = locals()
+    cfg = config_from(TrainConfig, options)
     if resume:
+        _check_resume_options(options)
         metrics = train(resume, cfg, resume=True, data_root=data_dir)
         out = resume
     else:
         if out is None:
             raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR).")
         spec = load_spec(config) if config else None
-        metrics = train(out, cfg, spec, init_from=restart, data_root=data_dir)
+        metrics = train(out, cfg, spec, init_from=restart, data_root=data_dir, overwrite=overwrite)
     typer.echo(
         f"test accuracy {metrics['test_accuracy']:.4f}, {metrics['epochs']} epochs on "
         f"{metrics['n_train']} images, {metrics['train_seconds']:.1f} s training"
     )
     wrote(*Run.open(out).files.values())
+
+
+# options that --resume may take: the run keeps its own settings for everything else
+RESUME_OPTIONS = {"resume", "epochs", "device", "data_dir"}
+
+
+def _check_resume_options(options: dict) -> None:
+    """--resume continues a run with the settings it was started with; an option that would
+    change them is refused rather than silently ignored."""
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    defaults.update(out=None, config=None, restart=None, overwrite=False, resplit=False)
+    changed = [
+        "--" + name.replace("_", "-")
+        for name, value in options.items()
+        if name not in RESUME_OPTIONS and name in defaults and value != defaults[name]
+    ]
+    if changed:
+        raise ConfigError(
+            f"--resume continues the run with its own settings; {', '.join(changed)} cannot be "
+            "changed (only --epochs and --device). Start a new run with --out to change them."
+        )
 
 
 @app.command()

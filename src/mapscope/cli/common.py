@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -9,6 +12,7 @@ from typing import Any, TypeVar
 import typer
 
 from mapscope.errors import ConfigError
+from mapscope.runfolder import check_out_folder
 
 DATA_DIR = typer.Option(
     None,
@@ -45,6 +49,66 @@ def config_from(cls: type[Config], options: dict[str, Any], **overrides: Any) ->
     chosen = {k: v for k, v in {**options, **overrides}.items() if k in names}
     config = cls(**chosen)
     return config.validate() if hasattr(config, "validate") else config
+
+
+LARGEST_INT = 2**31 - 1  # no count, index or size in mapscope comes near; numpy's int32 limit
+LARGEST_SEED = 2**32 - 1  # what numpy, torch and scikit-learn all accept
+
+
+def check_options(values: dict[str, Any], flags: dict[str, str]) -> None:
+    """What holds for every option of every command, checked in this one place before any
+    command runs: numbers are finite, whole numbers fit, seeds are 0..2**32-1, text and paths
+    are not empty. ``flags`` maps parameter names to their ``--flag``."""
+    for name, value in values.items():
+        flag = flags.get(name, name)
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, bool) or item is None:
+                continue
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"{flag} must be a finite number, got {item}.")
+            if isinstance(item, int) and name.endswith("seed") and not 0 <= item <= LARGEST_SEED:
+                raise ConfigError(f"{flag} must be in 0..{LARGEST_SEED}, got {item}.")
+            if isinstance(item, int) and abs(item) > LARGEST_INT:
+                raise ConfigError(f"{flag} {item} is out of range (at most {LARGEST_INT}).")
+            if isinstance(item, str | Path) and not str(item).strip():
+                raise ConfigError(f"{flag} is empty; give a value (see --help).")
+            if isinstance(item, str | Path) and "\x00" in str(item):
+                raise ConfigError(f"{flag} contains a NUL character.")
+
+
+def checked(callback: Callable[..., Any], flags: dict[str, str]) -> Callable[..., Any]:
+    """``callback`` with ``check_options`` run on its arguments first."""
+
+    @functools.wraps(callback)
+    def wrapper(**kwargs: Any) -> Any:
+        check_options(kwargs, flags)
+        return callback(**kwargs)
+
+    return wrapper
+
+
+def out_folder(path: Path | None) -> Path | None:
+    """Callback of --out options that name a folder of outputs."""
+    return None if path is None else check_out_folder(path)
+
+
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def out_image(path: Path | None) -> Path | None:
+    """Callback of --out options that name one picture: its folder must be usable and its
+    suffix one matplotlib writes."""
+    if path is None:
+        return None
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ConfigError(
+            f"--out {path}: a picture file must end in {', '.join(IMAGE_SUFFIXES)}; "
+            f"got {path.suffix or 'no suffix'!r}."
+        )
+    if path.is_dir():
+        raise ConfigError(f"--out {path} is a folder; give a file name like {path / 'out.png'}.")
+    check_out_folder(path.parent if str(path.parent) != "" else Path("."))
+    return path
 
 
 def wrote(*paths: str | Path) -> None:

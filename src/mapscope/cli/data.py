@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from mapscope.cli.common import DATA_DIR, wrote
+from mapscope.cli.common import DATA_DIR, out_image, wrote
 from mapscope.data import datasets
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import MapscopeError
@@ -73,7 +73,7 @@ def show(
     name: str = typer.Argument(..., help="mnist, fashion-mnist or wifi."),
     split: str = typer.Option("test", help="train or test."),
     index: list[int] = typer.Option(..., "--index", help="Index within the split; repeatable."),
-    out: Path = typer.Option(..., help="PNG file to write."),
+    out: Path = typer.Option(..., help="PNG file to write.", callback=out_image),
     resplit_seed: int = typer.Option(
         None, help="Use the re-split of this seed instead of the canonical split."
     ),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mapscope.cli.common import DATA_DIR, wrote
+from mapscope.cli.common import DATA_DIR, out_folder, out_image, wrote
 from mapscope.inspect.oip.ascent import DEFAULT_STEPS
 from mapscope.report.activations import plot_activation_grid
 from mapscope.report.figures import save_figure
@@ -20,7 +20,7 @@ def activations(
     ),
     layer: str = typer.Option(..., help="Layer name, e.g. Conv2D_1 (see `mapscope cnn summary`)."),
     index: list[int] = typer.Option(..., "--index", help="Image index in the split; repeatable."),
-    out: Path = typer.Option(..., help="PNG file to write."),
+    out: Path = typer.Option(..., help="PNG file to write.", callback=out_image),
     split: str = typer.Option("test", help="train or test."),
     cmap: str = typer.Option("jet", help="Matplotlib colormap: jet, magma, viridis, ..."),
     standardize: bool = typer.Option(
@@ -54,7 +54,7 @@ def compare(
         ..., help="Run folder of `mapscope cnn train` or `mapscope mlp train`."
     ),
     layer: str = typer.Option(..., help="Layer name, e.g. Conv2D_3."),
-    out: Path = typer.Option(..., help="Folder for the comparison files."),
+    out: Path = typer.Option(..., help="Folder for the comparison files.", callback=out_folder),
     indices: str = typer.Option(
         None, help="Group A: comma-separated test indices, e.g. 1816,1270,1302."
     ),
@@ -94,7 +94,9 @@ def oip(
         ..., help="Run folder of `mapscope cnn train` or `mapscope mlp train`."
     ),
     layer: str = typer.Option(..., help="Conv, pool or dense layer, e.g. Conv2D_3."),
-    out: Path = typer.Option(..., help="Folder for oips.png, oips.npz, oip.json."),
+    out: Path = typer.Option(
+        ..., help="Folder for oips.png, oips.npz, oip.json.", callback=out_folder
+    ),
     maps: str = typer.Option("all", help="all, or comma-separated map (dense: node) numbers."),
     node: str = typer.Option(
         None, help="Maximise one node R,C of each map instead of the map mean."
@@ -119,8 +121,8 @@ def oip(
     from mapscope.cli.common import parse_floats, parse_ints
     from mapscope.errors import ConfigError
     from mapscope.inspect.oip.run import oip_layer, write_oips
+    from mapscope.inspect.oip.strategies import check_search
 
-    session = Run.open(model).inspection(data_dir)
     units = None if maps == "all" else parse_ints(maps, "--maps")
     if units is not None and not units:
         raise ConfigError(f"--maps needs map numbers like 0,5,7 or 'all'; got {maps!r}.")
@@ -129,6 +131,9 @@ def oip(
         node_rc = tuple(parse_ints(node, "--node"))
         if len(node_rc) != 2:
             raise ConfigError(f"--node needs row,column like 1,1; got {node!r}.")
+    factor_list = tuple(parse_floats(factors, "--factors"))
+    check_search(strategy, steps, epsilon, retries, precursors, tol, patience, seed, factor_list)
+    session = Run.open(model).inspection(data_dir)
     result = oip_layer(
         session,
         layer,
@@ -139,7 +144,7 @@ def oip(
         steps=steps,
         epsilon=epsilon,
         scales=tuple(parse_ints(scales, "--scales")),
-        factors=tuple(parse_floats(factors, "--factors")),
+        factors=factor_list,
         seed=seed,
         retries=retries,
         precursors=precursors,

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import typer
 
-from mapscope.cli.common import DATA_DIR, parse_range, wrote
+from mapscope.cli.common import DATA_DIR, out_folder, parse_range, wrote
 from mapscope.errors import ConfigError
+from mapscope.runfolder import check_new_run
 
 app = typer.Typer(
     help="KMeans as a classifier, k analysis and cluster-distance features.", no_args_is_help=True
@@ -20,7 +21,7 @@ app = typer.Typer(
 
 @app.command()
 def classify(
-    out: Path = typer.Option(..., help="Folder for tables and pictures."),
+    out: Path = typer.Option(..., help="Folder for tables and pictures.", callback=out_folder),
     dataset: str = typer.Option("wifi", help="wifi, mnist or fashion-mnist."),
     clusters: str = typer.Option("4,5,6,7,8,9,10,11,25", help="Numbers of clusters to try."),
     mode: str = typer.Option(
@@ -54,7 +55,7 @@ def classify(
 
 @app.command()
 def analyze(
-    out: Path = typer.Option(..., help="Folder for the table and plot."),
+    out: Path = typer.Option(..., help="Folder for the table and plot.", callback=out_folder),
     dataset: str = typer.Option("wifi", help="wifi, mnist or fashion-mnist."),
     k: str = typer.Option("2..12", help="Range like 2..12 or a list 2,4,8."),
     silhouette_sample: int = typer.Option(
@@ -81,20 +82,22 @@ def fit(
     mapping: str = typer.Option("majority"),
     pca: int = typer.Option(None),
     seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, help="Replace the run already in --out."),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Fit one KMeans classifier on the training part and save it as a run."""
     from mapscope.cluster.saved import fit_run, write_run
 
+    check_new_run(out, overwrite)  # refuse before fitting, not after
     result = fit_run(dataset, clusters, mapping, pca, seed, data_dir)
-    written = write_run(result, out)
+    written = write_run(result, out, overwrite)
     typer.echo(result.summary())
     wrote(*written)
 
 
 @app.command()
 def features(
-    out: Path = typer.Option(..., help="Folder for the sweep table and plot."),
+    out: Path = typer.Option(..., help="Folder for the sweep table and plot.", callback=out_folder),
     k: str = typer.Option("10..170/10", help="Numbers of clusters K."),
     dataset: str = typer.Option("mnist", help="mnist or fashion-mnist."),
     train_mlp: bool = typer.Option(
@@ -103,6 +106,7 @@ def features(
     mlp_epochs: int = typer.Option(40, help="Epochs of each MLP run with --train-mlp."),
     silhouette_sample: int = typer.Option(5000),
     seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, help="Replace MLP runs of an earlier sweep in --out."),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Sweep K for cluster-distance features: inertia, silhouette, time; optionally MLP accuracy."""
@@ -116,6 +120,7 @@ def features(
         train_mlp_into=out if train_mlp else None,
         mlp_epochs=mlp_epochs,
         data_root=data_dir,
+        overwrite=overwrite,
     )
     written = write_feature_sweep(result, out)
     typer.echo(result.summary())
@@ -123,7 +128,9 @@ def features(
 
 
 def pca(
-    out: Path = typer.Option(..., help="Folder for the PCA pictures and numbers."),
+    out: Path = typer.Option(
+        ..., help="Folder for the PCA pictures and numbers.", callback=out_folder
+    ),
     dataset: str = typer.Option("wifi", help="wifi, mnist or fashion-mnist."),
     clusters: int = typer.Option(
         None, help="KMeans clusters for the colouring (default: number of classes)."

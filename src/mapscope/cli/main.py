@@ -5,10 +5,15 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from mapscope import __version__
 from mapscope.cli import cnn, data, evaluate, inspect, kmeans, mlp
+from mapscope.cli.common import checked
 from mapscope.errors import MapscopeError
+
+# a bad, missing or unknown option; typer carries its own copy of click, so found by name
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 app = typer.Typer(
     help="Train small classifiers on MNIST-like data and look inside them.",
@@ -41,10 +46,40 @@ def main(
     """mapscope: every command writes PNGs next to machine-readable JSON and says where."""
 
 
-def run() -> None:
-    """Console entry point: user errors print one clear message and exit 2, no traceback."""
+def command() -> TyperGroup:
+    """The click command tree, every command's options first checked by ``check_options``."""
+    group = typer.main.get_command(app)
+    _check_every_command(group)
+    return group
+
+
+def _check_every_command(node) -> None:
+    for child in getattr(node, "commands", {}).values():
+        _check_every_command(child)
+    if getattr(node, "callback", None) is not None and not getattr(node, "commands", None):
+        node.callback = checked(node.callback, {p.name: p.opts[0] for p in node.params if p.opts})
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console entry point: every user error (a bad option, a damaged file, an unwritable
+    folder) prints one line ``error: ...`` and exits 2, never a traceback."""
     try:
-        app()
+        code = command().main(argv, prog_name="mapscope", standalone_mode=False)
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed: nothing to add
+            sys.exit(2)
+        _fail(exc.format_message())
     except MapscopeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc))
+    except OSError as exc:  # the system refused a read or write we could not check beforehand
+        where = f" {exc.filename}" if exc.filename else ""
+        _fail(f"cannot use{where}: {exc.strerror or exc}.")
+    except (KeyboardInterrupt, typer.Abort):
+        typer.echo("interrupted.", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    typer.echo("error: " + " ".join(message.split()), err=True)  # one line, always
+    sys.exit(2)

@@ -13,7 +13,7 @@ from typing import get_type_hints
 
 import typer
 
-from mapscope.cli.common import DATA_DIR, config_from, parse_floats, parse_ints, wrote
+from mapscope.cli.common import DATA_DIR, config_from, out_folder, parse_floats, parse_ints, wrote
 from mapscope.mlp.sweep import sweep as run_sweep
 from mapscope.mlp.sweep import write_sweep
 from mapscope.mlp.train import MLPConfig, train
@@ -78,10 +78,11 @@ def with_training_options(command):
 def train_command(
     config: MLPConfig,
     out: Path = typer.Option(..., help="Run folder to create."),
+    overwrite: bool = typer.Option(False, help="Replace the run already in --out."),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Train the MLP into a run folder: weights, config, split, history, metrics and curves."""
-    metrics = train(out, config, data_dir)
+    metrics = train(out, config, data_dir, overwrite)
     typer.echo(
         f"test accuracy {metrics['test_accuracy']:.4f} (best {metrics['best_test_accuracy']:.4f}), "
         f"train accuracy {metrics['train_accuracy']:.4f}, {metrics['train_seconds']:.1f} s"
@@ -98,12 +99,14 @@ def sweep(
     ),
     values: str = typer.Option(..., help="Comma-separated values, e.g. 0.01,0.1,0.2,0.4,0.8."),
     out: Path = typer.Option(
-        ..., help="Folder for one run per value plus the sweep table and plot."
+        ..., help="Folder for one run per value plus the sweep table and plot.", callback=out_folder
     ),
+    overwrite: bool = typer.Option(False, help="Replace runs of an earlier sweep in --out."),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """One run per value; a table of accuracies and epochs to converge; the regularisation share."""
-    result = run_sweep(out, param, parse_floats(values, "--values"), config, data_dir)
+    values_list = parse_floats(values, "--values")
+    result = run_sweep(out, param, values_list, config, data_dir, overwrite)
     written = write_sweep(result, out)
     typer.echo(result.summary())
     wrote(*written)

@@ -18,7 +18,7 @@ from mapscope.io import write_csv, write_json
 from mapscope.mlp.train import MLPConfig, train
 from mapscope.report.cluster import plot_feature_sweep
 from mapscope.report.figures import save_figure
-from mapscope.runfolder import provenance
+from mapscope.runfolder import check_new_run, provenance
 
 
 @dataclass
@@ -56,10 +56,18 @@ def feature_sweep(
     train_mlp_into: str | Path | None = None,
     mlp_epochs: int = 40,
     data_root: str | Path | None = None,
+    overwrite: bool = False,
 ) -> FeatureSweep:
-    """``train_mlp_into``: a folder for one MLP run per K and one on the pixels (None: no MLPs)."""
+    """``train_mlp_into``: a folder for one MLP run per K and one on the pixels (None: no MLPs);
+    MLP runs of an earlier sweep there are replaced only with ``overwrite``."""
     if dataset == "wifi":
-        raise ConfigError("cluster features replace image pixels; use mnist or fashion-mnist.")
+        raise ConfigError(
+            "dataset wifi has no image pixels for cluster features to replace; use mnist or "
+            "fashion-mnist."
+        )
+    if train_mlp_into is not None:  # refuse before the first run trains, not after
+        for name in [*(f"mlp_k{k}" for k in ks), "mlp_pixels"]:
+            check_new_run(Path(train_mlp_into) / name, overwrite)
     bundle = clustering_bundle(dataset, seed, data_root=data_root)
     x = bundle.inputs("train")
     if not 2 <= silhouette_sample <= len(x):
@@ -85,7 +93,7 @@ def feature_sweep(
         if train_mlp_into is not None:
             run = Path(train_mlp_into) / f"mlp_k{n_clusters}"
             config = MLPConfig(dataset, epochs=mlp_epochs, cluster_features=n_clusters, seed=seed)
-            metrics = train(run, config, data_root)
+            metrics = train(run, config, data_root, overwrite)
             runs.append(run)
             row.update(
                 test_accuracy=metrics["test_accuracy"],
@@ -96,7 +104,8 @@ def feature_sweep(
     pixels = None
     if train_mlp_into is not None:
         run = Path(train_mlp_into) / "mlp_pixels"
-        metrics = train(run, MLPConfig(dataset, epochs=mlp_epochs, seed=seed), data_root)
+        config = MLPConfig(dataset, epochs=mlp_epochs, seed=seed)
+        metrics = train(run, config, data_root, overwrite)
         runs.append(run)
         pixels = {
             "test_accuracy": metrics["test_accuracy"],

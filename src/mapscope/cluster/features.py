@@ -9,8 +9,8 @@ from sklearn.cluster import MiniBatchKMeans
 
 from mapscope.cluster.distances import squared_distances
 from mapscope.data.prepare import Standardizer
-from mapscope.errors import ConfigError
-from mapscope.io import write_npz
+from mapscope.errors import ConfigError, RunError
+from mapscope.io import read_arrays, write_npz
 
 
 class ClusterDistances:
@@ -56,9 +56,18 @@ class ClusterDistances:
 
     @classmethod
     def load(cls, path: str | Path) -> ClusterDistances:
-        with np.load(path, allow_pickle=False) as f:
-            obj = cls(len(f["centroids"]))
-            obj.centroids_ = f["centroids"]
-            obj.scaler_ = Standardizer()
-            obj.scaler_.mean_, obj.scaler_.scale_ = f["mean"], f["scale"]
+        """Saved centroids and distance scaler, checked (finite; one scale per centroid, > 0)."""
+        expected = {"centroids": ("float", 2), "mean": ("float", 1), "scale": ("float", 1)}
+        f = read_arrays(path, expected, what="cluster-features file")
+        k = len(f["centroids"])
+        if k < 1 or f["mean"].shape != (k,) or f["scale"].shape != (k,) or (f["scale"] <= 0).any():
+            raise RunError(
+                f"{path}: damaged cluster features: {k} centroids need {k} means and {k} "
+                "positive scales."
+            )
+        obj = cls(k)
+        obj.centroids_ = f["centroids"].astype(np.float32)
+        obj.scaler_ = Standardizer()
+        obj.scaler_.mean_ = f["mean"].astype(np.float32)
+        obj.scaler_.scale_ = f["scale"].astype(np.float32)
         return obj

@@ -17,8 +17,8 @@ from mapscope.cluster.inputs import clustering_bundle
 from mapscope.cluster.kmeans_classifier import KMeansClassifier
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import RunError
-from mapscope.io import write_npz
-from mapscope.runfolder import COMMON_FILES, create_run, require_tables, write_metrics
+from mapscope.io import read_arrays, write_npz
+from mapscope.runfolder import COMMON_FILES, create_run, require_tables, write_metrics, writing
 
 KIND = "kmeans"
 FILES = {
@@ -30,6 +30,10 @@ NEURAL = False
 
 def check_config(config: dict[str, Any], source: str) -> None:
     require_tables(config, ("model", "data"), "KMeans", source)
+
+
+def check_files(run_dir: Path, config: dict[str, Any]) -> None:
+    load_model(run_dir / FILES["model"])
 
 
 def layer_names(config: dict[str, Any]) -> list[str]:
@@ -56,16 +60,41 @@ def save_model(model: KMeansClassifier, path: str | Path) -> Path:
 
 
 def load_model(path: str | Path) -> KMeansClassifier:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            model = KMeansClassifier(len(f["centroids"]), str(f["mapping"]))
-            model.centroids_, model.cluster_labels_ = f["centroids"], f["cluster_labels"]
-            model.label_counts_, model.classes_ = f["label_counts"], f["classes"]
-            model.purity_, model.inertia_ = f["purity"], float(f["inertia"])
-            model.pca_components_ = f.get("pca_components")
-            model.pca_mean_ = f.get("pca_mean")
-    except (OSError, KeyError, ValueError, EOFError) as exc:
-        raise RunError(f"{path}: not a readable KMeans classifier file ({exc}).") from exc
+    """A saved classifier, checked: finite centroids, one class per cluster taken from the
+    saved classes, and PCA parts that fit the centroids."""
+    expected = {
+        "centroids": ("float", 2),
+        "cluster_labels": ("int", 1),
+        "label_counts": ("int", 2),
+        "classes": ("int", 1),
+        "purity": ("float", 1),
+        "inertia": ("float", 0),
+        "mapping": ("str", 0),
+        "pca_components": ("float", 2),
+        "pca_mean": ("float", 1),
+    }
+    f = read_arrays(path, expected, ("pca_components", "pca_mean"), "KMeans classifier file")
+    k, width = f["centroids"].shape
+    problems = []
+    if k < 1 or f["cluster_labels"].shape != (k,) or f["purity"].shape != (k,):
+        problems.append(f"{k} centroids need {k} cluster labels and purities")
+    elif not np.isin(f["cluster_labels"], f["classes"]).all():
+        problems.append("a cluster label is not one of the saved classes")
+    if ("pca_components" in f) != ("pca_mean" in f):
+        problems.append("PCA components and mean must be saved together")
+    elif "pca_components" in f and (
+        f["pca_components"].shape[0] != width
+        or f["pca_mean"].shape != (f["pca_components"].shape[1],)
+    ):
+        problems.append("the PCA parts do not fit the centroids")
+    if problems:
+        raise RunError(f"{path}: damaged KMeans classifier: {'; '.join(problems)}.")
+    model = KMeansClassifier(k, str(f["mapping"]))
+    model.centroids_, model.cluster_labels_ = f["centroids"], f["cluster_labels"]
+    model.label_counts_, model.classes_ = f["label_counts"], f["classes"]
+    model.purity_, model.inertia_ = f["purity"], float(f["inertia"])
+    model.pca_components_ = f.get("pca_components")
+    model.pca_mean_ = f.get("pca_mean")
     features = model.pca_mean_ if model.pca_mean_ is not None else model.centroids_[0]
     model.n_features_in_ = len(features)
     return model
@@ -120,10 +149,19 @@ def fit_run(
     return KMeansRun(model, bundle, settings, accuracy, seconds)
 
 
-def write_run(result: KMeansRun, out: str | Path) -> list[Path]:
+def write_run(result: KMeansRun, out: str | Path, overwrite: bool = False) -> list[Path]:
+    """Write the fitted classifier as the run folder ``out`` (an existing run there is replaced
+    only with ``overwrite``, and whole)."""
+    with writing(out, overwrite) as writer:
+        _write_files(result, writer.folder)
+    return [Path(out) / FILES[role] for role in ("model", "config", "metrics")]
+
+
+def _write_files(result: KMeansRun, folder: Path) -> None:
     seed = result.model.random_state
     run = create_run(
-        out, {"kind": KIND, "model": result.settings, "data": result.bundle.config(), "seed": seed}
+        folder,
+        {"kind": KIND, "model": result.settings, "data": result.bundle.config(), "seed": seed},
     )
     result.bundle.save(run)
     metrics = {
@@ -132,8 +170,5 @@ def write_run(result: KMeansRun, out: str | Path) -> list[Path]:
         "seed": seed,
         "data_checksums": result.bundle.dataset.checksums,
     }
-    return [
-        save_model(result.model, run / FILES["model"]),
-        run / FILES["config"],
-        write_metrics(run, metrics),
-    ]
+    save_model(result.model, run / FILES["model"])
+    write_metrics(run, metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +26,61 @@ def predict_proba(net: Network, inputs: np.ndarray, batch: int = 1000) -> np.nda
     return np.concatenate(out) if out else np.zeros((0, net.spec.n_classes), np.float32)
 
 
-def read_drawing(path: str | Path, size: int = 28) -> np.ndarray:
-    """A user's PNG as a (1, size, size) uint8 image in MNIST convention (bright digit on dark).
+# a drawing is a few hundred pixels a side; anything this large is a mistake or an attack
+MAX_PIXELS = 4096 * 4096
 
-    Drawings are usually dark ink on white paper, so an image whose border is bright is inverted.
-    """
+
+def read_drawing(path: str | Path, size: int = 28) -> np.ndarray:
+    """A user's image as a (1, size, size) uint8 image in MNIST convention (bright digit on
+    dark). Drawings are usually dark ink on white paper, so an image whose border is bright is
+    inverted; transparency is laid on the paper the ink is not, 16-bit images are scaled, and
+    an image with nothing on it is refused rather than predicted."""
     try:
-        image = Image.open(path).convert("L")
+        with warnings.catch_warnings():  # PIL warns of large images; the check below refuses
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError:
+        image = None
     except (OSError, UnidentifiedImageError) as exc:
         raise DataError(f"{path}: not a readable image ({exc}); give a PNG of a digit.") from exc
-    pixels = np.asarray(image.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
+    if image is None or image.width * image.height > MAX_PIXELS:
+        shape = "" if image is None else f"{image.width}x{image.height} pixels "
+        raise DataError(
+            f"{path}: {shape}is too large for a drawing (at most {MAX_PIXELS} pixels; a huge "
+            "image header is how decompression bombs work)."
+        )
+    try:
+        grey = _grey(image)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: the image data cannot be read ({exc}).") from exc
+    small = Image.fromarray(grey).resize((size, size), Image.Resampling.LANCZOS)
+    pixels = np.asarray(small, dtype=np.uint8)
+    if int(pixels.max()) - int(pixels.min()) < 16:
+        raise DataError(
+            f"{path}: the image is blank (all pixels nearly equal after conversion); draw a "
+            "digit in dark ink on a light background, or light on dark."
+        )
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     if border.mean() > 127:
         pixels = 255 - pixels
     return pixels[None]
+
+
+def _grey(image: Image.Image) -> np.ndarray:
+    """Any PIL image as 8-bit grey: alpha composited, 16-bit and float images scaled."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = values.min(), values.max()
+        scaled = (values - low) / (high - low) * 255 if high > low else np.zeros_like(values)
+        return scaled.astype(np.uint8)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255
+        grey, alpha = rgba[..., :3].mean(-1), rgba[..., 3]
+        ink = grey[alpha > 0.5]
+        # lay the drawing on paper of the other brightness than its ink
+        paper = 1.0 if ink.size and ink.mean() < 0.5 else 0.0
+        return np.round((grey * alpha + paper * (1 - alpha)) * 255).astype(np.uint8)
+    return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
 def predict_drawing(net: Network, bundle: DataBundle, path: str | Path) -> np.ndarray:

@@ -99,124 +99,174 @@ def default_spec() -> NetSpec:
 
 
 def spec_from_dict(raw: dict[str, Any], source: str = "config") -> NetSpec:
-    if not isinstance(raw, dict) or "layers" not in raw:
+    """A spec from its dict form (TOML or config.json), every problem reported in one message."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("layers"), list):
         raise ConfigError(
             f"{source}: missing field 'layers' (a list of conv/pool/flatten/dense tables)."
         )
+    problems: list[str] = []
+    extra = set(raw) - {"layers", "input_shape", "l1", "l2"}
+    if extra:
+        problems.append(
+            f"unknown top-level field(s) {sorted(extra)}; allowed: layers, input_shape, l1, l2"
+        )
     layers = []
     for i, entry in enumerate(raw["layers"]):
-        where = f"{source}: layers[{i}]"
+        where = f"layers[{i}]"
         if not isinstance(entry, dict) or entry.get("type") not in _LAYER_TYPES:
-            raise ConfigError(f"{where}: field 'type' must be one of {', '.join(_LAYER_TYPES)}.")
+            problems.append(f"{where}: field 'type' must be one of {', '.join(_LAYER_TYPES)}")
+            continue
         cls = _LAYER_TYPES[entry["type"]]
         known = set(cls.__dataclass_fields__)
         unknown = set(entry) - known
         if unknown:
-            raise ConfigError(
-                f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(known)}."
+            problems.append(
+                f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(known)}"
             )
+            continue
         try:
             layers.append(cls(**entry))
-        except TypeError as exc:
-            missing = [f for f in known if f not in entry and f in ("name", "filters", "units")]
-            raise ConfigError(f"{where}: missing field(s) {missing or exc}.") from exc
-    extra = set(raw) - {"layers", "input_shape", "l1", "l2"}
-    if extra:
-        raise ConfigError(
-            f"{source}: unknown top-level field(s) {sorted(extra)}; allowed: layers, input_shape, l1, l2."
+        except TypeError:
+            missing = [f for f in ("name", "filters", "units") if f in known and f not in entry]
+            problems.append(f"{where}: missing field(s) {missing}")
+    input_shape = raw.get("input_shape", [1, 28, 28])
+    if not isinstance(input_shape, list | tuple) or not all(_is_count(v) for v in input_shape):
+        problems.append(
+            f"input_shape must be [channels, height, width] of whole numbers >= 1, "
+            f"got {input_shape!r}"
         )
-    spec = NetSpec(
-        tuple(layers),
-        tuple(raw.get("input_shape", (1, 28, 28))),
-        float(raw.get("l1", 0.0)),
-        float(raw.get("l2", 0.0)),
-    )
+        input_shape = (1, 28, 28)
+    penalties = {}
+    for name in ("l1", "l2"):
+        value = raw.get(name, 0.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e6:
+            problems.append(f"{name} must be a finite number >= 0, got {value!r}")
+            value = 0.0
+        penalties[name] = float(value)
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
+    spec = NetSpec(tuple(layers), tuple(input_shape), penalties["l1"], penalties["l2"])
     return validate(spec, source)
 
 
 def load_spec(path: str | Path) -> NetSpec:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"--config {path} is a folder; give a TOML file like configs/reference.toml."
+        )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} not found.") from exc
+        raise ConfigError(f"--config file {path} not found.") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"--config {path} is not a text (TOML) file.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}).") from exc
     return spec_from_dict(raw, str(path))
 
 
-def _positive_int(value: Any, where: str, field_name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(
-            f"{where}: field '{field_name}' must be a positive integer, got {value!r}."
-        )
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _reserved_names() -> set[str]:
+    """Names a layer cannot have: the layers live in an ``nn.ModuleDict``, whose own
+    attributes (``keys``, ``forward``, ``training`` ...) cannot be shadowed."""
+    from torch import nn
+
+    return set(dir(nn.ModuleDict()))
 
 
 def validate(spec: NetSpec, source: str = "config") -> NetSpec:
-    """Check names, values and that every map keeps at least 1x1; fill in the output shapes."""
-    if len(spec.input_shape) != 3:
-        raise ConfigError(
-            f"{source}: input_shape must be [channels, height, width], got {spec.input_shape}."
-        )
-    if spec.l1 < 0 or spec.l2 < 0:
-        raise ConfigError(f"{source}: l1 and l2 must be >= 0.")
+    """Check names, values and that every map keeps at least 1x1; fill in the output shapes.
+    Every problem is collected and reported in one message."""
+    problems: list[str] = []
+    if len(spec.input_shape) != 3 or not all(_is_count(v) for v in spec.input_shape):
+        problems.append(f"input_shape must be [channels, height, width], got {spec.input_shape}")
+    if not (0 <= spec.l1 < 1e6 and 0 <= spec.l2 < 1e6):
+        problems.append(f"l1 and l2 must be finite and >= 0, got {spec.l1} and {spec.l2}")
     names = [layer.name for layer in spec.layers]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ConfigError(f"{source}: layer names must be unique; repeated: {duplicates}.")
+        problems.append(f"layer names must be unique; repeated: {duplicates}")
+    reserved = _reserved_names()
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier() or name in reserved:
+            problems.append(
+                f"layer name {name!r} must be a Python identifier like Conv2D_1 and not a "
+                "reserved torch attribute name"
+            )
     layers = list(spec.layers)
     if not layers or not isinstance(layers[-1], Dense) or layers[-1].activation != "softmax":
-        raise ConfigError(
-            f"{source}: the last layer must be a dense layer with activation 'softmax'."
-        )
-    if not any(isinstance(layer, Flatten) for layer in layers):
+        problems.append("the last layer must be a dense layer with activation 'softmax'")
+    shape: tuple[int, ...] | None = None if problems else tuple(spec.input_shape)
+    if not problems and not any(isinstance(layer, Flatten) for layer in layers):
         first_dense = next(i for i, layer in enumerate(layers) if isinstance(layer, Dense))
         layers.insert(first_dense, Flatten("Flatten" if "Flatten" not in names else "Flatten_auto"))
-    shape: tuple[int, ...] = tuple(spec.input_shape)
     shapes = []
     for i, layer in enumerate(layers):
-        where = f"{source}: layer {layer.name!r}"
-        flat = len(shape) == 1
-        if isinstance(layer, Conv | Pool) and flat:
-            raise ConfigError(
-                f"{where}: a {layer.type} layer cannot follow a flatten or dense layer."
-            )
-        if isinstance(layer, Conv):
-            for f in ("filters", "kernel", "stride"):
-                _positive_int(getattr(layer, f), where, f)
-            if layer.padding not in PADDINGS:
-                raise ConfigError(
-                    f"{where}: field 'padding' must be one of {PADDINGS}, got {layer.padding!r}."
-                )
-            pad = (layer.kernel - 1) // 2 if layer.padding == "same" else 0
-            h = (shape[1] + 2 * pad - layer.kernel) // layer.stride + 1
-            w = (shape[2] + 2 * pad - layer.kernel) // layer.stride + 1
-            shape = (layer.filters, h, w)
-        elif isinstance(layer, Pool):
-            _positive_int(layer.size, where, "size")
-            if layer.kind not in POOL_KINDS:
-                raise ConfigError(
-                    f"{where}: field 'kind' must be one of {POOL_KINDS}, got {layer.kind!r}."
-                )
-            shape = (shape[0], shape[1] // layer.size, shape[2] // layer.size)
-        elif isinstance(layer, Flatten):
-            shape = (shape[0] * shape[1] * shape[2],) if not flat else shape
+        where = f"layer {layer.name!r}"
+        before = len(problems)
+        _check_layer(layer, where, i == len(layers) - 1, problems)
+        if shape is not None and len(problems) == before:
+            shape = _output_shape(layer, shape, where, problems)
         else:
-            _positive_int(layer.units, where, "units")
-            if not flat:
-                raise ConfigError(f"{where}: dense layers need a flatten layer before them.")
-            if layer.activation == "softmax" and i != len(layers) - 1:
-                raise ConfigError(f"{where}: only the output layer may use 'softmax'.")
-            shape = (layer.units,)
-        activation = getattr(layer, "activation", None)
-        if activation is not None and activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"{where}: field 'activation' is {activation!r}; allowed values: {', '.join(ACTIVATIONS)}."
-            )
-        if len(shape) == 3 and (shape[1] < 1 or shape[2] < 1):
-            raise ConfigError(
-                f"{where}: output would be {shape[1]}x{shape[2]}; the layers shrink the map below 1x1. "
-                "Use fewer or smaller kernels/pools, padding = 'same', or a larger input."
-            )
+            shape = None  # shapes after a broken layer are unknown; keep checking the fields
         shapes.append(shape)
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
     return NetSpec(tuple(layers), tuple(spec.input_shape), spec.l1, spec.l2, tuple(shapes))
+
+
+def _check_layer(layer: Layer, where: str, last: bool, problems: list[str]) -> None:
+    """The fields of one layer, each against its allowed values."""
+    counts = {Conv: ("filters", "kernel", "stride"), Pool: ("size",), Dense: ("units",)}
+    for name in counts.get(type(layer), ()):
+        if not _is_count(getattr(layer, name)):
+            problems.append(
+                f"{where}: field '{name}' must be a positive integer, got {getattr(layer, name)!r}"
+            )
+    if isinstance(layer, Conv) and layer.padding not in PADDINGS:
+        problems.append(
+            f"{where}: field 'padding' must be one of {PADDINGS}, got {layer.padding!r}"
+        )
+    if isinstance(layer, Pool) and layer.kind not in POOL_KINDS:
+        problems.append(f"{where}: field 'kind' must be one of {POOL_KINDS}, got {layer.kind!r}")
+    activation = getattr(layer, "activation", None)
+    if activation is not None and activation not in ACTIVATIONS:
+        problems.append(
+            f"{where}: field 'activation' is {activation!r}; allowed values: {', '.join(ACTIVATIONS)}"
+        )
+    if activation == "softmax" and not last:
+        problems.append(f"{where}: only the output layer may use 'softmax'")
+
+
+def _output_shape(
+    layer: Layer, shape: tuple[int, ...], where: str, problems: list[str]
+) -> tuple[int, ...] | None:
+    flat = len(shape) == 1
+    if isinstance(layer, Conv | Pool) and flat:
+        problems.append(f"{where}: a {layer.type} layer cannot follow a flatten or dense layer")
+        return None
+    if isinstance(layer, Conv):
+        pad = (layer.kernel - 1) // 2 if layer.padding == "same" else 0
+        h = (shape[1] + 2 * pad - layer.kernel) // layer.stride + 1
+        w = (shape[2] + 2 * pad - layer.kernel) // layer.stride + 1
+        shape = (layer.filters, h, w)
+    elif isinstance(layer, Pool):
+        shape = (shape[0], shape[1] // layer.size, shape[2] // layer.size)
+    elif isinstance(layer, Flatten):
+        shape = (shape[0] * shape[1] * shape[2],) if not flat else shape
+    else:
+        if not flat:
+            problems.append(f"{where}: dense layers need a flatten layer before them")
+            return None
+        shape = (layer.units,)
+    if len(shape) == 3 and (shape[1] < 1 or shape[2] < 1):
+        problems.append(
+            f"{where}: output would be {shape[1]}x{shape[2]}; the layers shrink the map below "
+            "1x1. Use fewer or smaller kernels/pools, padding = 'same', or a larger input"
+        )
+        return None
+    return shape

@@ -3,7 +3,9 @@
 Three steps, each on one screen: ``set_up`` (a new run or a resumed one), ``run_epoch`` (shuffle
 with an explicit generator, forward under autocast, loss + kernel regularisation, step, learning
 rate from a pure schedule) and ``finish_epoch`` (validate, write the checkpoint and the curves).
-``train`` strings them together. A run interrupted with Ctrl-C keeps its last finished epoch.
+``train`` strings them together inside the run's transaction (``runfolder.writing``): a new run
+appears at ``out`` only when its first epoch is committed, each epoch is committed as a set, and
+a run interrupted with Ctrl-C keeps its last committed epoch.
 On the CPU the epoch runs through the fast path of ``cnn/fast.py``, swapped in for the epoch's
 steps and out again before validation and saving.
 """
@@ -11,6 +13,8 @@ steps and out again before validation and saving.
 from __future__ import annotations
 
 import contextlib
+import math
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -30,8 +34,9 @@ from mapscope.cnn.fast import fast_path
 from mapscope.cnn.schedules import SCHEDULES, learning_rate
 from mapscope.cnn.spec import NetSpec, default_spec
 from mapscope.data.bundle import DataBundle
-from mapscope.errors import ConfigError, RunError, TrainingDiverged
-from mapscope.runfolder import read_config, write_metrics
+from mapscope.data.prepare import SCALINGS
+from mapscope.errors import ConfigError, TrainingDiverged
+from mapscope.runfolder import RunWriter, read_config, writing
 
 OPTIMIZERS = ("rmsprop", "sgd", "adam", "nadam", "adamax")
 EpochCallback = Callable[[list[dict[str, float]]], None]
@@ -56,25 +61,38 @@ class TrainConfig:
     max_train: int | None = None  # train on the first N training images (quick experiments)
 
     def validate(self) -> TrainConfig:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"optimizer {self.optimizer!r} unknown; choose one of {', '.join(OPTIMIZERS)}."
-            )
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(
-                f"schedule {self.schedule!r} unknown; choose one of {', '.join(SCHEDULES)}."
-            )
-        if self.dataset not in ("mnist", "fashion-mnist"):
-            raise ConfigError(
-                f"the CNN trains on image datasets: mnist or fashion-mnist, not {self.dataset!r}."
-            )
+        """Every field against its allowed values; all problems in one ConfigError (the CLI
+        and the Python API share this check)."""
+        problems = []
+        choices = {
+            "optimizer": OPTIMIZERS,
+            "schedule": SCHEDULES,
+            "dataset": ("mnist", "fashion-mnist"),
+            "scaling": SCALINGS,
+            "precision": ("auto", "fp32", "bf16"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                problems.append(
+                    f"{name} {getattr(self, name)!r} unknown; choose one of {', '.join(allowed)}"
+                )
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
+            problems.append(f"device {self.device!r} unknown; use auto, cpu, cuda or cuda:N")
         for name in ("epochs", "batch_size", "decay_steps"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_train is not None and self.max_train < 1:
-            raise ConfigError(f"max_train must be >= 1 (or left out), got {self.max_train}.")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}.")
+            problems.append(f"max_train must be >= 1 (or left out), got {self.max_train}")
+        if not 0 < self.lr < math.inf:
+            problems.append(f"lr must be a finite number > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
+        if not 0 < self.decay_rate < math.inf:
+            problems.append(f"decay_rate must be a finite number > 0, got {self.decay_rate}")
+        if not 0 <= self.seed < 2**32:
+            problems.append(f"seed must be in 0..{2**32 - 1}, got {self.seed}")
+        if problems:
+            raise ConfigError("; ".join(problems) + ".")
         return self
 
 
@@ -117,7 +135,7 @@ def evaluate(net: Network, x: torch.Tensor, y: torch.Tensor, device, batch=1000)
 class Session:
     """Everything one training call works with; ``set_up`` makes it, the epochs advance it."""
 
-    run: Path
+    writer: RunWriter
     config: TrainConfig
     net: Network
     optimizer: torch.optim.Optimizer
@@ -153,14 +171,16 @@ class Session:
 
 
 def set_up(
-    out: Path,
+    writer: RunWriter,
     config: TrainConfig,
     spec: NetSpec | None,
     resume: bool,
     init_from: str | Path | None,
     data_root: str | Path | None,
 ) -> Session:
-    """A new run written to ``out`` (config, split, scaler, initial weights), or a resumed one."""
+    """A new run (config, split, scaler, initial weights into the writer's staging folder), or
+    a resumed one."""
+    out = writer.target
     if resume:
         stored = read_config(out, saved.KIND)
         saved.check_config(stored, f"{out}/config.json")
@@ -175,6 +195,12 @@ def set_up(
         bundle = DataBundle.create(
             config.dataset, config.scaling, mode, config.seed, data_root=data_root
         )
+        if spec.input_shape != (1, *bundle.dataset.x.shape[1:]):
+            raise ConfigError(
+                f"the network's input_shape {list(spec.input_shape)} does not fit "
+                f"{config.dataset} images (1x{bundle.dataset.x.shape[1]}x"
+                f"{bundle.dataset.x.shape[2]}); set input_shape = [1, 28, 28] in --config."
+            )
         if spec.n_classes != bundle.dataset.n_classes:
             raise ConfigError(
                 f"the output layer has {spec.n_classes} units but {config.dataset} has "
@@ -187,7 +213,7 @@ def set_up(
         load_weights(net, Path(init_from) / saved.FILES["initial"])
     net.to(device, memory_format=torch.channels_last)
     session = Session(
-        run=out,
+        writer=writer,
         config=config,
         net=net,
         optimizer=make_optimizer(config.optimizer, net.parameters(), config.lr, config.momentum),
@@ -212,7 +238,7 @@ def set_up(
             int(state["planned_epochs"]), len(session.history) + config.epochs
         )
     else:
-        saved.start(out, spec, asdict(config), bundle, net)
+        saved.start(writer.folder, spec, asdict(config), bundle, net)
     return session
 
 
@@ -261,8 +287,10 @@ def run_epoch(s: Session, epoch: int, last_epoch: int) -> tuple[float, float, fl
 
 
 def finish_epoch(s: Session, epoch: int, loss: float, accuracy: float, seconds: float) -> None:
-    """Validate, append to the history and commit the epoch's files."""
+    """Validate, append to the history and commit the epoch's files (a new run is published
+    with its first epoch)."""
     val_loss, val_acc = evaluate(s.net, s.x_test, s.y_test, s.device)
+    check_finite(s, epoch, val_loss)
     s.history.append(
         {
             "epoch": epoch,
@@ -274,11 +302,42 @@ def finish_epoch(s: Session, epoch: int, loss: float, accuracy: float, seconds: 
             "seconds": seconds,
         }
     )
-    saved.save_epoch(s.run, s.net, s.checkpoint_state(), s.history)
+    saved.save_epoch(s.writer.folder, s.net, s.checkpoint_state(), s.history, run_metrics(s))
+    s.writer.publish()
     tqdm.write(
         f"epoch {epoch}: loss {loss:.4f}  val_loss {val_loss:.4f}  val_accuracy {val_acc:.4f}  "
         f"({seconds:.1f} s)"
     )
+
+
+def run_metrics(s: Session) -> dict[str, Any]:
+    """The run's summary after its last finished epoch (committed with that epoch)."""
+    last = s.history[-1]
+    return {
+        "test_accuracy": last["val_accuracy"],
+        "test_loss": last["val_loss"],
+        "train_accuracy": last["accuracy"],
+        "train_seconds": sum(h["seconds"] for h in s.history),
+        "epochs": len(s.history),
+        "seed": s.config.seed,
+        "n_train": len(s.x_train),
+        "device": str(s.device),
+        "precision": s.precision,
+        "threads": torch.get_num_threads(),
+        "data_checksums": s.bundle.dataset.checksums,
+    }
+
+
+def check_finite(s: Session, epoch: int, val_loss: float) -> None:
+    """Divergence in the epoch's last steps shows only in the weights and the validation loss
+    (the training loss of a step is computed before the step): stop before it is committed."""
+    bad = [name for name, p in s.net.named_parameters() if not torch.isfinite(p).all()]
+    if bad or not np.isfinite(val_loss):
+        what = f"weights of {', '.join(bad)}" if bad else f"validation loss ({val_loss})"
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch}: the {what} became non-finite; the last good "
+            f"model (epoch {epoch - 1}) is kept. Lower --lr (now {s.config.lr}) or add a schedule."
+        )
 
 
 def flushing_denormals() -> bool:
@@ -307,11 +366,13 @@ def train(
     init_from: str | Path | None = None,
     data_root: str | Path | None = None,
     callbacks: list[EpochCallback] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train into ``out``; with ``resume`` continue that run for ``config.epochs`` more epochs."""
+    """Train into ``out``; with ``resume`` continue that run for ``config.epochs`` more epochs;
+    an existing run at ``out`` is replaced only with ``overwrite``."""
     run = Path(out)
-    with process_flags():
-        s = set_up(run, config, spec, resume, init_from, data_root)
+    with process_flags(), writing(run, overwrite, resume) as writer:
+        s = set_up(writer, config, spec, resume, init_from, data_root)
         first = len(s.history) + 1
         last = first + s.config.epochs - 1
         try:
@@ -321,25 +382,11 @@ def train(
                 for callback in callbacks or []:
                     callback(s.history)
         except KeyboardInterrupt:
-            tqdm.write(
-                f"interrupted: {run} keeps epoch {len(s.history)}; continue with --resume {run}"
-            )
+            if writer.published:
+                tqdm.write(
+                    f"interrupted: {run} keeps epoch {len(s.history)}; continue with --resume {run}"
+                )
+            else:
+                tqdm.write(f"interrupted before the first epoch was committed; {run} is untouched")
             raise
-    if not s.history:
-        raise RunError("no epoch finished.")
-    last_epoch = s.history[-1]
-    metrics = {
-        "test_accuracy": last_epoch["val_accuracy"],
-        "test_loss": last_epoch["val_loss"],
-        "train_accuracy": last_epoch["accuracy"],
-        "train_seconds": sum(h["seconds"] for h in s.history),
-        "epochs": len(s.history),
-        "seed": s.config.seed,
-        "n_train": len(s.x_train),
-        "device": str(s.device),
-        "precision": s.precision,
-        "threads": torch.get_num_threads(),
-        "data_checksums": s.bundle.dataset.checksums,
-    }
-    write_metrics(run, metrics)
-    return metrics
+    return run_metrics(s)

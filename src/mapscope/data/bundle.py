@@ -10,6 +10,7 @@ import numpy as np
 from mapscope.data.datasets import Dataset, load_dataset
 from mapscope.data.prepare import Standardizer, prepare_inputs
 from mapscope.data.split import Split, make_split
+from mapscope.errors import RunError
 
 
 @dataclass
@@ -42,9 +43,22 @@ class DataBundle:
         ``data`` table of the run's config.json."""
         folder = Path(folder)
         dataset = load_dataset(data["dataset"], data_root)
-        split = Split.load(folder / "split.npz")
+        split = Split.load(folder / "split.npz", pool_size=len(dataset.y))
+        if split.dataset != dataset.name:
+            raise RunError(
+                f"{folder / 'split.npz'}: a split of {split.dataset}, but the run's config.json "
+                f"says {dataset.name}; the files come from different runs."
+            )
         scaler_path = folder / "scaler.npz"
-        scaler = Standardizer.load(scaler_path) if scaler_path.exists() else None
+        scaler = None
+        if data["scaling"] == "standard":
+            scaler = Standardizer.load(scaler_path)
+            n_features = int(np.prod(dataset.x.shape[1:]))
+            if len(scaler.mean_) != n_features:
+                raise RunError(
+                    f"{scaler_path}: fitted on {len(scaler.mean_)} features, but {dataset.name} "
+                    f"has {n_features}; the files come from different runs."
+                )
         return cls(dataset, split, data["scaling"], scaler)
 
     def save(self, run_dir: str | Path) -> None:

@@ -3,8 +3,9 @@
 Search order for the data folder: an explicit argument, then ``$MAPSCOPE_DATA``, then the user
 cache folder (``$XDG_CACHE_HOME/mapscope`` or ``~/.cache/mapscope``). Hashing 36 MB takes a
 noticeable fraction of a second, so a successful check is remembered in ``verified.json`` of
-the user cache, keyed by path, size, inode and modification time: any change to the file
-invalidates it.
+the user cache, keyed by path, size, inode, modification time and status-change time: any
+change to the file invalidates it, even a same-size edit whose mtime was set back (``touch``
+can restore an mtime, but every write moves the ctime, which no user tool can set).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def sha256_file(path: Path, normalize_newlines: bool = False) -> str:
 
 def _stamp(path: Path) -> str:
     st = path.stat()
-    return f"{st.st_size}:{st.st_ino}:{st.st_mtime_ns}"
+    return f"{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _load_verified() -> dict[str, dict[str, str]]:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mapscope.errors import ConfigError
-from mapscope.io import write_npz
+from mapscope.errors import ConfigError, RunError
+from mapscope.io import read_arrays, write_npz
 
 SCALINGS = ("standard", "image", "unit", "none")
 
@@ -41,9 +41,15 @@ class Standardizer:
 
     @classmethod
     def load(cls, path: str | Path) -> Standardizer:
-        with np.load(path, allow_pickle=False) as f:
-            obj = cls()
-            obj.mean_, obj.scale_ = f["mean"], f["scale"]
+        """A saved scaler, checked: finite means and finite positive scales of one shape."""
+        f = read_arrays(path, {"mean": ("float", 1), "scale": ("float", 1)}, what="scaler file")
+        if f["mean"].shape != f["scale"].shape or not (f["scale"] > 0).all():
+            raise RunError(
+                f"{path}: damaged scaler: 'mean' and 'scale' must have one length and every "
+                "scale must be > 0."
+            )
+        obj = cls()
+        obj.mean_, obj.scale_ = f["mean"].astype(np.float32), f["scale"].astype(np.float32)
         return obj
 
 

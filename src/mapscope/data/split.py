@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mapscope.errors import ConfigError, RunError
-from mapscope.io import write_npz
+from mapscope.io import read_arrays, write_npz
 
 SPLIT_MODES = ("canonical", "resplit", "stratified")
 
@@ -38,19 +38,39 @@ class Split:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> Split:
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                seed = int(f["seed"])
-                return cls(
-                    str(f["dataset"]),
-                    str(f["mode"]),
-                    None if seed < 0 else seed,
-                    f["train"].astype(np.int64),
-                    f["test"].astype(np.int64),
-                )
-        except (OSError, KeyError, ValueError) as exc:
-            raise RunError(f"{path}: not a readable split file ({exc}).") from exc
+    def load(cls, path: str | Path, pool_size: int | None = None) -> Split:
+        """A saved split, checked: indices whole, non-negative, each used once, train and test
+        apart, and below ``pool_size`` when given (a tampered split would silently change what
+        "test image 0" is)."""
+        f = read_arrays(
+            path,
+            {
+                "train": ("int", 1),
+                "test": ("int", 1),
+                "dataset": ("str", 0),
+                "mode": ("str", 0),
+                "seed": ("int", 0),
+            },
+            what="split file",
+        )
+        train, test = f["train"].astype(np.int64), f["test"].astype(np.int64)
+        both = np.concatenate([train, test])
+        problem = None
+        if not len(train) or not len(test):
+            problem = "the train or the test part is empty"
+        elif both.min() < 0:
+            problem = f"it holds the negative index {both.min()}"
+        elif pool_size is not None and both.max() >= pool_size:
+            problem = f"index {both.max()} lies beyond the {pool_size} samples of the dataset"
+        elif len(np.unique(both)) != len(both):
+            problem = "an index appears twice (within a part, or in both train and test)"
+        if problem:
+            raise RunError(f"{path}: damaged split: {problem}.")
+        seed = int(f["seed"])
+        mode = str(f["mode"])
+        if mode not in SPLIT_MODES:
+            raise RunError(f"{path}: unknown split mode {mode!r}.")
+        return cls(str(f["dataset"]), mode, None if seed < 0 else seed, train, test)
 
     def indices(self, part: str) -> np.ndarray:
         if part not in ("train", "test"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,24 @@ import numpy as np
 from mapscope.errors import DataError
 
 N_SIGNALS = 7
+
+
+SIGNAL_RANGE = (-32768, 32767)  # what the int16 signal column can hold
+
+
+def _whole(text: str, path: Path, number: int, column: int) -> int:
+    """One field as a whole number in range, or a DataError naming the line and column."""
+    name = f"WLAN-{column}" if column < N_SIGNALS else "room"
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value != int(value):
+        raise DataError(f"{path}, line {number}: {name} is {text!r}; expected a whole number.")
+    low, high = SIGNAL_RANGE if column < N_SIGNALS else (1, 4)
+    if not low <= value <= high:
+        raise DataError(f"{path}, line {number}: {name} is {text}; expected {low}..{high}.")
+    return int(value)
 
 
 def read_wifi(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -25,12 +44,7 @@ def read_wifi(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                 f"{path}, line {number}: {len(fields)} fields, expected {N_SIGNALS + 1} "
                 "(7 signal strengths and a room number) separated by tabs or spaces."
             )
-        try:
-            rows.append([int(float(f)) for f in fields])
-        except ValueError as exc:
-            raise DataError(
-                f"{path}, line {number}: non-numeric value in {line.strip()!r}."
-            ) from exc
+        rows.append([_whole(f, path, number, k) for k, f in enumerate(fields)])
     if not rows:
         raise DataError(f"{path}: no data rows found.")
     table = np.asarray(rows, dtype=np.int64)

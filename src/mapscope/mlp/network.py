@@ -15,7 +15,7 @@ import numpy as np
 from scipy.special import expit, softmax
 
 from mapscope.errors import ConfigError, RunError
-from mapscope.io import write_npz
+from mapscope.io import read_arrays, write_npz
 
 HIDDEN = ("sigmoid", "relu", "tanh")
 LOSSES = ("logloss", "crossentropy", "mse")  # logloss/mse use sigmoid outputs, crossentropy softmax
@@ -164,20 +164,19 @@ class MLP:
         return write_npz(path, **arrays)
 
     def load_parameters(self, path: str | Path) -> MLP:
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                n = len(self.layers) - 1
-                self.weights_ = [f[f"w{i}"].astype(np.float32) for i in range(n)]
-                self.biases_ = [f[f"b{i}"].astype(np.float32) for i in range(n)]
-        except (OSError, KeyError, ValueError) as exc:
-            raise RunError(
-                f"{path}: not a readable MLP model for layers {self.layers} ({exc})."
-            ) from exc
-        for w, (fan_in, fan_out) in zip(
-            self.weights_, zip(self.layers[:-1], self.layers[1:], strict=True), strict=True
-        ):
-            if w.shape != (fan_in, fan_out):
-                raise RunError(f"{path}: weight shape {w.shape} does not fit layers {self.layers}.")
+        n = len(self.layers) - 1
+        expected = {f"w{i}": ("float", 2) for i in range(n)} | {
+            f"b{i}": ("float", 1) for i in range(n)
+        }
+        f = read_arrays(path, expected, what=f"MLP model for layers {self.layers}")
+        for i, (fan_in, fan_out) in enumerate(zip(self.layers[:-1], self.layers[1:], strict=True)):
+            if f[f"w{i}"].shape != (fan_in, fan_out) or f[f"b{i}"].shape != (fan_out,):
+                raise RunError(
+                    f"{path}: weight shapes {f[f'w{i}'].shape} and {f[f'b{i}'].shape} do not fit "
+                    f"layers {self.layers}."
+                )
+        self.weights_ = [f[f"w{i}"].astype(np.float32) for i in range(n)]
+        self.biases_ = [f[f"b{i}"].astype(np.float32) for i in range(n)]
         return self
 
     def _check_input(self, x: np.ndarray) -> None:

@@ -15,9 +15,9 @@ import numpy as np
 from mapscope.cluster.features import ClusterDistances
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import RunError
-from mapscope.io import write_json
+from mapscope.io import read_json, write_json
 from mapscope.mlp.module import as_module
-from mapscope.mlp.network import MLP
+from mapscope.mlp.network import HIDDEN, LOSSES, MLP
 from mapscope.report.curves import plot_mlp_history
 from mapscope.report.figures import save_figure
 from mapscope.runfolder import COMMON_FILES, create_run, require_tables, write_metrics
@@ -36,8 +36,43 @@ NEURAL = True
 def check_config(config: dict[str, Any], source: str) -> None:
     require_tables(config, ("model", "train", "data"), "MLP", source)
     spec = config["model"]
-    if not isinstance(spec.get("layers"), list) or len(spec["layers"]) < 2:
-        raise RunError(f"{source}: model.layers must list at least two layer sizes.")
+    layers = spec.get("layers")
+    if (
+        not isinstance(layers, list)
+        or len(layers) < 2
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in layers)
+    ):
+        raise RunError(f"{source}: model.layers must list at least two layer sizes >= 1.")
+    problems = [
+        f"model.{key} must be one of {', '.join(allowed)}, got {spec.get(key)!r}"
+        for key, allowed in (("activation", HIDDEN), ("loss", LOSSES))
+        if spec.get(key) not in allowed
+    ]
+    if problems:
+        raise RunError(f"{source}: " + "; ".join(problems) + ".")
+
+
+def check_files(run_dir: Path, config: dict[str, Any]) -> None:
+    """Weights (shapes against the config, finite), cluster features and history."""
+    model = load_network(run_dir, config)
+    features = load_features(run_dir)
+    width = features.n_clusters if features else None
+    if width is not None and model.layers[0] != width:
+        raise RunError(
+            f"{run_dir / FILES['cluster_features']}: {width} cluster distances, but the model "
+            f"takes {model.layers[0]} inputs."
+        )
+    path = run_dir / FILES["history"]
+    try:
+        history = read_json(path)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not readable JSON ({exc}).") from None
+    if not (
+        isinstance(history, dict)
+        and all(isinstance(history.get(k), list) for k in ("batch", "epoch"))
+        and all(isinstance(row, dict) for row in history["epoch"])
+    ):
+        raise RunError(f"{path}: damaged history: expected lists 'batch' and 'epoch' of rows.")
 
 
 def layer_names(config: dict[str, Any]) -> list[str]:
@@ -45,7 +80,7 @@ def layer_names(config: dict[str, Any]) -> list[str]:
 
 
 def write_run(
-    out: str | Path,
+    folder: str | Path,
     config,
     bundle: DataBundle,
     model: MLP,
@@ -56,7 +91,7 @@ def write_run(
 ) -> Path:
     spec = {"layers": list(model.layers), "activation": model.activation, "loss": model.loss}
     run = create_run(
-        out,
+        folder,
         {
             "kind": KIND,
             "train": asdict(config),
@@ -66,11 +101,8 @@ def write_run(
         },
     )
     bundle.save(run)
-    stale = run / FILES["cluster_features"]
     if features is not None:
-        features.save(stale)
-    elif stale.exists():  # a plain MLP trained over a cluster-feature run
-        stale.unlink()
+        features.save(run / FILES["cluster_features"])
     model.save(run / FILES["model"])
     write_json(run / FILES["history"], history)
     save_figure(plot_mlp_history(history), run / FILES["curves"])

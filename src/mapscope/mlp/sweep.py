@@ -13,6 +13,7 @@ from mapscope.io import read_json, write_csv, write_json
 from mapscope.mlp.train import MLPConfig, train
 from mapscope.report.figures import save_figure
 from mapscope.report.sweeps import plot_sweep
+from mapscope.runfolder import check_new_run
 
 SWEEPABLE = (
     "l2",
@@ -53,22 +54,28 @@ def sweep(
     values: list[float],
     base: MLPConfig = MLPConfig(),
     data_root: str | Path | None = None,
+    overwrite: bool = False,
 ) -> Sweep:
-    """Train one run per value into ``runs_into/PARAM=VALUE``; the table comes back as a result."""
+    """Train one run per value into ``runs_into/PARAM=VALUE``; the table comes back as a result.
+    Runs of an earlier sweep there are replaced only with ``overwrite``."""
     if param not in SWEEPABLE:
         raise ConfigError(f"cannot sweep {param!r}; choose one of {', '.join(SWEEPABLE)}.")
     if not values:
         raise ConfigError("give at least one value to sweep, like --values 0.01,0.1.")
     runs_into = Path(runs_into)
     integer = "int" in str({f.name: f.type for f in fields(MLPConfig)}[param])
-    rows, histories = [], {}
-    for i, value in enumerate(values, start=1):
+    for value in values:
         if integer and value != int(value):
             raise ConfigError(f"{param} takes whole numbers; got {value}.")
-        value = int(value) if integer else float(value)
-        run = runs_into / f"{param}={value}"
+    values = [int(v) if integer else float(v) for v in values]
+    configs = [MLPConfig(**{**asdict(base), param: value}).validate() for value in values]
+    runs = [runs_into / f"{param}={value}" for value in values]
+    for run in runs:  # refuse before the first run trains, not after
+        check_new_run(run, overwrite)
+    rows, histories = [], {}
+    for i, (value, config, run) in enumerate(zip(values, configs, runs, strict=True), start=1):
         tqdm.write(f"run {i} of {len(values)}: {param}={value}")
-        metrics = train(run, MLPConfig(**{**asdict(base), param: value}).validate(), data_root)
+        metrics = train(run, config, data_root, overwrite)
         histories[value] = read_json(run / "history.json")
         rows.append(
             {

@@ -6,6 +6,7 @@ batch history, evaluate train and test accuracy per epoch, save the run.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,10 +16,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mapscope.data.bundle import DataBundle
-from mapscope.data.prepare import one_hot
+from mapscope.data.datasets import DATASETS as DATASET_NAMES
+from mapscope.data.prepare import SCALINGS, one_hot
 from mapscope.errors import ConfigError, TrainingDiverged
 from mapscope.mlp import saved
-from mapscope.mlp.network import MLP
+from mapscope.mlp.network import HIDDEN, LOSSES, MLP
+from mapscope.runfolder import writing
 
 
 @dataclass(frozen=True)
@@ -47,17 +50,40 @@ class MLPConfig:
         return self.lr / (1 + self.decrease * epoch)
 
     def validate(self) -> MLPConfig:
+        """Every field against its allowed values; all problems in one ConfigError."""
+        problems = []
+        choices = {
+            "dataset": DATASET_NAMES,
+            "activation": HIDDEN,
+            "loss": LOSSES,
+            "scaling": SCALINGS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                problems.append(
+                    f"{name} {getattr(self, name)!r} unknown; choose one of {', '.join(allowed)}"
+                )
         for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}.")
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_batches", "max_train", "cluster_features"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ConfigError(f"{name} must be >= 1 (or left out), got {value}.")
-        if self.l1 < 0 or self.l2 < 0 or self.decrease < 0 or not 0 <= self.momentum < 1:
-            raise ConfigError("l1, l2 and decrease must be >= 0 and momentum in [0, 1).")
+                problems.append(f"{name} must be >= 1 (or left out), got {value}")
+        if self.layers is not None and (len(self.layers) < 2 or any(n < 1 for n in self.layers)):
+            problems.append(f"layers must be two or more sizes >= 1, got {self.layers}")
+        for name in ("lr", "init_scale"):
+            if not 0 < getattr(self, name) < math.inf:
+                problems.append(f"{name} must be a finite number > 0, got {getattr(self, name)}")
+        for name in ("l1", "l2", "decrease"):
+            if not 0 <= getattr(self, name) < math.inf:
+                problems.append(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1:
+            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
+        if not 0 <= self.seed < 2**32:
+            problems.append(f"seed must be in 0..{2**32 - 1}, got {self.seed}")
+        if problems:
+            raise ConfigError("; ".join(problems) + ".")
         return self
 
 
@@ -143,6 +169,11 @@ def fit(
     for epoch in tqdm(range(config.epochs), desc="epochs", disable=None, unit="epoch"):
         began = time.perf_counter()
         loss, rows = train_epoch(model, velocity, x_train, targets, config, epoch, rng)
+        if not all(np.isfinite(w).all() for w in (*model.weights_, *model.biases_)):
+            raise TrainingDiverged(
+                f"the weights became non-finite in epoch {epoch + 1}; nothing was written. "
+                f"Lower --lr (now {config.lr})."
+            )
         seconds += time.perf_counter() - began
         history["batch"] += rows
         history["epoch"].append(
@@ -159,10 +190,21 @@ def fit(
 
 
 def train(
-    out: str | Path, config: MLPConfig = MLPConfig(), data_root: str | Path | None = None
+    out: str | Path,
+    config: MLPConfig = MLPConfig(),
+    data_root: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train an MLP into the run folder ``out``."""
+    """Train an MLP into the run folder ``out``, which appears only when the run is complete;
+    an existing run there is replaced only with ``overwrite``."""
     config.validate()
+    with writing(out, overwrite) as writer:
+        metrics, run = _train(config, data_root)
+        saved.write_run(writer.folder, *run)
+    return metrics
+
+
+def _train(config: MLPConfig, data_root: str | Path | None) -> tuple[dict[str, Any], tuple]:
     mode = "resplit" if config.resplit else "canonical"
     bundle = DataBundle.create(
         config.dataset, config.scaling, mode, config.seed, data_root=data_root
@@ -197,8 +239,7 @@ def train(
         "seconds_to_97": seconds_to_accuracy(history, 0.97),
         "data_checksums": bundle.dataset.checksums,
     }
-    saved.write_run(out, config, bundle, model, features, l2, history, metrics)
-    return metrics
+    return metrics, (config, bundle, model, features, l2, history, metrics)
 
 
 def seconds_to_accuracy(history: dict[str, list], target: float) -> float | None:

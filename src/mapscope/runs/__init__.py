@@ -19,9 +19,11 @@ from types import ModuleType
 from typing import Any
 
 from mapscope.data.bundle import DataBundle
+from mapscope.data.prepare import SCALINGS, Standardizer
+from mapscope.data.split import Split
 from mapscope.errors import RunError
 from mapscope.inspect.session import Inspection
-from mapscope.runfolder import provenance, read_config, versions
+from mapscope.runfolder import COMMON_FILES, provenance, read_config, versions
 from mapscope.runs.registry import KINDS
 
 __all__ = ["KINDS", "Run", "provenance", "versions"]
@@ -33,9 +35,13 @@ class Run:
     config: dict[str, Any]
 
     @classmethod
-    def open(cls, path: str | Path, kind: str | None = None) -> Run:
-        """Read ``config.json`` once and check it against its kind (and ``kind``, if given)."""
+    def open(cls, path: str | Path, kind: str | None = None, check_files: bool = True) -> Run:
+        """Read ``config.json`` once and check it against its kind (and ``kind``, if given),
+        then every file of the run (``check_files``): weights, split, scaler, history ... A
+        damaged file is one ``RunError`` naming it; nothing is loaded by running code."""
         path = Path(path)
+        if not path.is_dir():
+            raise RunError(f"{path} is not a folder; pass the --out folder of a training run.")
         config = read_config(path, kind)
         found = config.get("kind")
         if found not in KINDS:
@@ -45,8 +51,23 @@ class Run:
         data = config.get("data")
         if not isinstance(data, dict) or not {"dataset", "scaling"} <= set(data):
             raise RunError(f"{path}/config.json: the 'data' table needs 'dataset' and 'scaling'.")
+        if data["scaling"] not in SCALINGS:
+            raise RunError(
+                f"{path}/config.json: data.scaling {data['scaling']!r} is not one of "
+                f"{', '.join(SCALINGS)}."
+            )
         KINDS[found].check_config(config, f"{path}/config.json")
-        return cls(path, config)
+        run = cls(path, config)
+        if check_files:
+            run.check_files()
+        return run
+
+    def check_files(self) -> None:
+        """The files every kind shares (split, scaler), then the kind's own."""
+        Split.load(self.path / COMMON_FILES["split"])
+        if self.config["data"]["scaling"] == "standard":
+            Standardizer.load(self.path / COMMON_FILES["scaler"])
+        self._owner.check_files(self.path, self.config)
 
     @property
     def kind(self) -> str:
@@ -59,7 +80,11 @@ class Run:
     @property
     def files(self) -> dict[str, Path]:
         """The run's files that exist, by role (``model``, ``history``, ``split`` ...)."""
-        paths = {role: self.path / name for role, name in self._owner.FILES.items()}
+        owner = self._owner
+        if hasattr(owner, "paths"):  # a kind whose files move (the CNN's committed epoch)
+            paths = owner.paths(self.path)
+        else:
+            paths = {role: self.path / name for role, name in owner.FILES.items()}
         return {role: p for role, p in paths.items() if p.exists()}
 
     @property

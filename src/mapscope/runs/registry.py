@@ -3,7 +3,8 @@
 Each kind module (``cnn/saved.py``, ``mlp/saved.py``, ``cluster/saved.py``) provides:
 ``KIND``, ``FILES`` (role -> file name), ``NEURAL``, ``check_config(config, source)``,
 ``layer_names(config)``, ``load_predictor(run_dir, config)`` and, for neural kinds,
-``load_module(run_dir, config)``. A new kind is one such module and one line below.
+``load_module(run_dir, config)``; a kind whose files are not all at fixed places in the run
+folder also gives ``paths(run_dir)`` (role -> path). A new kind is one such module and one line below.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ it never wakes up.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -27,6 +28,7 @@ from mapscope.inspect.oip.objectives import check_units
 from mapscope.inspect.oip.start import (
     DEFAULT_FACTORS,
     DEFAULT_SCALES,
+    check_scales,
     lowpass,
     multiscale_noise,
     standardize,
@@ -73,6 +75,41 @@ def _wake_dead(net, layer, start, units, node, generator, scales, factors, retri
     return start, tries, dead
 
 
+def check_search(
+    strategy: str,
+    steps: int,
+    epsilon: float,
+    retries: int,
+    precursors: int,
+    tol: float,
+    patience: int,
+    seed: int,
+    factors: tuple[float, ...],
+) -> None:
+    """Every search setting against its allowed values, all problems in one ConfigError."""
+    problems = []
+    if strategy not in STRATEGIES:
+        problems.append(f"strategy {strategy!r} unknown; choose one of {', '.join(STRATEGIES)}")
+    for name, value, low in (
+        ("steps", steps, 1),
+        ("precursors", precursors, 1),
+        ("patience", patience, 1),
+        ("retries", retries, 0),
+    ):
+        if value < low:
+            problems.append(f"{name} must be >= {low}, got {value}")
+    if not 0 < epsilon < math.inf:
+        problems.append(f"epsilon must be a finite number > 0, got {epsilon}")
+    if not 0 <= tol < math.inf:
+        problems.append(f"tol must be a finite number >= 0, got {tol}")
+    if not all(0 <= f < math.inf for f in factors):
+        problems.append(f"factors must be finite numbers >= 0, got {list(factors)}")
+    if not 0 <= seed < 2**32:
+        problems.append(f"seed must be in 0..{2**32 - 1}, got {seed}")
+    if problems:
+        raise ConfigError("; ".join(problems) + ".")
+
+
 def run_oip(
     net: nn.Module,
     layer: str,
@@ -99,14 +136,10 @@ def run_oip(
     in is never changed: the search runs on a copy, on ``device`` (auto: a GPU when torch
     sees one).
     """
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"strategy {strategy!r} unknown; choose one of {', '.join(STRATEGIES)}.")
-    if steps < 1 or not epsilon > 0:
-        raise ConfigError(
-            f"steps must be >= 1 and epsilon > 0; got steps={steps}, epsilon={epsilon}."
-        )
+    check_search(strategy, steps, epsilon, retries, precursors, tol, patience, seed, factors)
     device = pick_device(device)
     size = _input_size(net, input_shape)
+    check_scales(scales, factors, size)
     # the search works on a private copy: the caller's module keeps its training flag,
     # requires_grad, memory format and device
     net = copy.deepcopy(net).eval().requires_grad_(False).to(device)
