@@ -5,6 +5,7 @@ that diverges anywhere stops before it is committed, and JSON outputs are strict
 import json
 import pickle
 import shutil
+import warnings
 import zipfile
 
 import numpy as np
@@ -110,8 +111,10 @@ class Boom:
 
 def test_a_malicious_checkpoint_never_runs_and_torch_advice_never_shows(copy, tmp_path):
     (copy / "epochs/0001/checkpoint.pt").write_bytes(pickle.dumps({"optimizer": Boom()}))
-    with pytest.raises(RunError) as error:
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(RunError) as error:
+        warnings.simplefilter("always")
         Run.open(copy)
+    assert not caught, "torch's warnings reach the user"
     assert "weights_only" not in str(error.value) and "checkpoint" in str(error.value)
     assert not (tmp_path / "mapscope-pwned").exists()
     from pathlib import Path

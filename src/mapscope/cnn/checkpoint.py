@@ -6,6 +6,7 @@ Optimizer state for resuming uses ``torch.load(weights_only=True)``, which refus
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -66,7 +67,9 @@ def load_state(path: str | Path) -> dict:
     if not path.is_file():
         raise RunError(f"{path}: checkpoint missing; the run cannot be resumed.")
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # torch warns about foreign pickles; we refuse them
+            warnings.simplefilter("ignore")
+            state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception:  # torch raises many types for foreign, malicious or corrupt files
         raise RunError(
             f"{path}: not a mapscope checkpoint (damaged, or holding objects other than tensors "
