@@ -32,6 +32,7 @@ LAYERS = [
             "mapscope.metrics",
             "mapscope.runfolder",
             "mapscope.runlock",
+            "mapscope.checks",
             "mapscope",
         ),
     ),

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from mapscope.checks import LARGEST_SEED
 from mapscope.errors import ConfigError
 from mapscope.runfolder import check_out_folder
 
@@ -52,7 +53,6 @@ def config_from(cls: type[Config], options: dict[str, Any], **overrides: Any) ->
 
 
 LARGEST_INT = 2**31 - 1  # no count, index or size in mapscope comes near; numpy's int32 limit
-LARGEST_SEED = 2**32 - 1  # what numpy, torch and scikit-learn all accept
 
 
 def check_options(values: dict[str, Any], flags: dict[str, str]) -> None:

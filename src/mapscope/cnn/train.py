@@ -13,7 +13,6 @@ steps and out again before validation and saving.
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from mapscope.checks import Problems
 from mapscope.cnn import saved
 from mapscope.cnn.build import Network, build
 from mapscope.cnn.checkpoint import load_weights
@@ -63,36 +63,22 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Every field against its allowed values; all problems in one ConfigError (the CLI
         and the Python API share this check)."""
-        problems = []
-        choices = {
-            "optimizer": OPTIMIZERS,
-            "schedule": SCHEDULES,
-            "dataset": ("mnist", "fashion-mnist"),
-            "scaling": SCALINGS,
-            "precision": ("auto", "fp32", "bf16"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                problems.append(
-                    f"{name} {getattr(self, name)!r} unknown; choose one of {', '.join(allowed)}"
-                )
+        problems = Problems()
+        problems.choice("optimizer", self.optimizer, OPTIMIZERS)
+        problems.choice("schedule", self.schedule, SCHEDULES)
+        problems.choice("dataset", self.dataset, ("mnist", "fashion-mnist"))
+        problems.choice("scaling", self.scaling, SCALINGS)
+        problems.choice("precision", self.precision, ("auto", "fp32", "bf16"))
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
-            problems.append(f"device {self.device!r} unknown; use auto, cpu, cuda or cuda:N")
+            problems.add(f"device {self.device!r} unknown; use auto, cpu, cuda or cuda:N")
         for name in ("epochs", "batch_size", "decay_steps"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_train is not None and self.max_train < 1:
-            problems.append(f"max_train must be >= 1 (or left out), got {self.max_train}")
-        if not 0 < self.lr < math.inf:
-            problems.append(f"lr must be a finite number > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
-        if not 0 < self.decay_rate < math.inf:
-            problems.append(f"decay_rate must be a finite number > 0, got {self.decay_rate}")
-        if not 0 <= self.seed < 2**32:
-            problems.append(f"seed must be in 0..{2**32 - 1}, got {self.seed}")
-        if problems:
-            raise ConfigError("; ".join(problems) + ".")
+            problems.at_least(name, getattr(self, name), 1)
+        problems.at_least("max_train", self.max_train, 1, optional=True)
+        problems.finite("lr", self.lr, strict=True)
+        problems.fraction("momentum", self.momentum)
+        problems.finite("decay_rate", self.decay_rate, strict=True)
+        problems.seed("seed", self.seed)
+        problems.raise_any()
         return self
 
 

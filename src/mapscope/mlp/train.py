@@ -6,7 +6,6 @@ batch history, evaluate train and test accuracy per epoch, save the run.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from mapscope.checks import Problems
 from mapscope.data.bundle import DataBundle
 from mapscope.data.datasets import DATASETS as DATASET_NAMES
 from mapscope.data.prepare import SCALINGS, one_hot
@@ -51,39 +51,24 @@ class MLPConfig:
 
     def validate(self) -> MLPConfig:
         """Every field against its allowed values; all problems in one ConfigError."""
-        problems = []
-        choices = {
-            "dataset": DATASET_NAMES,
-            "activation": HIDDEN,
-            "loss": LOSSES,
-            "scaling": SCALINGS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                problems.append(
-                    f"{name} {getattr(self, name)!r} unknown; choose one of {', '.join(allowed)}"
-                )
+        problems = Problems()
+        problems.choice("dataset", self.dataset, DATASET_NAMES)
+        problems.choice("activation", self.activation, HIDDEN)
+        problems.choice("loss", self.loss, LOSSES)
+        problems.choice("scaling", self.scaling, SCALINGS)
         for name in ("batch_size", "epochs"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+            problems.at_least(name, getattr(self, name), 1)
         for name in ("max_batches", "max_train", "cluster_features"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                problems.append(f"{name} must be >= 1 (or left out), got {value}")
+            problems.at_least(name, getattr(self, name), 1, optional=True)
         if self.layers is not None and (len(self.layers) < 2 or any(n < 1 for n in self.layers)):
-            problems.append(f"layers must be two or more sizes >= 1, got {self.layers}")
+            problems.add(f"layers must be two or more sizes >= 1, got {self.layers}")
         for name in ("lr", "init_scale"):
-            if not 0 < getattr(self, name) < math.inf:
-                problems.append(f"{name} must be a finite number > 0, got {getattr(self, name)}")
+            problems.finite(name, getattr(self, name), strict=True)
         for name in ("l1", "l2", "decrease"):
-            if not 0 <= getattr(self, name) < math.inf:
-                problems.append(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
-        if not 0 <= self.momentum < 1:
-            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
-        if not 0 <= self.seed < 2**32:
-            problems.append(f"seed must be in 0..{2**32 - 1}, got {self.seed}")
-        if problems:
-            raise ConfigError("; ".join(problems) + ".")
+            problems.finite(name, getattr(self, name))
+        problems.fraction("momentum", self.momentum)
+        problems.seed("seed", self.seed)
+        problems.raise_any()
         return self
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mapscope.checks import Problems
 from mapscope.cnn.device import pick_device
 from mapscope.errors import ConfigError
 from mapscope.inspect.oip.ascent import DEFAULT_STEPS, Ascent, ascend, gradient, objective
@@ -87,27 +88,21 @@ def check_search(
     factors: tuple[float, ...],
 ) -> None:
     """Every search setting against its allowed values, all problems in one ConfigError."""
-    problems = []
-    if strategy not in STRATEGIES:
-        problems.append(f"strategy {strategy!r} unknown; choose one of {', '.join(STRATEGIES)}")
+    problems = Problems()
+    problems.choice("strategy", strategy, STRATEGIES)
     for name, value, low in (
         ("steps", steps, 1),
         ("precursors", precursors, 1),
         ("patience", patience, 1),
         ("retries", retries, 0),
     ):
-        if value < low:
-            problems.append(f"{name} must be >= {low}, got {value}")
-    if not 0 < epsilon < math.inf:
-        problems.append(f"epsilon must be a finite number > 0, got {epsilon}")
-    if not 0 <= tol < math.inf:
-        problems.append(f"tol must be a finite number >= 0, got {tol}")
+        problems.at_least(name, value, low)
+    problems.finite("epsilon", epsilon, strict=True)
+    problems.finite("tol", tol)
     if not all(0 <= f < math.inf for f in factors):
-        problems.append(f"factors must be finite numbers >= 0, got {list(factors)}")
-    if not 0 <= seed < 2**32:
-        problems.append(f"seed must be in 0..{2**32 - 1}, got {seed}")
-    if problems:
-        raise ConfigError("; ".join(problems) + ".")
+        problems.add(f"factors must be finite numbers >= 0, got {list(factors)}")
+    problems.seed("seed", seed)
+    problems.raise_any()
 
 
 def run_oip(
