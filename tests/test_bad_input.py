@@ -77,6 +77,8 @@ BAD = [
     ([*TRAIN, "--optimizer", "adamw"], "optimizer"),
     (["cnn", "train", "--resume", R, "--lr", "0.1"], "--lr cannot be changed"),
     (["cnn", "train", "--resume", R, "--optimizer", "sgd"], "--optimizer cannot be changed"),
+    (["cnn", "train", "--resume", R, "--lr", "2e-3"], "--lr cannot be changed"),  # the default
+    (["cnn", "train", "--resume", R, "--no-resplit"], "--resplit cannot be changed"),
     (["cnn", "train", "--resume", R, "--out", "elsewhere"], "--out cannot be changed"),
     (["cnn", "train", "--resume", R, "--epochs", "0"], "epochs"),
     (["cnn", "predict", "--model", R, "--index", "-1"], "index"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ def summary(
 
 @app.command(name="train")
 def train_command(
+    ctx: typer.Context,
     out: Path = typer.Option(None, help="Run folder to create (required unless --resume)."),
     config: Path = typer.Option(None, help="TOML network config (default: the reference network)."),
     dataset: str = typer.Option("mnist", help="mnist or fashion-mnist."),
@@ -85,7 +85,7 @@ def train_command(
     options = locals()
     cfg = config_from(TrainConfig, options)
     if resume:
-        _check_resume_options(options)
+        _check_resume_options(ctx)
         metrics = train(resume, cfg, resume=True, data_root=data_dir)
         out = resume
     else:
@@ -101,22 +101,24 @@ def train_command(
 
 
 # options that --resume may take: the run keeps its own settings for everything else
+# options that --resume may take: the run keeps its own settings for everything else
 RESUME_OPTIONS = {"resume", "epochs", "device", "data_dir"}
 
 
-def _check_resume_options(options: dict) -> None:
-    """--resume continues a run with the settings it was started with; an option that would
-    change them is refused rather than silently ignored."""
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
-    defaults.update(out=None, config=None, restart=None, overwrite=False, resplit=False)
-    changed = [
-        "--" + name.replace("_", "-")
-        for name, value in options.items()
-        if name not in RESUME_OPTIONS and name in defaults and value != defaults[name]
+def _check_resume_options(ctx: typer.Context) -> None:
+    """--resume continues a run with the settings it was started with; an option given on the
+    command line that would change them is refused rather than silently ignored (also when
+    its value happens to equal the default: the run may have been started with another)."""
+    given = [
+        param.opts[0]
+        for param in ctx.command.params
+        if param.name not in RESUME_OPTIONS
+        and param.opts
+        and getattr(ctx.get_parameter_source(param.name), "name", None) == "COMMANDLINE"
     ]
-    if changed:
+    if given:
         raise ConfigError(
-            f"--resume continues the run with its own settings; {', '.join(changed)} cannot be "
+            f"--resume continues the run with its own settings; {', '.join(given)} cannot be "
             "changed (only --epochs and --device). Start a new run with --out to change them."
         )
 
