@@ -158,7 +158,7 @@ def test_bad_input_is_one_line_naming_it(args, says, places, capsys, monkeypatch
     assert says in err, err
 
 
-def _options() -> list[tuple[tuple[str, ...], str]]:
+def every_option() -> list[tuple[tuple[str, ...], str]]:
     """(command path, option) for every option of every command, from the command tree."""
     found = []
 
@@ -172,6 +172,9 @@ def _options() -> list[tuple[tuple[str, ...], str]]:
 
     walk(command(), ())
     return [(path, opt) for path, opt in found if path != ("data", "fetch")]  # no network here
+
+
+OPTIONS = every_option()
 
 
 NASTY = st.one_of(
@@ -217,7 +220,7 @@ NASTY = st.one_of(
 def test_random_bad_values_never_give_a_traceback(data, places, capsys, monkeypatch):
     """Any value for any option: exit 0 or 2, at most one line on stderr, never a traceback.
     The data folder is empty, so a command whose options all pass stops at the data."""
-    path, option = data.draw(st.sampled_from(_options()), label="option")
+    path, option = data.draw(st.sampled_from(OPTIONS), label="option")
     value = data.draw(NASTY, label="value")
     monkeypatch.chdir(places / "folder")
     monkeypatch.setenv("MAPSCOPE_DATA", str(places / "nodata"))
@@ -226,7 +229,7 @@ def test_random_bad_values_never_give_a_traceback(data, places, capsys, monkeypa
     if path[0] == "data" and path[1] == "show":
         args.append("mnist")
     for opt, default in required.items():
-        if opt != option and any(o == opt for p, o in _options() if p == path):
+        if opt != option and (path, opt) in OPTIONS:
             args += [opt, default]
     if path in (("cnn", "predict"), ("activations",)) and option != "--index":
         args += ["--index", "0"]

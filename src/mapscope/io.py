@@ -56,12 +56,8 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
+    """What JSON cannot hold natively (numpy values were turned into Python ones by
+    ``finite_json`` already)."""
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")

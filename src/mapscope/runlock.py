@@ -32,17 +32,18 @@ def lock_path(run_dir: str | Path) -> Path:
 
 
 def _holder(path: Path) -> str:
+    """What the lock file says of its holder: "PID on HOST", or "" when unreadable."""
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        return path.read_text(encoding="utf-8").strip()
     except OSError:
-        return "another process"
-    return f"process {text}" if text else "another process"
+        return ""
 
 
 def _refuse(run_dir: Path, path: Path) -> RunError:
+    holder = _holder(path)
     return RunError(
-        f"{run_dir} is being written by {_holder(path)} (lock {path}); wait for it to finish "
-        "or stop it, or write to another --out."
+        f"{run_dir} is being written by {f'process {holder}' if holder else 'another process'} "
+        f"(lock {path}); wait for it to finish or stop it, or write to another --out."
     )
 
 
@@ -106,7 +107,7 @@ def _exclusive_file(run_dir: Path, path: Path, me: str) -> Iterator[None]:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             break
         except FileExistsError:
-            pid = _holder(path).removeprefix("process ").split(" ")[0]
+            pid = _holder(path).partition(" ")[0]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 path.unlink(missing_ok=True)  # stale: its holder is gone
                 continue

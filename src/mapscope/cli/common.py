@@ -107,7 +107,7 @@ def out_image(path: Path | None) -> Path | None:
         )
     if path.is_dir():
         raise ConfigError(f"--out {path} is a folder; give a file name like {path / 'out.png'}.")
-    check_out_folder(path.parent if str(path.parent) != "" else Path("."))
+    check_out_folder(path.parent)
     return path
 
 

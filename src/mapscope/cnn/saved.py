@@ -100,18 +100,18 @@ def check_files(run_dir: Path, config: dict[str, Any]) -> None:
     load_module(run_dir, config)
     if files["initial"].exists():
         load_module(run_dir, config, "initial")
-    history = check_history(files["history"])
-    epoch = current_epoch(run_dir)
-    if epoch is not None and len(history) != epoch:
-        raise RunError(f"{files['history']}: holds {len(history)} epochs, expected {epoch}.")
+    check_history(run_dir)
     load_state(files["checkpoint"])
 
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
 
-def check_history(path: Path) -> list[dict]:
-    """The per-epoch history: a list of rows numbered 1, 2, ... with numbers (or null)."""
+def check_history(run_dir: Path) -> list[dict]:
+    """The committed epoch's history: a list of rows numbered 1, 2, ... with numbers (or
+    null), as many as the pointer says."""
+    epoch = current_epoch(run_dir)
+    path = epoch_folder(run_dir, epoch) / EPOCH_FILES["history"]
     if not path.is_file():
         raise RunError(f"{path}: history missing; the run's last epoch was not committed.")
     try:
@@ -121,10 +121,7 @@ def check_history(path: Path) -> list[dict]:
     ok = isinstance(history, list) and all(
         isinstance(row, dict)
         and row.get("epoch") == i
-        and all(
-            row.get(k) is None or (isinstance(row.get(k), int | float) and k in row)
-            for k in HISTORY_KEYS
-        )
+        and all(isinstance(row.get(k), int | float | None) for k in HISTORY_KEYS)
         for i, row in enumerate(history, start=1)
     )
     if not ok:
@@ -132,6 +129,8 @@ def check_history(path: Path) -> list[dict]:
             f"{path}: damaged history: expected a list of epochs 1, 2, ... each with numbers "
             f"for {', '.join(HISTORY_KEYS)}."
         )
+    if epoch is not None and len(history) != epoch:
+        raise RunError(f"{path}: holds {len(history)} epochs, expected {epoch}.")
     return history
 
 
@@ -178,10 +177,7 @@ def load_epoch(run_dir: Path, net: Network) -> tuple[dict, list[dict]]:
     files = paths(run_dir)
     load_weights(net, files["model"])
     state = load_state(files["checkpoint"])
-    history = check_history(files["history"])
-    epoch = current_epoch(run_dir)
-    if epoch is not None and len(history) != epoch:
-        raise RunError(f"{files['history']}: holds {len(history)} epochs, expected {epoch}.")
+    history = check_history(run_dir)
     return state, history
 
 

@@ -184,12 +184,11 @@ def train(
     an existing run there is replaced only with ``overwrite``."""
     config.validate()
     with writing(out, overwrite) as writer:
-        metrics, run = _train(config, data_root)
-        saved.write_run(writer.folder, *run)
-    return metrics
+        return _train(config, data_root, writer.folder)
 
 
-def _train(config: MLPConfig, data_root: str | Path | None) -> tuple[dict[str, Any], tuple]:
+def _train(config: MLPConfig, data_root: str | Path | None, folder: Path) -> dict[str, Any]:
+    """Load the data, fit, and write the run into ``folder`` (the writer's staging folder)."""
     mode = "resplit" if config.resplit else "canonical"
     bundle = DataBundle.create(
         config.dataset, config.scaling, mode, config.seed, data_root=data_root
@@ -224,7 +223,8 @@ def _train(config: MLPConfig, data_root: str | Path | None) -> tuple[dict[str, A
         "seconds_to_97": seconds_to_accuracy(history, 0.97),
         "data_checksums": bundle.dataset.checksums,
     }
-    return metrics, (config, bundle, model, features, l2, history, metrics)
+    saved.write_run(folder, config, bundle, model, features, l2, history, metrics)
+    return metrics
 
 
 def seconds_to_accuracy(history: dict[str, list], target: float) -> float | None:
