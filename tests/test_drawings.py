@@ -75,3 +75,28 @@ def test_not_an_image(tmp_path):
     (tmp_path / "x.png").write_text("hello")
     with pytest.raises(DataError, match="not a readable image"):
         read_drawing(tmp_path / "x.png")
+
+
+@pytest.mark.parametrize("paper", ["dim 16-bit", "grey 8-bit", "transparent"])
+def test_a_real_digit_on_any_paper_is_predicted_as_that_digit(
+    paper, cnn_run, mnist, real_data, tmp_path
+):
+    """Test image 1302 (a 1) redrawn as users send it; the trained network must see a 1."""
+    from mapscope.cnn.predict import predict_drawing
+    from mapscope.runs import Run
+
+    digit = mnist.x[60000 + 1302]
+    assert mnist.y[60000 + 1302] == 1
+    if paper == "dim 16-bit":  # once read as a 2: the dim paper stayed above MNIST's 0
+        image = Image.fromarray(200 + digit.astype(np.uint16) * 3)
+    elif paper == "grey 8-bit":  # dark ink on grey paper, as in a photo
+        image = Image.fromarray((170 - digit * (150 / 255)).astype(np.uint8))
+    else:
+        rgba = np.zeros((28, 28, 4), np.uint8)
+        rgba[..., 3] = digit
+        image = Image.fromarray(rgba, "RGBA")
+    image.resize((140, 140)).save(tmp_path / "d.png")
+    pixels = read_drawing(tmp_path / "d.png")[0]
+    assert np.median(pixels) == 0 and pixels.max() == 255
+    run = Run.open(cnn_run)
+    assert predict_drawing(run.module(), run.bundle(real_data), tmp_path / "d.png").argmax() == 1

@@ -62,8 +62,12 @@ def read_drawing(path: str | Path, size: int = 28) -> np.ndarray:
         )
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     if border.mean() > 127:
-        pixels = 255 - pixels
-    return pixels[None]
+        pixels, border = 255 - pixels, 255 - border
+    # MNIST paper is exactly 0: a grey or dim background (a photo, a 16-bit scan) becomes 0 and
+    # the brightest ink 255, or per-pixel scaling would read the background as strokes
+    paper = float(np.median(border))
+    ink = (pixels.astype(np.float64) - paper) * 255 / (float(pixels.max()) - paper)
+    return np.clip(np.round(ink), 0, 255).astype(np.uint8)[None]
 
 
 def _grey(image: Image.Image) -> np.ndarray:
