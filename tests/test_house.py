@@ -20,10 +20,18 @@ from mapscope.runs import KINDS, Run
 # cli -> workflows -> runs -> models / inspect -> data / report -> io / errors
 LAYERS = [
     (5, ("mapscope.cli", "mapscope.__main__")),
-    (4, ("mapscope.evaluate", "mapscope.inspect.compare_run", "mapscope.inspect.oip.run")),
+    (
+        4,
+        (
+            "mapscope.evaluate",
+            "mapscope.inspect.compare_run",
+            "mapscope.inspect.oip.run",
+            "mapscope.ae.workflows",
+        ),
+    ),
     (3, ("mapscope.runs",)),
-    (2, ("mapscope.cnn", "mapscope.mlp", "mapscope.cluster", "mapscope.inspect")),
-    (1, ("mapscope.data", "mapscope.report")),
+    (2, ("mapscope.cnn", "mapscope.mlp", "mapscope.cluster", "mapscope.inspect", "mapscope.ae")),
+    (1, ("mapscope.data", "mapscope.report", "mapscope.epochs")),
     (
         0,
         (
@@ -33,6 +41,7 @@ LAYERS = [
             "mapscope.runfolder",
             "mapscope.runlock",
             "mapscope.checks",
+            "mapscope.weights",
             "mapscope",
         ),
     ),
@@ -154,7 +163,9 @@ def test_run_handle_for_every_kind(cnn_run, mlp_run, real_data):
 def test_kind_mismatch_and_unknown_kind(cnn_run, tmp_path):
     from mapscope.errors import RunError
 
-    with pytest.raises(RunError, match="holds a 'cnn' run; this command needs a 'kmeans' run"):
+    with pytest.raises(
+        RunError, match="holds a 'cnn' run; this command needs a run of kind 'kmeans'"
+    ):
         Run.open(cnn_run, "kmeans")
     (tmp_path / "config.json").write_text(json.dumps({"kind": "rnn"}))
     with pytest.raises(RunError, match="unknown run kind 'rnn'"):

@@ -222,7 +222,7 @@ def read_config(run_dir: str | Path, kind: str | None = None) -> dict[str, Any]:
     if not path.is_file():
         raise RunError(
             f"{run_dir} is not a mapscope run folder (no {CONFIG}). Pass the --out folder of "
-            "`mapscope cnn train`, `mapscope mlp train` or `mapscope kmeans fit`."
+            "`mapscope cnn train`, `mlp train`, `kmeans fit` or `ae train`."
         )
     try:
         config = read_json(path)
@@ -232,7 +232,9 @@ def read_config(run_dir: str | Path, kind: str | None = None) -> dict[str, Any]:
         raise RunError(f"{path}: expected a JSON object, got {type(config).__name__}.")
     found = config.get("kind")
     if kind is not None and found != kind:
-        raise RunError(f"{run_dir} holds a {found!r} run; this command needs a {kind!r} run.")
+        raise RunError(
+            f"{run_dir} holds a {found!r} run; this command needs a run of kind {kind!r}."
+        )
     return config
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from mapscope.cli.common import DATA_DIR, config_from, wrote
+from mapscope.cli.common import DATA_DIR, check_resume_options, config_from, wrote
 from mapscope.cnn.predict import predict_drawing, predict_proba
 from mapscope.cnn.spec import default_spec, load_spec
 from mapscope.cnn.summary import format_summary
@@ -67,7 +67,7 @@ def train_command(
     precision: str = typer.Option(
         "auto",
         help="auto (bf16 autocast on GPUs, and on CPUs whose bf16 matrix products run at least "
-        "twice as fast as fp32; else fp32), fp32 or bf16.",
+        "1.5 times as fast as fp32; else fp32), fp32 or bf16.",
     ),
     max_train: int = typer.Option(
         None, help="Train on the first N training images only (quick experiments)."
@@ -85,7 +85,7 @@ def train_command(
     options = locals()
     cfg = config_from(TrainConfig, options)
     if resume:
-        _check_resume_options(ctx)
+        check_resume_options(ctx)
         metrics = train(resume, cfg, resume=True, data_root=data_dir)
         out = resume
     else:
@@ -98,29 +98,6 @@ def train_command(
         f"{metrics['n_train']} images, {metrics['train_seconds']:.1f} s training"
     )
     wrote(*Run.open(out).files.values())
-
-
-# options that --resume may take: the run keeps its own settings for everything else
-# options that --resume may take: the run keeps its own settings for everything else
-RESUME_OPTIONS = {"resume", "epochs", "device", "data_dir"}
-
-
-def _check_resume_options(ctx: typer.Context) -> None:
-    """--resume continues a run with the settings it was started with; an option given on the
-    command line that would change them is refused rather than silently ignored (also when
-    its value happens to equal the default: the run may have been started with another)."""
-    given = [
-        param.opts[0]
-        for param in ctx.command.params
-        if param.name not in RESUME_OPTIONS
-        and param.opts
-        and getattr(ctx.get_parameter_source(param.name), "name", None) == "COMMANDLINE"
-    ]
-    if given:
-        raise ConfigError(
-            f"--resume continues the run with its own settings; {', '.join(given)} cannot be "
-            "changed (only --epochs and --device). Start a new run with --out to change them."
-        )
 
 
 @app.command()

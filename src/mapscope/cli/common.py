@@ -132,3 +132,25 @@ def parse_range(text: str, name: str) -> list[int]:
             )
         return values
     return parse_ints(text, name)
+
+
+# options that --resume may take: the run keeps its own settings for everything else
+RESUME_OPTIONS = {"resume", "epochs", "device", "data_dir"}
+
+
+def check_resume_options(ctx: typer.Context) -> None:
+    """--resume continues a run with the settings it was started with; an option given on the
+    command line that would change them is refused rather than silently ignored (also when
+    its value happens to equal the default: the run may have been started with another)."""
+    given = [
+        param.opts[0]
+        for param in ctx.command.params
+        if param.name not in RESUME_OPTIONS
+        and param.opts
+        and getattr(ctx.get_parameter_source(param.name), "name", None) == "COMMANDLINE"
+    ]
+    if given:
+        raise ConfigError(
+            f"--resume continues the run with its own settings; {', '.join(given)} cannot be "
+            "changed (only --epochs and --device). Start a new run with --out to change them."
+        )

@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from mapscope import __version__
-from mapscope.cli import cnn, data, evaluate, inspect, kmeans, mlp
+from mapscope.cli import ae, cnn, data, evaluate, inspect, kmeans, mlp
 from mapscope.cli.common import checked
 from mapscope.errors import MapscopeError
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(cnn.app, name="cnn")
 app.add_typer(mlp.app, name="mlp")
+app.add_typer(ae.app, name="ae")
 app.command()(evaluate.evaluate)
 app.command()(inspect.activations)
 app.command()(inspect.compare)

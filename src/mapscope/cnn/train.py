@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from mapscope.checks import Problems
 from mapscope.cnn import saved
 from mapscope.cnn.build import Network, build
-from mapscope.cnn.checkpoint import load_weights
 from mapscope.cnn.device import autocast, pick_device, pick_precision
 from mapscope.cnn.fast import fast_path
 from mapscope.cnn.schedules import SCHEDULES, learning_rate
@@ -37,6 +37,7 @@ from mapscope.data.bundle import DataBundle
 from mapscope.data.prepare import SCALINGS
 from mapscope.errors import ConfigError, TrainingDiverged
 from mapscope.runfolder import RunWriter, read_config, writing
+from mapscope.weights import load_weights
 
 OPTIMIZERS = ("rmsprop", "sgd", "adam", "nadam", "adamax")
 EpochCallback = Callable[[list[dict[str, float]]], None]
@@ -63,10 +64,14 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Every field against its allowed values; all problems in one ConfigError (the CLI
         and the Python API share this check)."""
+        self.problems().raise_any()
+        return self
+
+    def problems(self) -> Problems:
         problems = Problems()
         problems.choice("optimizer", self.optimizer, OPTIMIZERS)
         problems.choice("schedule", self.schedule, SCHEDULES)
-        problems.choice("dataset", self.dataset, ("mnist", "fashion-mnist"))
+        self.check_dataset(problems)
         problems.choice("scaling", self.scaling, SCALINGS)
         problems.choice("precision", self.precision, ("auto", "fp32", "bf16"))
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
@@ -78,8 +83,10 @@ class TrainConfig:
         problems.fraction("momentum", self.momentum)
         problems.finite("decay_rate", self.decay_rate, strict=True)
         problems.seed("seed", self.seed)
-        problems.raise_any()
-        return self
+        return problems
+
+    def check_dataset(self, problems: Problems) -> None:
+        problems.choice("dataset", self.dataset, ("mnist", "fashion-mnist"))
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float) -> torch.optim.Optimizer:
@@ -123,7 +130,7 @@ class Session:
 
     writer: RunWriter
     config: TrainConfig
-    net: Network
+    net: nn.Module
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
     bundle: DataBundle
@@ -145,6 +152,48 @@ class Session:
         c = self.config
         total = self.planned_epochs * self.steps_per_epoch
         return learning_rate(c.schedule, c.lr, step, total, c.decay_rate, c.decay_steps)
+
+    @classmethod
+    def start(
+        cls,
+        writer: RunWriter,
+        config: TrainConfig,
+        net: nn.Module,
+        bundle: DataBundle,
+        device: torch.device,
+        train: tuple[np.ndarray, np.ndarray],
+        test: tuple[np.ndarray, np.ndarray],
+    ) -> Session:
+        """A session at step 0: optimizer and generator from the config, ``train`` and
+        ``test`` as (inputs, targets) arrays."""
+        return cls(
+            writer=writer,
+            config=config,
+            net=net,
+            optimizer=make_optimizer(
+                config.optimizer, net.parameters(), config.lr, config.momentum
+            ),
+            generator=torch.Generator().manual_seed(config.seed),
+            bundle=bundle,
+            device=device,
+            precision=pick_precision(config.precision, device),
+            x_train=torch.from_numpy(train[0]),
+            y_train=torch.from_numpy(train[1]),
+            x_test=torch.from_numpy(test[0]),
+            y_test=torch.from_numpy(test[1]),
+            planned_epochs=config.epochs,
+        )
+
+    def resume(self, state: dict, history: list[dict[str, float]]) -> None:
+        """Continue from a committed epoch's checkpoint (the weights are already loaded) for
+        ``config.epochs`` more epochs."""
+        self.history = history
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.step = int(state["step"])
+        # a run keeps the precision it started in, whatever "auto" would pick on this machine
+        self.precision = state.get("precision", self.precision)
+        self.planned_epochs = max(int(state["planned_epochs"]), len(history) + self.config.epochs)
 
     def checkpoint_state(self) -> dict:
         return {
@@ -198,31 +247,17 @@ def set_up(
     if init_from is not None:
         load_weights(net, Path(init_from) / saved.FILES["initial"])
     net.to(device, memory_format=torch.channels_last)
-    session = Session(
-        writer=writer,
-        config=config,
-        net=net,
-        optimizer=make_optimizer(config.optimizer, net.parameters(), config.lr, config.momentum),
-        generator=torch.Generator().manual_seed(config.seed),
-        bundle=bundle,
-        device=device,
-        precision=pick_precision(config.precision, device),
-        x_train=torch.from_numpy(bundle.inputs("train", subset, layout="nchw")),
-        y_train=torch.from_numpy(bundle.labels("train", subset)),
-        x_test=torch.from_numpy(bundle.inputs("test", layout="nchw")),
-        y_test=torch.from_numpy(bundle.labels("test")),
-        planned_epochs=config.epochs,
+    session = Session.start(
+        writer,
+        config,
+        net,
+        bundle,
+        device,
+        train=(bundle.inputs("train", subset, layout="nchw"), bundle.labels("train", subset)),
+        test=(bundle.inputs("test", layout="nchw"), bundle.labels("test")),
     )
     if resume:
-        state, session.history = saved.load_epoch(out, net)
-        session.optimizer.load_state_dict(state["optimizer"])
-        session.generator.set_state(state["generator"])
-        session.step = int(state["step"])
-        # a run keeps the precision it started in, whatever "auto" would pick on this machine
-        session.precision = state.get("precision", session.precision)
-        session.planned_epochs = max(
-            int(state["planned_epochs"]), len(session.history) + config.epochs
-        )
+        session.resume(*saved.load_epoch(out, net))
     else:
         saved.start(writer.folder, spec, asdict(config), bundle, net)
     return session
@@ -232,24 +267,10 @@ def run_epoch(s: Session, epoch: int, last_epoch: int) -> tuple[float, float, fl
     """One pass over the shuffled training images; returns (loss, accuracy, seconds)."""
     s.net.train()
     began = time.perf_counter()
-    order = torch.randperm(len(s.x_train), generator=s.generator)
     loss_sum = torch.zeros((), device=s.device)
     correct = torch.zeros((), device=s.device, dtype=torch.long)
-    batch = s.config.batch_size
-    bar = tqdm(
-        range(s.steps_per_epoch),
-        desc=f"epoch {epoch}/{last_epoch}",
-        leave=False,
-        disable=None,
-        unit="batch",
-    )
     with fast_path(s.net, enabled=s.device.type == "cpu"):
-        for b in bar:
-            idx = order[b * batch : (b + 1) * batch]
-            xb = s.x_train[idx].to(s.device, memory_format=torch.channels_last)
-            yb = s.y_train[idx].to(s.device)
-            for group in s.optimizer.param_groups:
-                group["lr"] = s.lr_at(s.step)
+        for b, xb, yb in batches(s, epoch, last_epoch):
             with autocast(s.device, s.precision):
                 logits = s.net(xb)
             loss = F.cross_entropy(logits.float(), yb)
@@ -259,7 +280,7 @@ def run_epoch(s: Session, epoch: int, last_epoch: int) -> tuple[float, float, fl
             loss.backward()
             s.optimizer.step()
             s.step += 1
-            loss_sum += loss.detach() * len(idx)
+            loss_sum += loss.detach() * len(xb)
             correct += (logits.argmax(1) == yb).sum()
             if b % 100 == 0 and not torch.isfinite(loss):
                 raise TrainingDiverged(
@@ -270,6 +291,29 @@ def run_epoch(s: Session, epoch: int, last_epoch: int) -> tuple[float, float, fl
     if not np.isfinite(train_loss):
         raise TrainingDiverged(f"loss became {train_loss} in epoch {epoch}; lower --lr.")
     return train_loss, correct.item() / len(s.x_train), time.perf_counter() - began
+
+
+def batches(
+    s: Session, epoch: int, last_epoch: int
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """The epoch's mini-batches (number, inputs, targets), shuffled by the session's generator
+    and moved to its device, each with the learning rate of its step set; a progress bar."""
+    order = torch.randperm(len(s.x_train), generator=s.generator)
+    batch = s.config.batch_size
+    bar = tqdm(
+        range(s.steps_per_epoch),
+        desc=f"epoch {epoch}/{last_epoch}",
+        leave=False,
+        disable=None,
+        unit="batch",
+    )
+    for b in bar:
+        idx = order[b * batch : (b + 1) * batch]
+        xb = s.x_train[idx].to(s.device, memory_format=torch.channels_last)
+        yb = s.y_train[idx].to(s.device)
+        for group in s.optimizer.param_groups:
+            group["lr"] = s.lr_at(s.step)
+        yield b, xb, yb
 
 
 def finish_epoch(s: Session, epoch: int, loss: float, accuracy: float, seconds: float) -> None:
@@ -344,6 +388,33 @@ def process_flags() -> Iterator[None]:
         torch.set_flush_denormal(before)
 
 
+def train_epochs(
+    s: Session, step: Callable[[Session, int, int], None], callbacks: list[EpochCallback] | None
+) -> None:
+    """``config.epochs`` epochs after the committed ones, each one ``step(s, epoch, last)``
+    (train and commit), the callbacks after each; Ctrl-C says what the run keeps."""
+    first = len(s.history) + 1
+    last = first + s.config.epochs - 1
+    run = s.writer.target
+    try:
+        for epoch in range(first, last + 1):
+            step(s, epoch, last)
+            for callback in callbacks or []:
+                callback(s.history)
+    except KeyboardInterrupt:
+        if s.writer.published:
+            tqdm.write(
+                f"interrupted: {run} keeps epoch {len(s.history)}; continue with --resume {run}"
+            )
+        else:
+            tqdm.write(f"interrupted before the first epoch was committed; {run} is untouched")
+        raise
+
+
+def epoch_step(s: Session, epoch: int, last: int) -> None:
+    finish_epoch(s, epoch, *run_epoch(s, epoch, last))
+
+
 def train(
     out: str | Path,
     config: TrainConfig = TrainConfig(),
@@ -356,23 +427,7 @@ def train(
 ) -> dict[str, Any]:
     """Train into ``out``; with ``resume`` continue that run for ``config.epochs`` more epochs;
     an existing run at ``out`` is replaced only with ``overwrite``."""
-    run = Path(out)
-    with process_flags(), writing(run, overwrite, resume) as writer:
+    with process_flags(), writing(out, overwrite, resume) as writer:
         s = set_up(writer, config, spec, resume, init_from, data_root)
-        first = len(s.history) + 1
-        last = first + s.config.epochs - 1
-        try:
-            for epoch in range(first, last + 1):
-                loss, accuracy, seconds = run_epoch(s, epoch, last)
-                finish_epoch(s, epoch, loss, accuracy, seconds)
-                for callback in callbacks or []:
-                    callback(s.history)
-        except KeyboardInterrupt:
-            if writer.published:
-                tqdm.write(
-                    f"interrupted: {run} keeps epoch {len(s.history)}; continue with --resume {run}"
-                )
-            else:
-                tqdm.write(f"interrupted before the first epoch was committed; {run} is untouched")
-            raise
+        train_epochs(s, epoch_step, callbacks)
     return run_metrics(s)

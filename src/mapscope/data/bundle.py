@@ -29,8 +29,11 @@ class DataBundle:
         seed: int = 0,
         test_size: int | None = None,
         data_root: str | Path | None = None,
+        image_size: int = 64,
+        colour: str = "grey",
     ) -> DataBundle:
-        data = load_dataset(dataset, data_root)
+        """``image_size`` and ``colour``: how image folders and face sets are read."""
+        data = load_dataset(dataset, data_root, image_size, colour)
         split = make_split(data.name, data.y, data.canonical_train, split_mode, seed, test_size)
         scaler = Standardizer().fit(data.x[split.train]) if scaling == "standard" else None
         return cls(data, split, scaling, scaler)
@@ -42,7 +45,17 @@ class DataBundle:
         """A run's inputs from its saved split and scaler (no refitting); ``data`` is the
         ``data`` table of the run's config.json."""
         folder = Path(folder)
-        dataset = load_dataset(data["dataset"], data_root)
+        image = data.get("image", {})
+        dataset = load_dataset(
+            data["dataset"], data_root, image.get("size", 64), image.get("colour", "grey")
+        )
+        changed = set(data.get("checksums", {}).items()) ^ set(dataset.checksums.items())
+        if data["dataset"] in dataset.checksums and changed:
+            raise RunError(
+                f"{data['dataset']}: the images differ from those the run in {folder} was trained "
+                "on (files added, removed or changed since); its split and results refer to "
+                "the old images. Restore the folder or train a new run."
+            )
         split = Split.load(folder / "split.npz", pool_size=len(dataset.y))
         if split.dataset != dataset.name:
             raise RunError(
@@ -76,7 +89,14 @@ class DataBundle:
             "n_train": len(self.split.train),
             "n_test": len(self.split.test),
             "checksums": self.dataset.checksums,
+            **({"image": self.image} if self.dataset.name in self.dataset.checksums else {}),
         }
+
+    @property
+    def image(self) -> dict:
+        """How an image folder or face set was read (size and colour)."""
+        channels, size, _ = self.dataset.image_shape
+        return {"size": size, "colour": "rgb" if channels == 3 else "grey"}
 
     def rows(self, part: str, indices: np.ndarray | list[int] | None = None) -> np.ndarray:
         """Pool rows of a split part, optionally only the given positions (range-checked)."""

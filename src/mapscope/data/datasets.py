@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from mapscope.data.cache import DATA_ENV, data_dir, download_file, user_cache_dir, verify_file
+from mapscope.data.faces import FACE_SETS, read_faces
+from mapscope.data.folder import PREFIX as FOLDER
+from mapscope.data.folder import folder_of, read_folder
 from mapscope.data.idx import read_idx
 from mapscope.data.wifi import read_wifi
 from mapscope.errors import ConfigError, DataError
@@ -129,8 +132,9 @@ DATASETS: dict[str, DatasetSpec] = {
 class Dataset:
     """All samples of one dataset as a pool, plus where they came from.
 
-    ``x`` is uint8 (N, 28, 28) for the image sets and int16 (N, 7) for WIFI; ``y`` holds class
-    indices 0..C-1 (WIFI rooms 1..4 become 0..3; ``class_names`` keeps the room numbers).
+    ``x`` is uint8 (N, 28, 28) for MNIST and Fashion-MNIST, (N, S, S) or (N, S, S, 3) for
+    image folders and face sets, and int16 (N, 7) for WIFI; ``y`` holds class indices 0..C-1
+    (WIFI rooms 1..4 become 0..3; ``class_names`` keeps the room numbers).
     """
 
     name: str
@@ -143,16 +147,35 @@ class Dataset:
 
     @property
     def is_image(self) -> bool:
-        return self.x.ndim == 3
+        return self.x.ndim >= 3
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image as a network sees it."""
+        channels = self.x.shape[3] if self.x.ndim == 4 else 1
+        return (channels, self.x.shape[1], self.x.shape[2])
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
 
 
+IMAGE_SETS = ("mnist", "fashion-mnist", *FACE_SETS, f"{FOLDER}PATH")
+
+
+def check_image_set(name: str) -> str | None:
+    """None when ``name`` is a dataset of images, else what is wrong with it."""
+    if name in IMAGE_SETS[:-1] or (name.startswith(FOLDER) and len(name) > len(FOLDER)):
+        return None
+    return f"dataset {name!r} is not a set of images; choose one of {', '.join(IMAGE_SETS)}"
+
+
 def spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}.")
+        raise ConfigError(
+            f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)} (autoencoders also "
+            f"take {', '.join(FACE_SETS)} and {FOLDER}PATH)."
+        )
     return DATASETS[name]
 
 
@@ -189,8 +212,13 @@ def fetch(name: str, root: str | Path | None = None) -> dict[str, str]:
     return verify(name, folder)
 
 
-def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
-    """Verify and read a dataset into memory."""
+def load_dataset(
+    name: str, root: str | Path | None = None, image_size: int = 64, colour: str = "grey"
+) -> Dataset:
+    """Verify and read a dataset into memory. Image folders (``folder:PATH``) and the face sets
+    are cropped and resized to ``image_size`` in ``colour`` (rgb or grey)."""
+    if name.startswith(FOLDER) or name in FACE_SETS:
+        return _load_images(name, data_dir(root), image_size, colour)
     info = spec(name)
     checksums = verify(name, root)
     folder = data_dir(root)
@@ -207,3 +235,13 @@ def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
     if y.max() >= len(info.class_names):
         raise DataError(f"{paths[1]}: label {y.max()} outside 0..{len(info.class_names) - 1}.")
     return Dataset(name, x, y, info.class_names, info.canonical_train, folder, checksums)
+
+
+def _load_images(name: str, root: Path, size: int, colour: str) -> Dataset:
+    if name.startswith(FOLDER):
+        folder = folder_of(name).resolve()
+        x, y, names, key = read_folder(folder, size, colour)
+        name = f"{FOLDER}{folder}"
+    else:
+        x, y, names, key = read_faces(name, root, size, colour)
+    return Dataset(name, x, y, names, None, root, {name: key})

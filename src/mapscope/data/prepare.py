@@ -95,12 +95,16 @@ def prepare_inputs(
 def arrange(x: np.ndarray, layout: str) -> np.ndarray:
     if layout == "flat":
         return np.ascontiguousarray(_flatten(x), dtype=np.float32)
-    if x.ndim != 3:
-        raise ConfigError(f"layout {layout!r} needs images (N, H, W), got shape {x.shape}.")
+    if x.ndim not in (3, 4):
+        raise ConfigError(
+            f"layout {layout!r} needs images (N, H, W) or (N, H, W, 3), got shape {x.shape}."
+        )
+    if x.ndim == 3:
+        x = x[..., None]  # one channel
     if layout == "nchw":
-        return np.ascontiguousarray(x[:, None], dtype=np.float32)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
     if layout == "nhwc":
-        return np.ascontiguousarray(x[..., None], dtype=np.float32)
+        return np.ascontiguousarray(x, dtype=np.float32)
     raise ConfigError(f"layout {layout!r} unknown; choose flat, nchw or nhwc.")
 
 

@@ -153,7 +153,11 @@ def compare_classes(
         session.net, session.inputs(part), list(dict.fromkeys([layer, output_layer]))
     )
     sep = class_separation(taps[layer], labels, class_a, class_b)
-    predicted = taps[output_layer].argmax(1)  # logits: same argmax as the probabilities
+    scores = taps[output_layer]
+    # logits have the argmax of the probabilities; a network whose output is not class scores
+    # (an autoencoder's is an image) confuses nothing
+    classifier = scores.ndim == 2 and scores.shape[1] == len(names)
+    predicted = scores.argmax(1) if classifier else labels
     a_as_b = np.flatnonzero((labels == class_a) & (predicted == class_b))
     b_as_a = np.flatnonzero((labels == class_b) & (predicted == class_a))
     confused = np.concatenate([a_as_b, b_as_a])

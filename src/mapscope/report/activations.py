@@ -69,6 +69,4 @@ def plot_activation_grid(
 def _cmap(name: str, gap_color: str):
     import matplotlib
 
-    colormap = matplotlib.colormaps[name].copy()
-    colormap.set_bad(gap_color)
-    return colormap
+    return matplotlib.colormaps[name].with_extremes(bad=gap_color)

@@ -80,3 +80,25 @@ def plot_mlp_history(history: dict[str, list]) -> Figure:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def plot_ae_history(history: Sequence[dict[str, float]]) -> Figure:
+    """Reconstruction loss of the training and the test images, and the learning rate."""
+    epochs = [h["epoch"] for h in history]
+    fig = new_figure(10, 3.6)
+    ax = fig.add_subplot(1, 2, 1)
+    ax.plot(epochs, [h["loss"] for h in history], "o-", label="train")
+    ax.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation (test split)")
+    ax.set_xlabel("epoch")
+    ax.set_title("reconstruction loss per pixel")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax = fig.add_subplot(1, 2, 2)
+    ax.plot(epochs, [h["lr"] for h in history], "o-", color="tab:green")
+    ax.set_xlabel("epoch")
+    ax.set_title("learning rate (end of epoch)")
+    ax.grid(alpha=0.3)
+    for ax in fig.axes:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    return fig

@@ -2,10 +2,10 @@
 out everything a command needs from a run, whatever its kind.
 
     run = Run.open("runs/cnn")
-    run.kind                 # "cnn", "mlp" or "kmeans"
+    run.kind                 # "cnn", "mlp", "kmeans" or "ae"
     bundle = run.bundle()    # the exact inputs: dataset, saved split, saved scaler
     run.predictor().predict(bundle, "test")
-    net = run.module()       # neural runs: an nn.Module in eval mode; run.layer_names
+    net = run.module()       # neural runs (CNN, MLP, autoencoder): an nn.Module in eval mode
 
 Writing is each kind's business (its ``saved`` module, see ``runs/registry.py``); shared
 pieces (config.json with versions, metrics.json, provenance) are in ``mapscope.runfolder``.
@@ -108,7 +108,7 @@ class Run:
         if not self.is_neural:
             raise RunError(
                 f"{self.path} holds a {self.kind!r} run, which has no network to look inside; "
-                "give a CNN or MLP run."
+                "give a CNN, MLP or autoencoder run."
             )
         return self._owner.load_module(self.path, self.config)
 

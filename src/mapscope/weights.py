@@ -1,4 +1,4 @@
-"""Saving and loading CNN weights without executing code.
+"""Saving and loading network weights without executing code (every neural run kind).
 
 Weights live in safetensors files; the architecture is the JSON spec in ``config.json``.
 Optimizer state for resuming uses ``torch.load(weights_only=True)``, which refuses pickled code.
@@ -12,20 +12,20 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from mapscope.cnn.build import Network
 from mapscope.errors import RunError
 from mapscope.io import atomic_path
 
 
-def save_weights(net: Network, path: str | Path) -> Path:
+def save_weights(net: nn.Module, path: str | Path) -> Path:
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
     return Path(path)
 
 
-def load_weights(net: Network, path: str | Path) -> Network:
+def load_weights(net: nn.Module, path: str | Path) -> nn.Module:
     path = Path(path)
     if not path.is_file():
         raise RunError(f"{path}: model file missing; was the run trained to at least one epoch?")

@@ -1,0 +1,1 @@
+"""Convolutional autoencoders: spec, network, training, the latent study and the samplers."""

@@ -1,0 +1,406 @@
+"""What ``mapscope ae reconstruct``, ``ae latent`` and ``ae generate`` do, as functions that
+open runs and return result objects; ``write_*`` turn a result into files and return their
+paths. Nothing here prints.
+
+    result = latent_study("runs/ae")           # a LatentResult
+    print(result.study.summary())
+    write_latent(result, "runs/ae_latent")
+    gen = generate("runs/ae", judge="runs/cnn")
+    print(gen.summary())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mapscope.ae.build import AutoEncoder, decode_array, encode_array
+from mapscope.ae.judge import Judge, Judgement
+from mapscope.ae.latent import LatentStudy, study
+from mapscope.ae.samplers import SAMPLERS, make_sampler
+from mapscope.data.bundle import DataBundle
+from mapscope.data.prepare import prepare_inputs
+from mapscope.errors import ConfigError
+from mapscope.io import write_csv, write_json
+from mapscope.report import ae as figures
+from mapscope.report.figures import save_figure
+from mapscope.runs import Run, provenance
+
+PAIRS = ((0, 1), (2, 3), (4, 5))
+
+
+@dataclass
+class Model:
+    """An autoencoder run opened for work: its network, its inputs and how to draw them."""
+
+    run: Run
+    net: AutoEncoder
+    bundle: DataBundle
+
+    @classmethod
+    def open(cls, path: str | Path, data_root: str | Path | None = None) -> Model:
+        run = Run.open(path, "ae")
+        return cls(run, run.module(), run.bundle(data_root))
+
+    @property
+    def cmap(self) -> str:
+        """Digits and clothes are drawn dark on white, photographs as they are."""
+        return "gray_r" if self.bundle.dataset.name in ("mnist", "fashion-mnist") else "gray"
+
+    def pixels(self, part: str, indices=None) -> np.ndarray:
+        """Images in [0, 1], NCHW: what the decoder is trained to give back."""
+        return prepare_inputs(self.bundle.raw(part, indices), "unit", layout="nchw")
+
+    def codes(self, part: str, indices=None) -> np.ndarray:
+        return encode_array(self.net, self.bundle.inputs(part, indices, layout="nchw"))
+
+    def provenance(self, **settings) -> dict:
+        return provenance(self.bundle.dataset.checksums, model=str(self.run.path), **settings)
+
+
+# --- reconstruct -----------------------------------------------------------------------------
+
+
+@dataclass
+class Reconstruction:
+    split: str
+    indices: list[int]
+    titles: list[str]
+    originals: np.ndarray
+    reconstructions: np.ndarray
+    mse: np.ndarray  # per image, mean over pixels
+    bce: np.ndarray
+    cmap: str
+    provenance: dict
+
+    def summary(self) -> str:
+        lines = [
+            f"{t}: mse {m:.5f}  bce {b:.4f}"
+            for t, m, b in zip(self.titles, self.mse, self.bce, strict=True)
+        ]
+        return "\n".join([*lines, f"mean: mse {self.mse.mean():.5f}  bce {self.bce.mean():.4f}"])
+
+
+def reconstruct(
+    model: str | Path, indices: Sequence[int], split: str = "test", data_root=None
+) -> Reconstruction:
+    m = Model.open(model, data_root)
+    indices = list(indices)
+    originals = m.pixels(split, indices)
+    out = decode_array(m.net, m.codes(split, indices))
+    eps = 1e-7
+    clipped = np.clip(out, eps, 1 - eps)
+    bce = -(originals * np.log(clipped) + (1 - originals) * np.log(1 - clipped))
+    names = m.bundle.dataset.class_names
+    titles = [
+        f"{split} #{i}: {names[y]}" if len(names) > 1 else f"{split} #{i}"
+        for i, y in zip(indices, m.bundle.labels(split, indices), strict=True)
+    ]
+    return Reconstruction(
+        split,
+        indices,
+        titles,
+        originals,
+        out,
+        ((out - originals) ** 2).reshape(len(out), -1).mean(1),
+        bce.reshape(len(out), -1).mean(1),
+        m.cmap,
+        m.provenance(split=split, indices=indices),
+    )
+
+
+def write_reconstruction(result: Reconstruction, out: str | Path) -> list[Path]:
+    out = Path(out)
+    fig = figures.plot_reconstructions(
+        result.originals, result.reconstructions, result.titles, result.mse, result.cmap
+    )
+    rows = [
+        {"index": i, "mse": float(m), "bce": float(b)}
+        for i, m, b in zip(result.indices, result.mse, result.bce, strict=True)
+    ]
+    return [
+        save_figure(fig, out),
+        write_json(
+            out.with_suffix(".json"), {"split": result.split, "images": rows, **result.provenance}
+        ),
+    ]
+
+
+# --- the latent study ------------------------------------------------------------------------
+
+
+def fit_samplers(
+    codes: np.ndarray,
+    names: Sequence[str],
+    b: float,
+    truncate: float | None,
+    components: int,
+    seed: int,
+) -> dict:
+    return {name: make_sampler(name, b, truncate, components, seed).fit(codes) for name in names}
+
+
+def draw(samplers: dict, n: int, seed: int) -> dict[str, np.ndarray]:
+    """``n`` vectors from each sampler, each from its own stream of the seed."""
+    return {name: s.sample(n, seed=[seed, k]) for k, (name, s) in enumerate(samplers.items())}
+
+
+@dataclass
+class LatentResult:
+    study: LatentStudy
+    codes: np.ndarray  # training codes
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    manifold: tuple[np.ndarray, tuple[float, float, float, float]] | None
+    cmap: str
+    provenance: dict
+
+    def summary(self) -> str:
+        return self.study.summary()
+
+
+def latent_study(
+    model: str | Path,
+    n: int = 1000,
+    b: float = 1.5,
+    truncate: float | None = None,
+    components: int = 10,
+    seed: int = 0,
+    data_root=None,
+    manifold_side: int = 20,
+) -> LatentResult:
+    """Encode the training and test images, fit the four samplers, draw ``n`` from each and
+    study where everything lies (``ae/latent.py``); for a 2-D latent space also decode a grid
+    over the region the codes occupy."""
+    if n < 2:
+        raise ConfigError(f"--n must be >= 2 to compare distributions, got {n}.")
+    m = Model.open(model, data_root)
+    codes, test_codes = m.codes("train"), m.codes("test")
+    labels = m.bundle.labels("train")
+    samplers = fit_samplers(codes, SAMPLERS, b, truncate, components, seed)
+    names = m.bundle.dataset.class_names
+    result = study(codes, labels, test_codes, draw(samplers, n, seed), names, seed)
+    manifold = None
+    if codes.shape[1] == 2:
+        low, high = np.quantile(codes, 0.01, axis=0), np.quantile(codes, 0.99, axis=0)
+        xs = np.linspace(low[0], high[0], manifold_side)
+        ys = np.linspace(low[1], high[1], manifold_side)
+        grid = np.array([(x, y) for y in ys for x in xs], dtype=np.float32)
+        manifold = (decode_array(m.net, grid), (low[0], high[0], low[1], high[1]))
+    settings = {"n": n, "b": b, "truncate": truncate, "components": components, "seed": seed}
+    return LatentResult(result, codes, labels, names, manifold, m.cmap, m.provenance(**settings))
+
+
+def write_latent(result: LatentResult, out: str | Path) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    s = result.study
+    shown = np.random.default_rng(0).choice(
+        len(result.codes), min(5000, len(result.codes)), replace=False
+    )
+    pairs = [p for p in PAIRS if p[1] < s.latent]
+    drawn = {
+        "components.png": figures.plot_components(result.codes, s.ks_distance),
+        "radii.png": figures.plot_radii(s.radii, s.latent),
+        "nearest.png": figures.plot_nearest(s.nearest, s.empty_threshold),
+        "correlation.png": figures.plot_correlation(s.correlation),
+        "pca.png": figures.plot_pca(
+            s.explained_variance_ratio, s.pca_train, s.pca_labels, result.class_names
+        ),
+    }
+    if pairs:
+        drawn["pairs.png"] = figures.plot_pairs(
+            result.codes[shown], result.labels[shown], result.class_names, pairs
+        )
+    if result.manifold is not None:
+        images, extent = result.manifold
+        drawn["manifold.png"] = figures.plot_manifold(
+            images,
+            extent,
+            result.codes[shown],
+            result.labels[shown],
+            result.class_names,
+            result.cmap,
+        )
+    paths = [write_json(out / "latent.json", {**s.to_dict(), **result.provenance})]
+    return paths + [save_figure(fig, out / name) for name, fig in drawn.items()]
+
+
+# --- generation ------------------------------------------------------------------------------
+
+
+@dataclass
+class Generation:
+    images: dict[str, np.ndarray]  # per sampler
+    interpolations: list[np.ndarray]
+    interpolation_labels: list[str]
+    traversals: list[np.ndarray]
+    judgements: list[Judgement] = field(default_factory=list)
+    class_names: tuple[str, ...] = ()
+    cmap: str = "gray_r"
+    provenance: dict = field(default_factory=dict)
+
+    def table(self) -> list[dict]:
+        return [{"source": j.source, **j.to_dict(self.class_names)} for j in self.judgements]
+
+    def summary(self) -> str:
+        if not self.judgements:
+            return f"generated {', '.join(f'{len(v)} {k}' for k, v in self.images.items())} images (no --judge given)"
+        lines = ["source            confidence   classes covered   Fréchet distance"]
+        for j in self.judgements:
+            lines.append(
+                f"{j.source:<17} {j.mean_top_probability:10.3f}   {j.classes_covered():8d} of "
+                f"{len(j.class_counts):<4}  {j.frechet_distance:14.2f}"
+            )
+        return "\n".join(lines)
+
+
+def generate(
+    model: str | Path,
+    samplers: Sequence[str] = SAMPLERS,
+    n: int = 100,
+    b: float = 1.5,
+    truncate: float | None = None,
+    components: int = 10,
+    judge: str | Path | None = None,
+    judge_layer: str | None = None,
+    seed: int = 0,
+    between: Sequence[tuple[int, int]] = PAIRS,
+    steps: int = 10,
+    data_root=None,
+) -> Generation:
+    """Decode ``n`` vectors from each sampler; an interpolation between the codes of the test
+    images in ``between``, and traversals along the first principal axes of the codes; with a
+    ``judge`` (a classifier run on the same data) every sampler judged, with reconstructions
+    and real training images as the floor."""
+    unknown = [s for s in samplers if s not in SAMPLERS]
+    if unknown or not samplers:
+        raise ConfigError(
+            f"--sampler {unknown or '(none)'} unknown; choose from {', '.join(SAMPLERS)}."
+        )
+    if n < 2:
+        raise ConfigError(f"--n must be >= 2, got {n}.")
+    m = Model.open(model, data_root)
+    referee = _open_judge(judge, m, judge_layer, data_root) if judge else None
+    codes = m.codes("train")
+    fitted = fit_samplers(codes, samplers, b, truncate, components, seed)
+    images = {name: decode_array(m.net, z) for name, z in draw(fitted, n, seed).items()}
+    n_test = len(m.bundle.split.test)
+    bad = [i for pair in between for i in pair if not 0 <= i < n_test]
+    if bad:
+        raise ConfigError(f"--between index {bad[0]} is outside the test split (0..{n_test - 1}).")
+    interpolations, labels = [], []
+    for i, j in between:
+        za, zb = m.codes("test", [i, j])
+        t = np.linspace(0, 1, steps, dtype=np.float32)[:, None]
+        interpolations.append(decode_array(m.net, (1 - t) * za + t * zb))
+        labels.append(f"test #{i} -> #{j}")
+    traversals = _traversals(m.net, codes, steps)
+    result = Generation(
+        images, interpolations, labels, traversals, [], m.bundle.dataset.class_names, m.cmap
+    )
+    if referee is not None:
+        referee.fit(m.pixels("test"))
+        rng = np.random.default_rng(seed)
+        chosen_test = np.sort(rng.choice(n_test, min(n, n_test), replace=False))
+        chosen_train = np.sort(rng.choice(len(codes), min(n, len(codes)), replace=False))
+        floors = {
+            "real training": m.pixels("train", chosen_train),
+            "reconstructions": decode_array(m.net, m.codes("test", chosen_test)),
+        }
+        result.judgements = [referee.judge(k, v) for k, v in {**floors, **images}.items()]
+    settings = {
+        "samplers": list(samplers),
+        "n": n,
+        "b": b,
+        "truncate": truncate,
+        "components": components,
+        "seed": seed,
+        "judge": str(judge) if judge else None,
+        "judge_layer": referee.feature_layer if referee else None,
+    }
+    result.provenance = m.provenance(**settings)
+    return result
+
+
+def _traversals(net: AutoEncoder, codes: np.ndarray, steps: int, axes: int = 4) -> list[np.ndarray]:
+    """Along each of the first principal axes, from -3 to +3 standard deviations."""
+    mean = codes.mean(0)
+    values, vectors = np.linalg.eigh(np.cov(codes, rowvar=False).reshape(len(mean), len(mean)))
+    order = np.argsort(values)[::-1][: min(axes, len(mean))]
+    t = np.linspace(-3, 3, steps)[:, None]
+    return [
+        decode_array(
+            net, (mean + t * np.sqrt(max(values[k], 0)) * vectors[:, k]).astype(np.float32)
+        )
+        for k in order
+    ]
+
+
+def _open_judge(path, m: Model, layer: str | None, data_root) -> Judge:
+    run = Run.open(path)
+    if not run.is_neural:
+        raise ConfigError(
+            f"--judge {path} holds a {run.kind!r} run; give a CNN run trained on {m.bundle.dataset.name}."
+        )
+    if run.kind == "ae":
+        raise ConfigError(f"--judge {path} is an autoencoder; give a classifier (CNN) run.")
+    inspection = run.inspection(data_root)
+    if inspection.bundle.dataset.name != m.bundle.dataset.name:
+        raise ConfigError(
+            f"--judge {path} was trained on {inspection.bundle.dataset.name}, the autoencoder "
+            f"on {m.bundle.dataset.name}; a judge must know the same classes."
+        )
+    if layer is not None and layer not in inspection.layer_names:
+        raise ConfigError(
+            f"--judge-layer {layer!r} is not a layer of {path}; choose one of {', '.join(inspection.layer_names)}."
+        )
+    if layer is None and "Dense_1" in inspection.layer_names:
+        layer = "Dense_1"
+    layout = "nchw" if inspection.bundle.dataset.is_image else "flat"
+
+    def prepare(images: np.ndarray) -> np.ndarray:
+        pixels = figures.to_display(images) * 255.0
+        return inspection.bundle.prepare(pixels, layout=layout)
+
+    return Judge(inspection.net, prepare, layer)
+
+
+def write_generation(result: Generation, out: str | Path) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, images in result.images.items():
+        fig = figures.plot_image_grid(
+            images[:100], f"decoded from the {name} sampler", cmap=result.cmap
+        )
+        paths.append(save_figure(fig, out / f"samples_{name}.png"))
+    fig = figures.plot_strips(
+        result.interpolations,
+        result.interpolation_labels,
+        "linear interpolation between the codes of two test images",
+        result.cmap,
+    )
+    paths.append(save_figure(fig, out / "interpolation.png"))
+    labels = [f"PCA axis {k + 1}" for k in range(len(result.traversals))]
+    fig = figures.plot_strips(
+        result.traversals,
+        labels,
+        "traversal along the principal axes of the codes, from -3 to +3 standard deviations",
+        result.cmap,
+    )
+    paths.append(save_figure(fig, out / "traversal.png"))
+    table = result.table()
+    if table:
+        paths.append(
+            save_figure(figures.plot_judgements(table, result.class_names), out / "judged.png")
+        )
+        header = ["source", "n", "mean_top_probability", "classes_covered", "frechet_distance"]
+        paths.append(
+            write_csv(out / "judged.csv", header, [[row[h] for h in header] for row in table])
+        )
+    paths.insert(0, write_json(out / "generation.json", {"judged": table, **result.provenance}))
+    return paths
