@@ -38,21 +38,22 @@ mapscope pca --dataset wifi --out "$out/pca_wifi"
 mapscope kmeans classify --dataset mnist --clusters 10,40,100 --mode split --out "$out/kmeans_mnist"
 
 echo "== autoencoders: train, reconstruct, the latent space, generation judged by the CNN"
-mapscope ae train --dataset mnist --latent 16 --epochs 3 --out "$out/ae" --overwrite
+mapscope ae train --dataset mnist --latent 16 --epochs 2 --out "$out/ae" --overwrite
 mapscope ae reconstruct --model "$out/ae" --index 0 --index 1 --index 2 --index 3 --index 1302 \
   --out "$out/ae/reconstructions.png"
 mapscope ae latent --model "$out/ae" --out "$out/ae_latent"
 mapscope ae generate --model "$out/ae" --judge "$out/cnn" --n 1000 --out "$out/ae_generate"
 mapscope activations --model "$out/ae" --layer Dec_Conv_1 --index 1302 --out "$out/ae/Dec_Conv_1.png"
-mapscope ae train --dataset mnist --latent 2 --epochs 3 --out "$out/ae_2d" --overwrite
+mapscope ae train --dataset mnist --latent 2 --epochs 2 --max-train 20000 --out "$out/ae_2d" --overwrite
 mapscope ae latent --model "$out/ae_2d" --out "$out/ae_2d_latent"  # manifold.png: the decoded plane
-mapscope ae train --dataset fashion-mnist --latent 16 --epochs 2 --out "$out/ae_fashion" --overwrite
+mapscope ae train --dataset fashion-mnist --latent 16 --epochs 1 --max-train 20000 \
+  --out "$out/ae_fashion" --overwrite
 mapscope ae generate --model "$out/ae_fashion" --sampler mnd --sampler gmm --out "$out/ae_fashion_generate"
 # faces: a folder of your photos (FACES=path/to/img_align_celeba), else the Olivetti faces that
 # scikit-learn downloads when online
 faces=${FACES:+folder:$FACES}
 if mapscope ae train --dataset "${faces:-olivetti-faces}" --image-size 64 --filters 32,64,128 \
-  --latent 32 --epochs 30 --max-train 20000 --out "$out/ae_faces" --overwrite; then
+  --latent 32 --epochs 10 --max-train 20000 --out "$out/ae_faces" --overwrite; then
   mapscope ae latent --model "$out/ae_faces" --out "$out/ae_faces_latent"
   mapscope ae generate --model "$out/ae_faces" --out "$out/ae_faces_generate"
 else

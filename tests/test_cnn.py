@@ -502,3 +502,29 @@ def test_cli_train_predict_summary(cli, tmp_path):
     assert "208,982" in done.stdout and "18x18" in done.stdout
     bad = cnn("train", "--optimizer", "adagrad", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "optimizer 'adagrad' unknown" in bad.stderr
+
+
+def test_threads_default_to_the_cores_free_at_the_start(monkeypatch):
+    import os
+
+    from mapscope.cnn import device
+
+    assert device.pick_threads(3) == 3  # given: taken as is
+    cores = os.cpu_count()
+    assert 0.0 <= device._busy_cores(0.05) <= cores + 0.01  # measured from /proc/stat
+    monkeypatch.setattr(device, "_busy_cores", lambda window: 0.0)
+    assert device.pick_threads() == min(cores, len(os.sched_getaffinity(0)))
+    monkeypatch.setattr(device, "_busy_cores", lambda window: float(cores))
+    assert device.pick_threads() == 1  # never fewer than one
+
+
+def test_training_gives_the_thread_count_back(real_data, tmp_path):
+    import torch
+
+    from mapscope.cnn.train import TrainConfig, train
+
+    before = torch.get_num_threads()
+    metrics = train(
+        tmp_path / "r", TrainConfig(epochs=1, max_train=256, threads=1), data_root=real_data
+    )
+    assert metrics["threads"] == 1 and torch.get_num_threads() == before

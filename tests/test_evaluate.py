@@ -22,7 +22,7 @@ def test_metrics_agree_with_sklearn():
     reports = per_class(matrix, [str(k) for k in range(5)])
     for k, rep in enumerate(reports):
         assert rep.precision == pytest.approx(p[k])
-        assert rep.recall == pytest.approx(r[k]) == pytest.approx(rep.accuracy)
+        assert rep.recall == pytest.approx(r[k]) == pytest.approx(rep.tp / rep.an)
         assert rep.f1 == pytest.approx(f[k])
         assert rep.an == support[k] == rep.tp + rep.fn
 

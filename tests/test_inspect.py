@@ -37,9 +37,9 @@ def test_unknown_layer_lists_valid_names():
 def test_grid_helpers():
     tiles = np.arange(5 * 2 * 3, dtype=float).reshape(5, 2, 3)
     grid, corners = mosaic(tiles, per_row=2)
-    assert grid.shape == (3 * 2 + 2, 2 * 3 + 1)
-    assert corners[3] == (3, 4) and np.isnan(grid[2, 0])
-    np.testing.assert_array_equal(grid[3:5, 4:7], tiles[3])
+    assert grid.shape == (3 * (2 + 1), 2 * 3 + 1)  # a gap above every row, for its labels
+    assert corners[3] == (4, 4) and np.isnan(grid[0, 0]) and np.isnan(grid[3, 0])
+    np.testing.assert_array_equal(grid[4:6, 4:7], tiles[3])
     scaled = display_scale(np.random.default_rng(0).normal(size=(2, 8, 8)) * 5, standardize=True)
     assert scaled.min() >= 0 and scaled.max() <= 255
     assert abs(np.median(scaled) - 128) < 20

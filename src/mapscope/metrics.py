@@ -2,8 +2,9 @@
 per-class numbers built on it, and which samples are right or wrong for one class.
 
 Per class: TP (right predictions of the class), FP (other classes predicted as it), FN (the
-class predicted as something else), AN (all actual members). "accuracy" of a class is TP/AN,
-which equals its recall; precision is TP/(TP+FP), F1 their harmonic mean.
+class predicted as something else), AN (all actual members, TP + FN). Recall is TP/AN (what a
+per-class "accuracy" would be, so no such column is kept); precision is TP/(TP+FP), F1 their
+harmonic mean.
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ class ClassReport:
     fn: int
     an: int
     precision: float
-    recall: float
-    accuracy: float  # TP / AN
+    recall: float  # TP / AN
     f1: float
 
 
@@ -49,19 +49,23 @@ def per_class(matrix: np.ndarray, class_names: list[str] | tuple[str, ...]) -> l
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / an if an else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        reports.append(ClassReport(str(name), tp, fp, fn, an, precision, recall, recall, f1))
+        reports.append(ClassReport(str(name), tp, fp, fn, an, precision, recall, f1))
     return reports
 
 
 def format_reports(reports: list[ClassReport], total_accuracy: float) -> str:
     lines = [
-        f"{'class':<14}{'precision':>10}{'recall':>8}{'acc':>8}{'F1':>8}{'TP':>7}{'FP':>6}{'FN':>6}{'AN':>7}"
+        f"{'class':<14}{'precision':>10}{'recall':>8}{'F1':>8}{'TP':>7}{'FP':>6}{'FN':>6}{'AN':>7}"
     ]
     for r in reports:
         lines.append(
-            f"{r.name:<14}{r.precision:>10.4f}{r.recall:>8.4f}{r.accuracy:>8.4f}{r.f1:>8.4f}"
+            f"{r.name:<14}{r.precision:>10.4f}{r.recall:>8.4f}{r.f1:>8.4f}"
             f"{r.tp:>7}{r.fp:>6}{r.fn:>6}{r.an:>7}"
         )
+    lines.append(
+        "TP: the class predicted right; FP: other classes taken for it; FN: it taken for "
+        "another; AN: all its images (TP + FN); recall = TP/AN, precision = TP/(TP + FP)"
+    )
     lines.append(f"overall accuracy {total_accuracy:.4f}")
     return "\n".join(lines)
 

@@ -242,7 +242,7 @@ def train(
 ) -> dict[str, Any]:
     """Train an autoencoder into ``out`` (``resume``: continue it for ``config.epochs`` more
     epochs); an existing run at ``out`` is replaced only with ``overwrite``."""
-    with process_flags(), writing(out, overwrite, resume) as writer:
+    with process_flags(config.threads), writing(out, overwrite, resume) as writer:
         s = set_up(writer, config, spec, resume, data_root)
         train_epochs(s, epoch_step, callbacks)
-    return run_metrics(s)
+        return run_metrics(s)  # inside: the threads it reports are those of the training

@@ -25,6 +25,7 @@ from mapscope.data.bundle import DataBundle
 from mapscope.data.prepare import prepare_inputs
 from mapscope.errors import ConfigError
 from mapscope.io import write_csv, write_json
+from mapscope.progress import stage
 from mapscope.report import ae as figures
 from mapscope.report.figures import save_figure
 from mapscope.runs import Run, provenance
@@ -178,11 +179,14 @@ def latent_study(
     if n < 2:
         raise ConfigError(f"--n must be >= 2 to compare distributions, got {n}.")
     m = Model.open(model, data_root)
-    codes, test_codes = m.codes("train"), m.codes("test")
+    with stage("encoding the training and test images"):
+        codes, test_codes = m.codes("train"), m.codes("test")
     labels = m.bundle.labels("train")
-    samplers = fit_samplers(codes, SAMPLERS, b, truncate, components, seed)
+    with stage("fitting the samplers"):
+        samplers = fit_samplers(codes, SAMPLERS, b, truncate, components, seed)
     names = m.bundle.dataset.class_names
-    result = study(codes, labels, test_codes, draw(samplers, n, seed), names, seed)
+    with stage("studying the codes and the samplers' vectors"):
+        result = study(codes, labels, test_codes, draw(samplers, n, seed), names, seed)
     manifold = None
     if codes.shape[1] == 2:
         low, high = np.quantile(codes, 0.01, axis=0), np.quantile(codes, 0.99, axis=0)
@@ -285,9 +289,10 @@ def generate(
         raise ConfigError(f"--n must be >= 2, got {n}.")
     m = Model.open(model, data_root)
     referee = _open_judge(judge, m, judge_layer, data_root) if judge else None
-    codes = m.codes("train")
-    fitted = fit_samplers(codes, samplers, b, truncate, components, seed)
-    images = {name: decode_array(m.net, z) for name, z in draw(fitted, n, seed).items()}
+    with stage("encoding the training images and fitting the samplers"):
+        codes = m.codes("train")
+        fitted = fit_samplers(codes, samplers, b, truncate, components, seed)
+        images = {name: decode_array(m.net, z) for name, z in draw(fitted, n, seed).items()}
     n_test = len(m.bundle.split.test)
     bad = [i for pair in between for i in pair if not 0 <= i < n_test]
     if bad:
@@ -303,15 +308,8 @@ def generate(
         images, interpolations, labels, traversals, [], m.bundle.dataset.class_names, m.cmap
     )
     if referee is not None:
-        referee.fit(m.pixels("test"))
-        rng = np.random.default_rng(seed)
-        chosen_test = np.sort(rng.choice(n_test, min(n, n_test), replace=False))
-        chosen_train = np.sort(rng.choice(len(codes), min(n, len(codes)), replace=False))
-        floors = {
-            "real training": m.pixels("train", chosen_train),
-            "reconstructions": decode_array(m.net, m.codes("test", chosen_test)),
-        }
-        result.judgements = [referee.judge(k, v) for k, v in {**floors, **images}.items()]
+        with stage(f"judging {len(images)} x {n} images with {judge}"):
+            result.judgements = _judged(referee, m, images, n, seed)
     settings = {
         "samplers": list(samplers),
         "n": n,
@@ -324,6 +322,21 @@ def generate(
     }
     result.provenance = m.provenance(**settings)
     return result
+
+
+def _judged(referee: Judge, m: Model, images: dict, n: int, seed: int) -> list[Judgement]:
+    """Every sampler's images judged against the real test images, after the two floors: real
+    training images and reconstructions of test images."""
+    referee.fit(m.pixels("test"))
+    rng = np.random.default_rng(seed)
+    n_test, n_train = len(m.bundle.split.test), len(m.bundle.split.train)
+    chosen_test = np.sort(rng.choice(n_test, min(n, n_test), replace=False))
+    chosen_train = np.sort(rng.choice(n_train, min(n, n_train), replace=False))
+    floors = {
+        "real training": m.pixels("train", chosen_train),
+        "reconstructions": decode_array(m.net, m.codes("test", chosen_test)),
+    }
+    return [referee.judge(k, v) for k, v in {**floors, **images}.items()]
 
 
 def _traversals(net: AutoEncoder, codes: np.ndarray, steps: int, axes: int = 4) -> list[np.ndarray]:

@@ -20,6 +20,7 @@ from mapscope.ae.workflows import (
 )
 from mapscope.cli.common import (
     DATA_DIR,
+    THREADS,
     check_resume_options,
     config_from,
     out_folder,
@@ -77,7 +78,9 @@ def train_command(
     schedule: str = typer.Option(
         AETrainConfig.schedule, help="none, power, exponential or onecycle."
     ),
-    decay_rate: float = typer.Option(AETrainConfig.decay_rate),
+    decay_rate: float = typer.Option(
+        None, help="Rate of power/exponential decay (default: 1.0 power, 0.5 exponential)."
+    ),
     decay_steps: int = typer.Option(AETrainConfig.decay_steps),
     seed: int = typer.Option(AETrainConfig.seed),
     scaling: str = typer.Option(
@@ -87,6 +90,7 @@ def train_command(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", help="auto, fp32 or bf16 (see `cnn train --help`)."),
     max_train: int = typer.Option(None, help="Train on the first N training images only."),
+    threads: int = THREADS,
     resume: Path = typer.Option(None, help="Continue this run for --epochs more epochs."),
     overwrite: bool = typer.Option(False, help="Replace the run already in --out."),
     data_dir: Path = DATA_DIR,

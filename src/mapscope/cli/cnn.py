@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from mapscope.cli.common import DATA_DIR, check_resume_options, config_from, wrote
+from mapscope.cli.common import DATA_DIR, THREADS, check_resume_options, config_from, wrote
 from mapscope.cnn.predict import predict_drawing, predict_proba
 from mapscope.cnn.spec import default_spec, load_spec
 from mapscope.cnn.summary import format_summary
@@ -53,7 +53,9 @@ def train_command(
         TrainConfig.schedule, help="none, power, exponential or onecycle."
     ),
     decay_rate: float = typer.Option(
-        TrainConfig.decay_rate, help="Rate of power/exponential decay."
+        None,
+        help="Rate of power/exponential decay (default: 1.0 for power, 0.5 for exponential, "
+        "which halves the rate every --decay-steps).",
     ),
     decay_steps: int = typer.Option(
         TrainConfig.decay_steps, help="Steps of power/exponential decay."
@@ -72,6 +74,7 @@ def train_command(
     max_train: int = typer.Option(
         None, help="Train on the first N training images only (quick experiments)."
     ),
+    threads: int = THREADS,
     resume: Path = typer.Option(
         None, help="Continue this run folder for --epochs more epochs, with its own settings."
     ),

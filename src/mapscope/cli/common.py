@@ -22,13 +22,39 @@ DATA_DIR = typer.Option(
 )
 
 
+LIST_SYNTAX = "1,2,3, a range 2..12 or 10..170/10 (inclusive, with a step), or 4,5,...,25"
+
+
 def parse_ints(text: str, name: str) -> list[int]:
+    """Whole numbers in the one list syntax of every option: comma-separated items, each a
+    number or a range ``a..b`` / ``a..b/step`` (inclusive), and ``...`` continuing the step of
+    the two numbers before it up to the one after it (``4,5,...,25``, ``10,20,...,170``)."""
+    items = [v for v in text.replace(" ", "").split(",") if v]
+    values: list[int] = []
     try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
+        for k, item in enumerate(items):
+            if item == "...":
+                if k < 2 or k + 1 >= len(items) or len(values) < 2:
+                    raise ValueError(item)
+                step = values[-1] - values[-2]
+                end = int(items[k + 1])
+                if step == 0 or (end - values[-1]) * step <= 0:
+                    raise ValueError(item)
+                values += list(range(values[-1] + step, end, step))
+            elif ".." in item:
+                span, _, step = item.partition("/")
+                low, high = (int(v) for v in span.split(".."))
+                expanded = list(range(low, high + 1, int(step) if step else 1))
+                if not expanded:
+                    raise ValueError(item)
+                values += expanded
+            else:
+                values.append(int(item))
     except ValueError as exc:
         raise ConfigError(
-            f"{name} must be comma-separated integers like 1,2,3; got {text!r}."
+            f"{name} must be whole numbers like {LIST_SYNTAX}; got {text!r}."
         ) from exc
+    return values
 
 
 def parse_floats(text: str, name: str) -> list[float]:
@@ -116,26 +142,14 @@ def wrote(*paths: str | Path) -> None:
         typer.echo(f"wrote {path}")
 
 
-def parse_range(text: str, name: str) -> list[int]:
-    """'2..12', '10..170/10' (inclusive, with step) or a comma list '4,5,6'."""
-    text = text.replace(" ", "")
-    if ".." in text:
-        try:
-            span, _, step = text.partition("/")
-            low, high = (int(v) for v in span.split(".."))
-            values = list(range(low, high + 1, int(step) if step else 1))
-        except ValueError as exc:
-            raise ConfigError(f"{name} must look like 2..12 or 10..170/10; got {text!r}.") from exc
-        if not values:
-            raise ConfigError(
-                f"{name} {text!r} is empty; the first number must not exceed the second."
-            )
-        return values
-    return parse_ints(text, name)
-
-
 # options that --resume may take: the run keeps its own settings for everything else
-RESUME_OPTIONS = {"resume", "epochs", "device", "data_dir"}
+RESUME_OPTIONS = {"resume", "epochs", "device", "threads", "data_dir"}
+
+THREADS = typer.Option(
+    None,
+    help="CPU threads for training (default: the cores not busy with other work at the start; "
+    "a second busy process makes 2-thread training 3x slower, see the README).",
+)
 
 
 def check_resume_options(ctx: typer.Context) -> None:
@@ -152,5 +166,6 @@ def check_resume_options(ctx: typer.Context) -> None:
     if given:
         raise ConfigError(
             f"--resume continues the run with its own settings; {', '.join(given)} cannot be "
-            "changed (only --epochs and --device). Start a new run with --out to change them."
+            "changed (only --epochs, --device and --threads). Start a new run with --out to "
+            "change them."
         )

@@ -89,12 +89,13 @@ def show(
         fig = image_tiles(
             raw, [f"#{i}: {names[y]}" for i, y in zip(index, labels, strict=True)], suptitle=title
         )
+        for i, y in zip(index, labels, strict=True):
+            typer.echo(f"{split} #{i}: label {names[y]}")
     else:
         header = ["index"] + [f"WLAN-{k}" for k in range(raw.shape[1])] + ["room"]
         rows = [[i, *r.tolist(), names[y]] for i, r, y in zip(index, raw, labels, strict=True)]
-        for row in rows:
-            typer.echo("  ".join(str(v) for v in row))
+        widths = [max(len(str(v)) for v in column) for column in zip(header, *rows, strict=True)]
+        for row in [header, *rows]:  # a table with its header, columns aligned
+            typer.echo("  ".join(str(v).rjust(w) for v, w in zip(row, widths, strict=True)))
         fig = table_figure(header, rows, title)
-    for i, y in zip(index, labels, strict=True):
-        typer.echo(f"{split} #{i}: label {names[y]}")
     wrote(save_figure(fig, out))

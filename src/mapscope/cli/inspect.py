@@ -22,7 +22,9 @@ def activations(
     index: list[int] = typer.Option(..., "--index", help="Image index in the split; repeatable."),
     out: Path = typer.Option(..., help="PNG file to write.", callback=out_image),
     split: str = typer.Option("test", help="train or test."),
-    cmap: str = typer.Option("jet", help="Matplotlib colormap: jet, magma, viridis, ..."),
+    cmap: str = typer.Option(
+        "viridis", help="Matplotlib colormap: viridis (perceptually uniform), magma, jet, ..."
+    ),
     standardize: bool = typer.Option(
         False, help="Scale each map to mean 128, std 64 (clipped 0..255)."
     ),
@@ -80,9 +82,11 @@ def compare(
             raise ConfigError("--indices and --vs need at least one index each, like 1816,1270.")
         result = compare_groups(session, layer, split, group_a, group_b, threshold)
     else:
-        pair = parse_ints(classes, "--classes")
+        pair = [c.strip() for c in classes.split(",") if c.strip()]
         if len(pair) != 2:
-            raise ConfigError(f"--classes needs exactly two classes like 4,9; got {classes!r}.")
+            raise ConfigError(
+                f"--classes needs exactly two classes like 4,9 or Shirt,T-shirt/top; got {classes!r}."
+            )
         result = compare_classes(session, layer, split, pair[0], pair[1], top)
     written = write_comparison(result, out)
     typer.echo(result.summary())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from mapscope.cli.common import DATA_DIR, out_folder, parse_range, wrote
+from mapscope.cli.common import DATA_DIR, out_folder, parse_ints, wrote
 from mapscope.errors import ConfigError
 from mapscope.runfolder import check_new_run
 
@@ -39,7 +39,7 @@ def classify(
 
     result = classify_sweep(
         dataset,
-        parse_range(clusters, "--clusters"),
+        parse_ints(clusters, "--clusters"),
         mode,
         test_size,
         repeats,
@@ -68,7 +68,7 @@ def analyze(
     from mapscope.cluster.analysis import analyze as analyze_dataset
     from mapscope.cluster.analysis import write_analysis
 
-    result = analyze_dataset(dataset, parse_range(k, "--k"), seed, silhouette_sample, data_dir)
+    result = analyze_dataset(dataset, parse_ints(k, "--k"), seed, silhouette_sample, data_dir)
     written = write_analysis(result, out)
     typer.echo(result.summary())
     wrote(*written)
@@ -113,7 +113,7 @@ def features(
     from mapscope.cluster.feature_sweep import feature_sweep, write_feature_sweep
 
     result = feature_sweep(
-        parse_range(k, "--k"),
+        parse_ints(k, "--k"),
         dataset,
         silhouette_sample,
         seed,

@@ -45,7 +45,9 @@ def _training_options(
     dataset: str = typer.Option(D.dataset, help="mnist, fashion-mnist or wifi."),
     seed: int = typer.Option(D.seed),
     resplit: bool = typer.Option(False, help="Re-split train+test with the seed."),
-    scaling: str = typer.Option(D.scaling, help="unit, standard, image or none."),
+    scaling: str = typer.Option(
+        None, help="unit, standard, image or none (default: unit for images, standard for wifi)."
+    ),
     cluster_features: int = typer.Option(
         None, help="Train on distances to K KMeans centroids instead of pixels."
     ),

@@ -22,6 +22,7 @@ from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError
 from mapscope.io import write_csv, write_json
 from mapscope.metrics import confusion_matrix
+from mapscope.progress import bar
 from mapscope.report.cluster import plot_confusions, plot_error_vs_clusters, plot_prototypes
 from mapscope.report.figures import save_figure
 from mapscope.runfolder import provenance
@@ -53,13 +54,14 @@ class ClassifySweep:
 
     def summary(self) -> str:
         lines = [
-            f"{self.dataset}, {self.mode} mode ({self.repeats} repeat(s)), {self.seconds:.1f} s",
-            f"{'clusters':>8} {'wrong':>7} {'error':>8} {'+-':>7} {'purity':>7}",
+            f"{self.dataset}, {self.mode} mode ({self.repeats} repeat(s); each number a mean "
+            f"over them, +- its standard deviation), {self.seconds:.1f} s",
+            f"{'clusters':>8} {'wrong':>9} {'+-':>6} {'error':>8} {'+-':>7} {'purity':>7}",
         ]
         for r in self.table:
             lines.append(
-                f"{r['clusters']:>8} {r['wrong']:>7} {r['error']:>8.4f} {r['error_std']:>7.4f} "
-                f"{r['mean_purity']:>7.3f}"
+                f"{r['clusters']:>8} {r['wrong']:>9.1f} {r['wrong_std']:>6.1f} {r['error']:>8.4f} "
+                f"{r['error_std']:>7.4f} {r['mean_purity']:>7.3f}"
             )
         for name, values in self.comparison.items():
             lines.append(
@@ -72,7 +74,7 @@ def write_classify(result: ClassifySweep, out: str | Path) -> list[Path]:
     out = Path(out)
     saved = {k: v for k, v in vars(result).items() if k not in ("models", "checksums", "image")}
     saved["provenance"] = provenance(result.checksums)
-    columns = ["clusters", "wrong", "error", "error_std", "mean_purity"]
+    columns = ["clusters", "wrong", "wrong_std", "error", "error_std", "mean_purity"]
     written = [
         write_json(out / "classify.json", saved),
         write_csv(out / "classify.csv", columns, [[r[c] for c in columns] for r in result.table]),
@@ -129,7 +131,7 @@ def classify_sweep(
             x_eval, y_eval = x_fit, y_fit
         else:
             x_fit, y_fit, x_eval, y_eval = x_train, y_train, x_test, y_test
-        for k in clusters:
+        for k in bar(clusters, f"KMeans classifiers (repeat {r + 1} of {repeats})", unit="K"):
             model = KMeansClassifier(
                 k,
                 mapping,
@@ -156,15 +158,18 @@ def classify_sweep(
     table = []
     for k in clusters:
         errors = np.array([res["error"] for res in results[k]])
-        first = results[k][0]
+        wrong = np.array([res["wrong"] for res in results[k]], dtype=float)
+        purity = np.array([np.mean(res["purity"]) for res in results[k]])
+        first = results[k][0]  # the confusion, purity and labels shown are the first repeat's
         table.append(
             {
                 "clusters": k,
-                "wrong": first["wrong"],
+                "wrong": float(wrong.mean()),  # every number a mean over the repeats
+                "wrong_std": float(wrong.std()),
                 "error": float(errors.mean()),
                 "error_std": float(errors.std()),
                 "evaluated": int(first["confusion"].sum()),
-                "mean_purity": float(np.mean(first["purity"])),
+                "mean_purity": float(purity.mean()),
                 "confusion": first["confusion"],
                 "purity": first["purity"],
                 "cluster_labels": first["cluster_labels"],

@@ -13,6 +13,7 @@ from sklearn.decomposition import PCA
 from mapscope.cluster.inputs import clustering_bundle
 from mapscope.errors import ConfigError
 from mapscope.io import write_json
+from mapscope.progress import stage
 from mapscope.report.cluster import plot_pca
 from mapscope.report.figures import save_figure
 from mapscope.runfolder import provenance
@@ -48,8 +49,9 @@ class PCAStudy:
     def summary(self) -> str:
         ratio = self.components["explained_variance_ratio"]
         return (
-            f"explained variance of the first components: {np.round(ratio[:5], 4).tolist()} "
-            f"(cumulative {ratio[:2].sum():.3f} for two)"
+            "explained variance of the first components: "
+            + ", ".join(f"{v:.4f}" for v in ratio[:5])
+            + f" (cumulative {ratio[:2].sum():.3f} for two)"
         )
 
 
@@ -65,11 +67,13 @@ def pca_study(
     bundle = clustering_bundle(dataset, seed, data_root=data_root)
     part = "test" if image else "train"
     x, labels = bundle.inputs(part), bundle.labels(part)
-    components = principal_components(x, 10, seed)
+    with stage(f"PCA of {len(x)} samples"):
+        components = principal_components(x, 10, seed)
     k = bundle.dataset.n_classes if clusters is None else clusters
     if not 1 <= k <= len(x):
         raise ConfigError(f"--clusters must lie in 1..{len(x)}, got {k}.")
-    assigned = KMeans(k, n_init=10, random_state=seed).fit_predict(x)
+    with stage(f"KMeans with {k} clusters"):
+        assigned = KMeans(k, n_init=10, random_state=seed).fit_predict(x)
     # colour each cluster by its majority label, so that a point whose colours differ is a mismatch
     counts = np.zeros((k, bundle.dataset.n_classes), dtype=np.int64)
     np.add.at(counts, (assigned, labels), 1)
@@ -106,6 +110,7 @@ def write_pca(result: PCAStudy, out: str | Path) -> list[Path]:
         result.feature_names,
         result.pairs,
         result.class_names,
+        image_shape=(28, 28) if result.image else None,  # MNIST-like images, flat in x
     )
     saved = {
         "dataset": result.dataset,

@@ -29,7 +29,13 @@ from tqdm.auto import tqdm
 from mapscope.checks import Problems
 from mapscope.cnn import saved
 from mapscope.cnn.build import Network, build
-from mapscope.cnn.device import autocast, pick_device, pick_precision
+from mapscope.cnn.device import (
+    autocast,
+    pick_device,
+    pick_precision,
+    pick_threads,
+    using_threads,
+)
 from mapscope.cnn.fast import fast_path
 from mapscope.cnn.schedules import SCHEDULES, learning_rate
 from mapscope.cnn.spec import NetSpec, default_spec
@@ -52,7 +58,7 @@ class TrainConfig:
     lr: float = 2e-3
     momentum: float = 0.9
     schedule: str = "onecycle"
-    decay_rate: float = 1.0
+    decay_rate: float | None = None  # None: the schedule's default (power 1.0, exponential 0.5)
     decay_steps: int = 1000
     seed: int = 0
     resplit: bool = False
@@ -60,6 +66,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     max_train: int | None = None  # train on the first N training images (quick experiments)
+    threads: int | None = None  # None: the cores free at the start (``pick_threads``)
 
     def validate(self) -> TrainConfig:
         """Every field against its allowed values; all problems in one ConfigError (the CLI
@@ -79,9 +86,16 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "decay_steps"):
             problems.at_least(name, getattr(self, name), 1)
         problems.at_least("max_train", self.max_train, 1, optional=True)
+        problems.at_least("threads", self.threads, 1, optional=True)
         problems.finite("lr", self.lr, strict=True)
         problems.fraction("momentum", self.momentum)
-        problems.finite("decay_rate", self.decay_rate, strict=True)
+        if self.decay_rate is not None:
+            problems.finite("decay_rate", self.decay_rate, strict=True)
+            if self.schedule == "exponential" and self.decay_rate >= 1:
+                problems.add(
+                    f"decay_rate {self.decay_rate} never lowers an exponential schedule; give a "
+                    "rate below 1 (0.5 halves the learning rate every decay_steps steps)"
+                )
         problems.seed("seed", self.seed)
         return problems
 
@@ -377,13 +391,15 @@ def flushing_denormals() -> bool:
 
 
 @contextlib.contextmanager
-def process_flags() -> Iterator[None]:
-    """Flush denormals to zero for the training call only (a denormal costs ~100x a normal
-    float on x86), and give the caller's setting back afterwards."""
+def process_flags(threads: int | None = None) -> Iterator[None]:
+    """For the training call only: denormals flushed to zero (a denormal costs ~100x a normal
+    float on x86) and the thread count of ``pick_threads``; the caller's settings come back
+    afterwards."""
     before = flushing_denormals()
     torch.set_flush_denormal(True)
     try:
-        yield
+        with using_threads(pick_threads(threads)):
+            yield
     finally:
         torch.set_flush_denormal(before)
 
@@ -427,7 +443,7 @@ def train(
 ) -> dict[str, Any]:
     """Train into ``out``; with ``resume`` continue that run for ``config.epochs`` more epochs;
     an existing run at ``out`` is replaced only with ``overwrite``."""
-    with process_flags(), writing(out, overwrite, resume) as writer:
+    with process_flags(config.threads), writing(out, overwrite, resume) as writer:
         s = set_up(writer, config, spec, resume, init_from, data_root)
         train_epochs(s, epoch_step, callbacks)
-    return run_metrics(s)
+        return run_metrics(s)  # inside: the threads it reports are those of the training

@@ -159,6 +159,19 @@ class Dataset:
     def n_classes(self) -> int:
         return len(self.class_names)
 
+    def class_index(self, value: str | int, option: str = "class") -> int:
+        """A class given by its name (``Shirt``, ``room 2``) or its number (``6``)."""
+        names = self.class_names
+        if isinstance(value, str) and value in names:
+            return names.index(value)
+        text = str(value).strip()
+        if text.lstrip("-").isdigit() and 0 <= int(text) < len(names):
+            return int(text)
+        raise ConfigError(
+            f"{option} {value!r} is not a class of {self.name}; classes are "
+            f"{', '.join(names)} (or their numbers 0..{len(names) - 1})."
+        )
+
 
 IMAGE_SETS = ("mnist", "fashion-mnist", *FACE_SETS, f"{FOLDER}PATH")
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mapscope.errors import ConfigError
 from mapscope.io import write_csv, write_json
 from mapscope.metrics import (
     ClassReport,
@@ -85,7 +84,7 @@ def evaluate(
         bundle.dataset.checksums,
     )
     for cls_name in gallery or []:
-        cls = class_index(cls_name, names)
+        cls = bundle.dataset.class_index(cls_name, "--gallery")
         lists = gallery_indices(actual, predicted, cls)
         images = {}
         if bundle.dataset.is_image:
@@ -95,16 +94,6 @@ def evaluate(
             }
         result.galleries.append(Gallery(cls, lists, images))
     return result
-
-
-def class_index(name: str, names: tuple[str, ...]) -> int:
-    if name in names:
-        return names.index(name)
-    if name.isdigit() and int(name) < len(names):
-        return int(name)
-    raise ConfigError(
-        f"--gallery {name!r} is not a class; classes are {', '.join(names)} (or 0..{len(names) - 1})."
-    )
 
 
 def write_evaluation(result: Evaluation, out: str | Path) -> list[Path]:
@@ -160,11 +149,13 @@ def _write_gallery(result: Evaluation, gallery: Gallery, out: Path) -> list[Path
     for kind, images in gallery.images.items():
         positions = lists[kind]
         titles = [
-            f"#{i} p{names[result.predicted[i]]}/a{names[result.actual[i]]}" for i in positions
+            f"#{i}\npred {names[result.predicted[i]]}\ntrue {names[result.actual[i]]}"
+            for i in positions
         ]
         title = (
             f"{kind.replace('_', ' ')} for {names[gallery.cls]}: first {len(positions)} of "
-            f"{lists['counts'][kind]}"
+            f"{lists['counts'][kind]} (each: #index in the {result.split} split, predicted "
+            "class, true class)"
         )
         figure = image_tiles(images, titles, per_row=10, suptitle=title)
         written.append(save_figure(figure, out / f"gallery_{tag}_{kind}.png"))

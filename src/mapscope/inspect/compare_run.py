@@ -135,16 +135,18 @@ class ClassComparison:
 
 
 def compare_classes(
-    session: Inspection, layer: str, part: str, class_a: int, class_b: int, top: int = 16
+    session: Inspection,
+    layer: str,
+    part: str,
+    class_a: int | str,
+    class_b: int | str,
+    top: int = 16,
 ) -> ClassComparison:
-    """Units of ``layer`` ranked by how well they separate two classes, and the images the
-    network confuses between them (one forward pass taps the layer and the logits)."""
+    """Units of ``layer`` ranked by how well they separate two classes (given by number or
+    name), and the images the network confuses between them (one forward pass taps the layer
+    and the logits)."""
     bundle, names = session.bundle, session.bundle.dataset.class_names
-    for c in (class_a, class_b):
-        if not 0 <= c < len(names):
-            raise ConfigError(
-                f"class {c} does not exist; classes are 0..{len(names) - 1} ({', '.join(names)})."
-            )
+    class_a, class_b = (bundle.dataset.class_index(c, "--classes") for c in (class_a, class_b))
     if top < 1:
         raise ConfigError(f"top must be >= 1, got {top}.")
     labels = bundle.labels(part)
@@ -185,11 +187,18 @@ def write_comparison(result: GroupComparison | ClassComparison, out: str | Path)
 
 def _write_groups(result: GroupComparison, out: Path) -> list[Path]:
     written = []
+    # one colour scale for both groups' grids, so that rows and groups can be compared
+    low = min(float(np.min(g.activations)) for g in result.groups.values())
+    high = max(float(np.max(g.activations)) for g in result.groups.values())
+    members = {}
     for name, group in result.groups.items():
-        fig = plot_activation_grid(group.images, group.activations, group.titles, result.layer)
+        members[name] = f"{result.split} " + ", ".join(map(str, group.indices))
+        fig = plot_activation_grid(
+            group.images, group.activations, group.titles, result.layer, shared_scale=(low, high)
+        )
         written.append(save_figure(fig, out / f"grids_{name}.png"))
     patterns = {name: g.pattern for name, g in result.groups.items()}
-    fig = plot_group_agreement(patterns, result.difference, result.layer)
+    fig = plot_group_agreement(patterns, result.difference, result.layer, members=members)
     written.append(save_figure(fig, out / "agreement.png"))
     saved = {
         "layer": result.layer,

@@ -7,7 +7,7 @@ batch history, evaluate train and test accuracy per epoch, save the run.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,11 @@ from mapscope.errors import ConfigError, TrainingDiverged
 from mapscope.mlp import saved
 from mapscope.mlp.network import HIDDEN, LOSSES, MLP
 from mapscope.runfolder import writing
+
+# measured with the default network: pixels to [0, 1] beat per-pixel standardisation (which
+# overfits this small net) on MNIST; WIFI's signal strengths (-100..0 dBm) divided by 255 leave
+# the net at 45.6 % after 60 epochs, standardised 97.8 %
+DEFAULT_SCALING = {"mnist": "unit", "fashion-mnist": "unit", "wifi": "standard"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,8 @@ class MLPConfig:
     init_scale: float = 1.0
     seed: int = 0
     resplit: bool = False
-    scaling: str = "unit"  # measured: per-pixel standardisation overfits this small net
+    # None: the dataset's own (``DEFAULT_SCALING``)
+    scaling: str | None = None
     cluster_features: int | None = None  # K: train on distances to K MiniBatchKMeans centroids
     max_train: int | None = None  # train on the first N training samples (quick experiments)
 
@@ -50,12 +56,14 @@ class MLPConfig:
         return self.lr / (1 + self.decrease * epoch)
 
     def validate(self) -> MLPConfig:
-        """Every field against its allowed values; all problems in one ConfigError."""
+        """Every field against its allowed values; all problems in one ConfigError. Returns the
+        config with the dataset's defaults filled in."""
         problems = Problems()
         problems.choice("dataset", self.dataset, DATASET_NAMES)
         problems.choice("activation", self.activation, HIDDEN)
         problems.choice("loss", self.loss, LOSSES)
-        problems.choice("scaling", self.scaling, SCALINGS)
+        if self.scaling is not None:
+            problems.choice("scaling", self.scaling, SCALINGS)
         for name in ("batch_size", "epochs"):
             problems.at_least(name, getattr(self, name), 1)
         for name in ("max_batches", "max_train", "cluster_features"):
@@ -69,6 +77,8 @@ class MLPConfig:
         problems.fraction("momentum", self.momentum)
         problems.seed("seed", self.seed)
         problems.raise_any()
+        if self.scaling is None:
+            return replace(self, scaling=DEFAULT_SCALING.get(self.dataset, "unit"))
         return self
 
 
@@ -182,7 +192,7 @@ def train(
 ) -> dict[str, Any]:
     """Train an MLP into the run folder ``out``, which appears only when the run is complete;
     an existing run there is replaced only with ``overwrite``."""
-    config.validate()
+    config = config.validate()
     with writing(out, overwrite) as writer:
         return _train(config, data_root, writer.folder)
 

@@ -118,6 +118,7 @@ def plot_components(codes: np.ndarray, ks_distance: np.ndarray, per_row: int = 8
             ax.plot(grid, stats.norm.pdf(grid, mean, std), color="tab:red", lw=1)
         ax.set_title(f"z{i}: KS {ks_distance[i]:.3f}", fontsize=8)
         ax.tick_params(labelsize=6)
+        ax.locator_params(axis="x", nbins=4)
         ax.set_yticks([])
     fig.suptitle(
         "latent components of the training images: histogram, fitted normal (red), and the "

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from mapscope.report.evaluation import plot_confusion
 from mapscope.report.figures import new_figure
@@ -46,13 +48,16 @@ def plot_error_vs_clusters(result) -> Figure:
 
 
 def plot_confusions(result) -> list[tuple[int, Figure]]:
+    """Each K's confusion matrix (of the first repeat, which its title says when there are more)."""
+    which = " (first repeat)" if result.repeats > 1 else ""
     return [
         (
             r["clusters"],
             plot_confusion(
                 r["confusion"],
                 result.class_names,
-                f"KMeans, {r['clusters']} clusters: {r['wrong']} wrong of {r['evaluated']}",
+                f"KMeans, {r['clusters']} clusters{which}: "
+                f"{int(r['evaluated'] - np.trace(r['confusion']))} wrong of {r['evaluated']}",
             ),
         )
         for r in result.table
@@ -110,7 +115,10 @@ def plot_pca(
     feature_names: list[str],
     pairs: list[tuple[int, int]],
     class_names,
+    image_shape: tuple[int, int] | None = None,
 ) -> Figure:
+    """Explained variance, the loadings (for images: each component drawn as an image), and
+    scatter plots coloured by label, by cluster and by both, with a legend of the classes."""
     ratio = result["explained_variance_ratio"]
     proj = result["projection"]
     n_panels = 2 + 3 * (1 + len(pairs))
@@ -126,15 +134,25 @@ def plot_pca(
     ax.grid(alpha=0.3)
     ax = fig.add_subplot(rows, cols, 2)
     shown = min(3, len(result["components"]))
-    limit = np.abs(result["components"][:shown]).max()
-    image = ax.imshow(
-        result["components"][:shown], cmap="bwr", vmin=-limit, vmax=limit, aspect="auto"
-    )
-    ax.set_yticks(range(shown), [f"PC{i + 1}" for i in range(shown)])
-    if len(feature_names) <= 20:
-        ax.set_xticks(range(len(feature_names)), feature_names, rotation=45, ha="right", fontsize=8)
+    loadings = result["components"][:shown]
+    limit = np.abs(loadings).max()
+    if image_shape is not None:  # each component as the image of its pixel weights
+        h, w = image_shape
+        gap = np.full((h, 2), np.nan)
+        strip = np.hstack([p for c in loadings for p in (c.reshape(h, w), gap)][:-1])
+        image = ax.imshow(strip, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_xticks([w / 2 - 0.5 + i * (w + 2) for i in range(shown)])
+        ax.set_xticklabels([f"PC{i + 1}" for i in range(shown)])
+        ax.set_yticks([])
+    else:
+        image = ax.imshow(loadings, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+        ax.set_yticks(range(shown), [f"PC{i + 1}" for i in range(shown)])
+        if len(feature_names) <= 20:
+            ax.set_xticks(
+                range(len(feature_names)), feature_names, rotation=45, ha="right", fontsize=8
+            )
     ax.set_title("loadings of the first components")
-    fig.colorbar(image, ax=ax)
+    fig.colorbar(image, ax=ax, label="loading")
     views = [("PC1", "PC2", proj[:, 0], proj[:, 1])] + [
         (feature_names[a], feature_names[b], x[:, a].astype(float), x[:, b].astype(float))
         for a, b in pairs
@@ -147,7 +165,7 @@ def plot_pca(
         for mode in ("label", "cluster", "both"):
             ax = fig.add_subplot(rows, cols, slot)
             slot += 1
-            colour = {"cmap": "tab10", "vmin": 0, "vmax": 9}
+            colour = {"cmap": "tab10", "vmin": 0, "vmax": 9}  # class c: tab10(c / 9)
             if mode == "label":
                 ax.scatter(xs, ys, c=labels, s=6, alpha=0.7, **colour)
             elif mode == "cluster":
@@ -174,23 +192,38 @@ def plot_pca(
             ax.set_xlabel(xname)
             ax.set_ylabel(yname)
             ax.grid(alpha=0.3)
+            if mode == "label" and xname == "PC1":
+                _class_legend(ax, class_names, np.unique(labels))
     fig.tight_layout()
     return fig
 
 
+def _class_legend(ax, class_names, present) -> None:
+    """Which colour is which class (clusters take their majority class's colour)."""
+    colours = matplotlib.colormaps["tab10"]
+    handles = [
+        Line2D([], [], marker="o", ls="", color=colours(int(c) / 9), label=str(class_names[c]))
+        for c in present
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="best", title="class", title_fontsize=7)
+
+
 def plot_feature_sweep(rows: list[dict]) -> Figure:
+    """One panel per measured quantity; the MLP's accuracy only when MLPs were trained."""
     ks = [r["k"] for r in rows]
-    fig = new_figure(15, 3.8)
-    for i, (key, label) in enumerate(
-        (
+    panels = [
+        (key, label)
+        for key, label in (
             ("inertia", "inertia"),
             ("silhouette", "average silhouette (sampled)"),
             ("fit_seconds", "MiniBatchKMeans fit time [s]"),
             ("test_accuracy", "MLP test accuracy on K features"),
-        ),
-        start=1,
-    ):
-        ax = fig.add_subplot(1, 4, i)
+        )
+        if any(r.get(key) is not None for r in rows)
+    ]
+    fig = new_figure(3.75 * len(panels), 3.8)
+    for i, (key, label) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, len(panels), i)
         ax.plot(ks, [r.get(key, np.nan) for r in rows], "o-")
         ax.set_xlabel("K")
         ax.set_title(label, fontsize=9)

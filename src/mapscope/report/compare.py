@@ -2,90 +2,133 @@
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from mapscope.report.figures import new_figure
 from mapscope.report.grids import mosaic
 
 
 def plot_group_agreement(
-    patterns: dict[str, object], difference: dict | None, layer: str, per_row: int = 8
+    patterns: dict[str, object],
+    difference: dict | None,
+    layer: str,
+    per_row: int = 8,
+    members: dict[str, str] | None = None,
 ) -> Figure:
-    """Per group: the points active in all of its images, and the group mean; then A minus B."""
+    """Per group: the points active in all of its images (black on white: a yes/no mask, so
+    no colour scale), and the group mean; then mean A minus mean B. Maps are framed in grey,
+    numbered above (with the group's agreement in brackets). ``members`` names the images of
+    each group, for the titles."""
+    members = members or {}
     panels = []
     for name, pattern in patterns.items():
+        who = f"group {name} ({members[name]})" if name in members else f"group {name}"
         panels.append(
             (
-                f"{name}: points active in all images (agreement per map in brackets)",
+                f"{who}: points active in every image",
                 pattern.all_active.astype(float),
-                "Greys",
+                "mask",
                 pattern.agreement,
             )
         )
-        panels.append((f"{name}: mean activation", pattern.mean, "jet", None))
+        panels.append((f"{who}: mean activation", pattern.mean, "viridis", None))
     if difference is not None:
         panels.append(
             (
                 "mean A - mean B (red: stronger in A, blue: stronger in B)",
                 difference["mean_difference"],
-                "bwr",
+                "RdBu_r",
                 None,
             )
         )
-    fig = new_figure(11, 4.2 * len(panels))
+    tiles = panels[0][1]
+    gap = max(2, tiles.shape[1] // 4)  # room for the numbers above each map
+    grid_rows = -(-len(tiles) // per_row)
+    aspect = (
+        grid_rows * (tiles.shape[1] + gap) / (min(per_row, len(tiles)) * (tiles.shape[2] + gap))
+    )
+    rows = -(-len(panels) // 2)  # two panels side by side: a group's mask and its mean
+    fig = new_figure(16, rows * (7.2 * aspect + 0.9))
     for k, (title, maps, cmap, agreement) in enumerate(panels, start=1):
-        ax = fig.add_subplot(len(panels), 1, k)
-        grid, corners = mosaic(maps, per_row)
-        if cmap == "bwr":
-            limit = float(np.nanmax(np.abs(grid))) or 1.0
-            shown = ax.imshow(grid, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+        ax = fig.add_subplot(rows, 2, k)
+        grid, corners = mosaic(maps, per_row, gap)
+        if cmap == "mask":
+            colours = ListedColormap(["white", "black"]).with_extremes(bad="0.8")
+            ax.imshow(grid, cmap=colours, vmin=0, vmax=1, interpolation="nearest")
+            ax.legend(
+                handles=[
+                    Patch(color="black", label="active in every image"),
+                    Patch(facecolor="white", edgecolor="0.6", label="not in every image"),
+                ],
+                loc="upper left",
+                bbox_to_anchor=(1.01, 1),
+                fontsize=7,
+                frameon=False,
+            )
         else:
-            shown = ax.imshow(grid, cmap=cmap, interpolation="nearest")
+            limit = float(np.nanmax(np.abs(grid))) or 1.0
+            low = -limit if cmap == "RdBu_r" else float(np.nanmin(grid))
+            colours = matplotlib.colormaps[cmap].with_extremes(bad="0.8")
+            shown = ax.imshow(grid, cmap=colours, vmin=low, vmax=limit, interpolation="nearest")
+            label = "mean A - mean B" if cmap == "RdBu_r" else "mean activation"
+            fig.colorbar(shown, ax=ax, fraction=0.02, pad=0.01, label=label)
         for m, (top, left) in enumerate(corners):
             label = f"{m}" if agreement is None else f"{m} ({agreement[m]:.2f})"
-            ax.text(left, top, label, fontsize=5, color="magenta", va="top")
-        ax.set_title(f"{layer}: {title}", fontsize=9)
+            ax.text(left, top - 0.2, label, fontsize=6, color="black", va="bottom")
+        ax.set_title(f"{layer}: {title}", fontsize=9, pad=10)
         ax.set_axis_off()
-        fig.colorbar(shown, ax=ax, fraction=0.02)
     fig.tight_layout()
     return fig
 
 
 def plot_separation(sep, names: tuple[str, str], layer: str, top: int = 16) -> Figure:
-    """Bar chart of the strongest effect sizes, and the class-mean maps of the top units."""
+    """Bar chart of the strongest effect sizes, and below each bar the class-mean maps of that
+    unit: the bars and the map columns share one grid, so a unit's number labels both; one
+    colour scale for the two class means, one for their difference."""
     units = sep.units[:top]
-    fig = new_figure(14, 3.2 + 3 * 14 / max(top, 1))
-    spec = fig.add_gridspec(4, top, height_ratios=[2.2, 1, 1, 1])
-    ax = fig.add_subplot(spec[0, :])
+    n = len(units)
+    fig = new_figure(1.0 + 0.8 * n, 6.4)
+    spec = fig.add_gridspec(
+        4, n + 1, height_ratios=[2.4, 1, 1, 1], width_ratios=[1] * n + [0.25], hspace=0.35
+    )
+    ax = fig.add_subplot(spec[0, :n])
     colors = ["tab:red" if sep.effect_size[u] > 0 else "tab:blue" for u in units]
-    ax.bar(range(len(units)), sep.effect_size[units], color=colors)
-    ax.set_xticks(range(len(units)), [str(u) for u in units])
+    ax.bar(range(n), sep.effect_size[units], color=colors, width=0.7)
+    ax.set_xlim(-0.5, n - 0.5)  # bar i sits over map column i
+    ax.set_xticks(range(n), [str(u) for u in units], fontsize=8)
     ax.set_ylabel("Cohen's d")
-    ax.set_xlabel(f"{layer} unit (ranked by |d|)")
-    ax.set_title(f"{layer}: units separating {names[0]} (d > 0) from {names[1]} (d < 0)")
+    ax.set_title(
+        f"{layer}: the {n} units that separate {names[0]} (d > 0, red) from {names[1]} "
+        f"(d < 0, blue) best; unit numbers under the bars",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3, axis="y")
     spatial = sep.class_mean_a.shape[1] > 1 or sep.class_mean_a.shape[2] > 1
+    means = np.stack([sep.class_mean_a[units], sep.class_mean_b[units]])
+    shared = float(np.abs(means).max()) or 1.0
+    difference = sep.class_mean_a - sep.class_mean_b
+    limit = float(np.abs(difference[units]).max()) or 1.0
     rows = [
-        (names[0], sep.class_mean_a),
-        (names[1], sep.class_mean_b),
-        (f"{names[0]} - {names[1]}", sep.class_mean_a - sep.class_mean_b),
+        (f"mean of {names[0]}", sep.class_mean_a, "viridis", 0.0, shared),
+        (f"mean of {names[1]}", sep.class_mean_b, "viridis", 0.0, shared),
+        (f"{names[0]} - {names[1]}", difference, "RdBu_r", -limit, limit),
     ]
-    for r, (label, maps) in enumerate(rows, start=1):
-        shared = (
-            float(max(np.abs(sep.class_mean_a[units]).max(), np.abs(sep.class_mean_b[units]).max()))
-            or 1.0
-        )
+    for r, (label, maps, cmap, low, high) in enumerate(rows, start=1):
         for c, u in enumerate(units):
             ax = fig.add_subplot(spec[r, c])
-            if r == 3:
-                ax.imshow(maps[u], cmap="bwr", vmin=-shared, vmax=shared)
-            else:
-                ax.imshow(maps[u], cmap="jet", vmin=0, vmax=shared)
+            image = ax.imshow(maps[u], cmap=cmap, vmin=low, vmax=high)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
-                ax.set_ylabel(label if spatial else f"{label}\n(node mean)", fontsize=8)
-            if r == 1:
-                ax.set_title(f"{u}", fontsize=8)
+                ax.set_ylabel(label if spatial else f"{label}\n(node)", fontsize=8)
+        if r == 2:  # the two class means share one scale
+            bar = fig.colorbar(image, cax=fig.add_subplot(spec[1:3, n]), label="mean activation")
+        elif r == 3:
+            bar = fig.colorbar(image, cax=fig.add_subplot(spec[3, n]), label="difference")
+        if r > 1:
+            bar.ax.locator_params(nbins=3)
     return fig

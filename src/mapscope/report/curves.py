@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from mapscope.report.figures import new_figure
+from mapscope.report.figures import new_figure, save_figure
+
+
+def epoch_axis(ax, epochs: Sequence[int]) -> None:
+    """Whole-number epoch ticks, with room around the first and last epoch (a one-epoch run
+    shows its point at 1 on a 0.5-1.5 axis, not on 0.96-1.04)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if epochs:
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    ax.set_xlabel("epoch")
 
 
 def plot_cnn_history(history: Sequence[dict[str, float]]) -> Figure:
@@ -17,31 +28,55 @@ def plot_cnn_history(history: Sequence[dict[str, float]]) -> Figure:
         ax = fig.add_subplot(1, 3, i)
         ax.plot(epochs, [h[train_key] for h in history], "o-", label="train")
         ax.plot(epochs, [h[val_key] for h in history], "s-", label="validation (test split)")
-        ax.set_xlabel("epoch")
+        epoch_axis(ax, epochs)
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
     ax = fig.add_subplot(1, 3, 3)
     ax.plot(epochs, [h["lr"] for h in history], "o-", color="tab:green")
-    ax.set_xlabel("epoch")
+    epoch_axis(ax, epochs)
     ax.set_title("learning rate (end of epoch)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def live_plot():
-    """A training callback for Jupyter: redraws the curves after every epoch.
+def live_plot(path: str | Path | None = None):
+    """A training callback that redraws the curves after every epoch: in Jupyter below the
+    cell; elsewhere (a script, a terminal) into ``path`` if given, else it does nothing, so
+    the same code runs in both. IPython is only needed in a notebook.
 
     Use as ``train(..., callbacks=[live_plot()])``.
     """
-    from IPython.display import clear_output, display
+    display = _notebook_display()
 
     def callback(history):
-        clear_output(wait=True)
-        display(plot_cnn_history(history))
+        figure = (
+            plot_cnn_history(history) if "accuracy" in history[-1] else plot_ae_history(history)
+        )
+        if display is not None:
+            display(figure)
+        elif path is not None:
+            save_figure(figure, path)
 
     return callback
+
+
+def _notebook_display():
+    """IPython's ``display`` (clearing the previous picture) when running in a notebook."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import clear_output, display
+    except ImportError:
+        return None
+    if type(get_ipython()).__name__ != "ZMQInteractiveShell":  # a terminal IPython, or none
+        return None
+
+    def show(figure):
+        clear_output(wait=True)
+        display(figure)
+
+    return show
 
 
 def plot_mlp_history(history: dict[str, list]) -> Figure:
@@ -64,19 +99,19 @@ def plot_mlp_history(history: dict[str, list]) -> Figure:
     ax = fig.add_subplot(2, 3, 4)
     ax.plot(e, [h["loss"] for h in epochs], "o-", ms=3)
     ax.set_title("total training loss per epoch")
-    ax.set_xlabel("epoch")
+    epoch_axis(ax, e)
     ax.grid(alpha=0.3)
     ax = fig.add_subplot(2, 3, 5)
     ax.plot(e, [h["train_accuracy"] for h in epochs], label="train")
     ax.plot(e, [h["test_accuracy"] for h in epochs], label="test")
     ax.set_title("accuracy per epoch")
-    ax.set_xlabel("epoch")
+    epoch_axis(ax, e)
     ax.legend()
     ax.grid(alpha=0.3)
     ax = fig.add_subplot(2, 3, 6)
     ax.plot(e, [h["lr"] for h in epochs], color="tab:green")
     ax.set_title("learning rate")
-    ax.set_xlabel("epoch")
+    epoch_axis(ax, e)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -89,16 +124,14 @@ def plot_ae_history(history: Sequence[dict[str, float]]) -> Figure:
     ax = fig.add_subplot(1, 2, 1)
     ax.plot(epochs, [h["loss"] for h in history], "o-", label="train")
     ax.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation (test split)")
-    ax.set_xlabel("epoch")
+    epoch_axis(ax, epochs)
     ax.set_title("reconstruction loss per pixel")
     ax.grid(alpha=0.3)
     ax.legend()
     ax = fig.add_subplot(1, 2, 2)
     ax.plot(epochs, [h["lr"] for h in history], "o-", color="tab:green")
-    ax.set_xlabel("epoch")
+    epoch_axis(ax, epochs)
     ax.set_title("learning rate (end of epoch)")
     ax.grid(alpha=0.3)
-    for ax in fig.axes:
-        ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     return fig

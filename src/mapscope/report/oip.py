@@ -16,11 +16,13 @@ def enhance(image: np.ndarray) -> np.ndarray:
     return np.clip((image - low) / (high - low if high > low else 1.0), 0, 1)
 
 
-def plot_oips(result, reference: dict, per_row: int = 16) -> Figure:
+def plot_oips(result, reference: dict, per_row: int = 8) -> Figure:
+    """Plain OIPs on the left, contrast-enhanced on the right, each titled with its map number
+    (and, right, its activation against the test images'), large enough to read."""
     n = len(result.units)
     cols = min(per_row, n)
     rows = math.ceil(n / cols)
-    fig = new_figure(0.95 * cols * 2 + 0.4, 1.05 * rows + 0.9)
+    fig = new_figure(1.1 * cols * 2 + 0.4, 1.3 * rows + 0.9)
     spec = fig.add_gridspec(rows, 2 * cols + 1, width_ratios=[1] * cols + [0.15] + [1] * cols)
     for k, unit in enumerate(result.units):
         r, c = divmod(k, cols)
@@ -48,15 +50,28 @@ def plot_oips(result, reference: dict, per_row: int = 16) -> Figure:
                 )
             ratio = result.final_activation[k] / max(reference["p99"][k], 1e-6)
             ax.set_title(
-                f"{unit}" if panel == "plain" else f"{unit}: {ratio:.0f}x", fontsize=6, pad=1
+                f"{unit}" if panel == "plain" else f"{unit}: {ratio:.0f}x", fontsize=9, pad=2
             )
     fig.suptitle(
         f"OIPs of {result.layer}"
         + (f", node {result.node}" if result.node else "")
         + ": left plain, right contrast-enhanced (title: activation / 99th percentile of test images)",
-        fontsize=9,
+        fontsize=11,
     )
     return fig
+
+
+def describe_rise(trace: np.ndarray) -> str:
+    """What the curve shows, in words: by which steps the objective made half and 90 % of its
+    total rise (the caption follows the data, whatever shape it has)."""
+    trace = np.asarray(trace, dtype=float)
+    finite = trace[np.isfinite(trace)]
+    if len(finite) < 2 or finite[-1] <= finite[0]:
+        return "the objective did not rise"
+    gained = (np.maximum.accumulate(finite) - finite[0]) / (finite.max() - finite[0])
+    half = int(np.argmax(gained >= 0.5)) + 1
+    most = int(np.argmax(gained >= 0.9)) + 1
+    return f"half of the rise by step {half}, 90 % by step {most} of {len(finite)}"
 
 
 def plot_evolution(
@@ -72,9 +87,9 @@ def plot_evolution(
     ax = fig.add_subplot(spec[1, :])
     ax.plot(range(1, len(trace) + 1), trace)
     ax.set_xscale("log")
-    ax.set_xlabel("step (log scale: most change happens early)")
+    ax.set_xlabel("step (log scale)")
     ax.set_ylabel("objective")
-    ax.set_title(f"{layer}, unit {unit}")
+    ax.set_title(f"{layer}, unit {unit}: {describe_rise(trace)}", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

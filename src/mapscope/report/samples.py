@@ -22,7 +22,8 @@ def image_tiles(
     n = max(len(images), 1)
     cols = min(per_row, n)
     rows = math.ceil(n / cols)
-    fig = new_figure(1.3 * cols, 1.45 * rows + (0.4 if suptitle else 0))
+    lines = max((t.count("\n") + 1 for t in titles), default=1)  # titles of several lines
+    fig = new_figure(1.3 * cols, (1.25 + 0.15 * lines) * rows + (0.5 if suptitle else 0))
     for i in range(rows * cols):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.set_axis_off()
@@ -31,6 +32,7 @@ def image_tiles(
             ax.set_title(titles[i], fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
     return fig
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from mapscope.inspect.oip.objectives import objective_values
 from mapscope.inspect.oip.start import standardize
 from mapscope.inspect.taps import forward_to, module_device
+from mapscope.progress import bar
 
 DEFAULT_STEPS = 600
 
@@ -72,7 +73,7 @@ def ascend(
     history = torch.full((n, patience + 1), float("nan"))
     trace, snapshots = [], {}
     values = torch.zeros(n)
-    for step in range(1, steps + 1):
+    for step in bar(range(1, steps + 1), f"OIP search of {layer}", unit="step"):
         rows = active.nonzero().squeeze(1)  # on the CPU; they index tensors on any device
         if len(rows) == 0:
             break
