@@ -447,7 +447,7 @@ def test_a_face_folder_trains_and_is_studied_and_generated(mapscope, tmp_path):
         "--latent",
         "8",
         "--filters",
-        "16,32",
+        "8,16,32",
         "--epochs",
         "3",
         "--out",

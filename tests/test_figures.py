@@ -112,3 +112,104 @@ def test_the_layout_check_sees_text_on_text():
     ax.set_title("102")
     ax.text(0.5, 1.0, "102", transform=ax.transAxes, ha="center", va="bottom")
     assert overlapping_texts(fig)
+
+
+def test_training_curves_count_whole_epochs():
+    from mapscope.report.curves import plot_cnn_history
+
+    row = {"loss": 0.3, "accuracy": 0.9, "val_loss": 0.2, "val_accuracy": 0.95, "lr": 1e-3}
+    for epochs in (1, 3):
+        fig = plot_cnn_history([{**row, "epoch": e} for e in range(1, epochs + 1)])
+        assert overlapping_texts(fig) == []
+        ax = fig.axes[0]
+        assert ax.get_xlim() == (0.5, epochs + 0.5)  # not 0.96-1.04 for one epoch
+        shown = [t for t in ax.get_xticks() if 0.5 <= t <= epochs + 0.5]
+        assert shown and all(float(t).is_integer() for t in shown)  # no epoch 1.5
+
+
+def test_activation_grids_label_their_scale_and_draw_nodes_as_bars():
+    from mapscope.report.activations import plot_activation_grid
+
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 28, 28))
+    maps = rng.random((2, 32, 13, 13)).astype(np.float32)
+    maps[:, 3] = 0.0  # a dead map
+    fig = plot_activation_grid(images, maps, ["a", "b"], "Conv2D_1", standardize=True)
+    assert overlapping_texts(fig) == []
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any("standardized" in t for t in titles)
+    assert any(ax.get_ylabel() == "standardized activation" for ax in fig.axes)  # colourbar
+    shared = plot_activation_grid(images, maps, ["a", "b"], "Conv2D_1", shared_scale=(0.0, 2.0))
+    assert any("one colour scale for all images" in ax.get_title() for ax in shared.axes)
+    nodes = plot_activation_grid(images, rng.random((2, 100)), ["a", "b"], "Dense_1")
+    assert len(nodes.axes[1].patches) == 100  # one bar per node
+    assert overlapping_texts(nodes) == []
+
+
+def test_group_agreement_names_its_groups_and_has_no_scale_for_masks():
+    from mapscope.inspect.compare import group_difference, group_pattern
+    from mapscope.report.compare import plot_group_agreement
+
+    rng = np.random.default_rng(1)
+    a, b = (
+        group_pattern(rng.random((3, 16, 5, 5)) - 0.5),
+        group_pattern(rng.random((3, 16, 5, 5)) - 0.5),
+    )
+    fig = plot_group_agreement(
+        {"A": a, "B": b},
+        group_difference(a, b),
+        "Conv2D_2",
+        members={"A": "test 1, 2", "B": "test 3"},
+    )
+    assert overlapping_texts(fig) == []
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any("group A (test 1, 2)" in t for t in titles) and any(
+        "group B (test 3)" in t for t in titles
+    )
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert (
+        labels.count("mean activation") == 2 and labels.count("mean A - mean B") == 1
+    )  # no mask bar
+
+
+def test_oip_grid_and_evolution_read_their_data():
+    from types import SimpleNamespace
+
+    from mapscope.report.oip import describe_rise, plot_evolution, plot_oips
+
+    rng = np.random.default_rng(2)
+    result = SimpleNamespace(
+        units=list(range(20)),
+        dead=np.arange(20) == 3,
+        images=rng.random((20, 28, 28)),
+        final_activation=rng.random(20) + 1,
+        layer="Conv2D_3",
+        node=None,
+    )
+    assert overlapping_texts(plot_oips(result, {"p99": np.full(20, 0.5)})) == []
+    late = np.r_[np.zeros(30), np.linspace(0, 1, 270), np.ones(300)]
+    assert describe_rise(late) == "half of the rise by step 166, 90 % by step 274 of 600"
+    fig = plot_evolution({1: rng.random((28, 28)), 300: rng.random((28, 28))}, late, "Conv2D_3", 5)
+    assert "step 166" in fig.axes[-1].get_title() and overlapping_texts(fig) == []
+
+
+def test_pca_has_a_class_legend_and_image_loadings():
+    from mapscope.report.cluster import plot_feature_sweep, plot_pca
+
+    rng = np.random.default_rng(3)
+    x = rng.random((300, 784))
+    labels = rng.integers(0, 10, 300)
+    result = {
+        "explained_variance_ratio": np.full(10, 0.05),
+        "components": rng.normal(size=(10, 784)),
+        "projection": rng.normal(size=(300, 10)),
+    }
+    names = [f"class {i}" for i in range(10)]
+    fig = plot_pca(result, x, labels, labels, [f"px{i}" for i in range(784)], [], names, (28, 28))
+    assert any(
+        ax.get_legend() is not None and ax.get_legend().get_title().get_text() == "class"
+        for ax in fig.axes
+    )
+    assert fig.axes[1].images[0].get_array().shape == (28, 28 * 3 + 4)  # three 28x28 loadings
+    rows = [{"k": k, "inertia": 1.0 / k, "silhouette": 0.1, "fit_seconds": 1.0} for k in (2, 3)]
+    assert len(plot_feature_sweep(rows).axes) == 3  # no empty panel without MLP accuracies

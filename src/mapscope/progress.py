@@ -22,7 +22,18 @@ Item = TypeVar("Item")
 def bar(
     iterable: Iterable[Item], desc: str, total: int | None = None, unit: str = "it"
 ) -> Iterator[Item]:
-    return iter(tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, disable=None))
+    """The items of ``iterable`` with a bar in a terminal, a start and an end line in a log."""
+    if sys.stdout.isatty() or sys.stderr.isatty():
+        yield from tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, disable=None)
+        return
+    began = time.perf_counter()
+    tqdm.write(f"{desc} ...", file=sys.stdout)
+    try:
+        yield from iterable
+    except GeneratorExit:  # the caller stopped early (an OIP search converged): done as well
+        _done(desc, began)
+        raise
+    _done(desc, began)
 
 
 @contextlib.contextmanager
@@ -31,4 +42,8 @@ def stage(what: str) -> Iterator[None]:
     if not sys.stdout.isatty():
         tqdm.write(f"{what} ...", file=sys.stdout)
     yield
+    _done(what, began)
+
+
+def _done(what: str, began: float) -> None:
     tqdm.write(f"{what}: done in {time.perf_counter() - began:.1f} s", file=sys.stdout)

@@ -117,7 +117,7 @@ def train_command(
                 upsample=upsample,
                 batch_norm=batch_norm,
                 loss=loss,
-            ).validate("options")
+            )  # validated against the data's image shape once the data is read
         metrics = train(out, cfg, spec, data_root=data_dir, overwrite=overwrite)
     typer.echo(
         f"test reconstruction loss {metrics['test_loss']:.4f} ({metrics['loss']}), "

@@ -152,7 +152,7 @@ def plot_pca(
                 range(len(feature_names)), feature_names, rotation=45, ha="right", fontsize=8
             )
     ax.set_title("loadings of the first components")
-    fig.colorbar(image, ax=ax, label="loading")
+    fig.colorbar(image, ax=ax, label="loading", shrink=0.5 if image_shape is not None else 1.0)
     views = [("PC1", "PC2", proj[:, 0], proj[:, 1])] + [
         (feature_names[a], feature_names[b], x[:, a].astype(float), x[:, b].astype(float))
         for a, b in pairs

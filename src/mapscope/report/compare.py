@@ -6,7 +6,6 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from mapscope.report.figures import new_figure
 from mapscope.report.grids import mosaic
@@ -19,8 +18,8 @@ def plot_group_agreement(
     per_row: int = 8,
     members: dict[str, str] | None = None,
 ) -> Figure:
-    """Per group: the points active in all of its images (black on white: a yes/no mask, so
-    no colour scale), and the group mean; then mean A minus mean B. Maps are framed in grey,
+    """Per group: the points active in all of its images (black on white, said in the title:
+    a yes/no mask needs no colour scale), and the group mean; then mean A minus mean B. Maps are framed in grey,
     numbered above (with the group's agreement in brackets). ``members`` names the images of
     each group, for the titles."""
     members = members or {}
@@ -29,7 +28,7 @@ def plot_group_agreement(
         who = f"group {name} ({members[name]})" if name in members else f"group {name}"
         panels.append(
             (
-                f"{who}: points active in every image",
+                f"{who}: points active in every image (black)",
                 pattern.all_active.astype(float),
                 "mask",
                 pattern.agreement,
@@ -59,16 +58,6 @@ def plot_group_agreement(
         if cmap == "mask":
             colours = ListedColormap(["white", "black"]).with_extremes(bad="0.8")
             ax.imshow(grid, cmap=colours, vmin=0, vmax=1, interpolation="nearest")
-            ax.legend(
-                handles=[
-                    Patch(color="black", label="active in every image"),
-                    Patch(facecolor="white", edgecolor="0.6", label="not in every image"),
-                ],
-                loc="upper left",
-                bbox_to_anchor=(1.01, 1),
-                fontsize=7,
-                frameon=False,
-            )
         else:
             limit = float(np.nanmax(np.abs(grid))) or 1.0
             low = -limit if cmap == "RdBu_r" else float(np.nanmin(grid))

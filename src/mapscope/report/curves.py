@@ -14,7 +14,7 @@ from mapscope.report.figures import new_figure, save_figure
 def epoch_axis(ax, epochs: Sequence[int]) -> None:
     """Whole-number epoch ticks, with room around the first and last epoch (a one-epoch run
     shows its point at 1 on a 0.5-1.5 axis, not on 0.96-1.04)."""
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if epochs:
         ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
     ax.set_xlabel("epoch")

@@ -22,8 +22,15 @@ def plot_oips(result, reference: dict, per_row: int = 8) -> Figure:
     n = len(result.units)
     cols = min(per_row, n)
     rows = math.ceil(n / cols)
-    fig = new_figure(1.1 * cols * 2 + 0.4, 1.3 * rows + 0.9)
-    spec = fig.add_gridspec(rows, 2 * cols + 1, width_ratios=[1] * cols + [0.15] + [1] * cols)
+    height = 1.3 * rows + 0.9
+    fig = new_figure(1.1 * cols * 2 + 0.4, height)
+    spec = fig.add_gridspec(
+        rows,
+        2 * cols + 1,
+        width_ratios=[1] * cols + [0.15] + [1] * cols,
+        top=1 - 0.7 / height,  # the title just above the first row
+        bottom=0.2 / height,
+    )
     for k, unit in enumerate(result.units):
         r, c = divmod(k, cols)
         for panel, offset in (("plain", 0), ("enhanced", cols + 1)):
@@ -57,6 +64,7 @@ def plot_oips(result, reference: dict, per_row: int = 8) -> Figure:
         + (f", node {result.node}" if result.node else "")
         + ": left plain, right contrast-enhanced (title: activation / 99th percentile of test images)",
         fontsize=11,
+        y=1 - 0.25 / height,
     )
     return fig
 

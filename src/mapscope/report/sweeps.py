@@ -31,15 +31,13 @@ def plot_sweep(param: str, rows: list[dict], histories: dict) -> Figure:
     window = 1
     for value, history in histories.items():
         ratios = np.array([b["reg_ratio"] for b in history["batch"]], dtype=float)
-        window = max(1, len(ratios) // 50)
+        window = min(len(ratios) // 5, max(5, len(ratios) // 50)) or 1
         line = ax.plot(np.arange(1, len(ratios) + 1), ratios, lw=0.4, alpha=0.25)[0]
         ax.plot(*smoothed(ratios, window), lw=1.8, color=line.get_color(), label=f"{param}={value}")
     ax.set_xlabel("mini-batch")
     ax.set_ylabel("regularisation / batch cost")
-    ax.set_title(
-        f"share of regularisation in the batch cost (thick: mean over {window} batches)",
-        fontsize=10,
-    )
+    smoothing = f" (thick: moving mean over {window} batches)" if window > 1 else ""
+    ax.set_title(f"share of regularisation in the batch cost{smoothing}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
