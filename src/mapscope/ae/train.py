@@ -40,6 +40,7 @@ from mapscope.cnn.train import (
     batches,
     check_finite,
     process_flags,
+    stored_run,
     train_epochs,
 )
 from mapscope.data.bundle import DataBundle
@@ -47,7 +48,7 @@ from mapscope.data.datasets import check_image_set
 from mapscope.data.folder import COLOURS
 from mapscope.data.prepare import prepare_inputs
 from mapscope.errors import TrainingDiverged
-from mapscope.runfolder import RunWriter, read_config, writing
+from mapscope.runfolder import RunWriter, writing
 
 
 @dataclass(frozen=True)
@@ -138,12 +139,7 @@ def set_up(
 ) -> Session:
     out = writer.target
     if resume:
-        stored = read_config(out, saved.KIND)
-        saved.check_config(stored, f"{out}/config.json")
-        saved.resumable(out)
-        spec = saved.spec_of(stored, f"{out}/config.json")
-        config = replace(AETrainConfig(**stored["train"]), epochs=config.epochs)
-        bundle = DataBundle.restore(out, stored["data"], data_root)
+        spec, config, bundle = stored_run(out, saved, AETrainConfig, config.epochs, data_root)
     else:
         config.validate()
         bundle = DataBundle.create(

@@ -23,6 +23,7 @@ from mapscope.cli.common import (
     THREADS,
     check_resume_options,
     config_from,
+    given_options,
     out_folder,
     out_image,
     parse_ints,
@@ -133,11 +134,7 @@ SPEC_OPTIONS = ("latent", "filters", "kernel", "downsample", "upsample", "batch_
 def _check_config_alone(ctx: typer.Context) -> None:
     """--config describes the whole network; an option that would describe it too is refused
     rather than silently overruled."""
-    given = [
-        f"--{name.replace('_', '-')}"
-        for name in SPEC_OPTIONS
-        if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
-    ]
+    given = [flag for name, flag in given_options(ctx).items() if name in SPEC_OPTIONS]
     if given:
         raise ConfigError(
             f"--config describes the whole network; leave out {', '.join(given)} or set them "

@@ -152,17 +152,22 @@ THREADS = typer.Option(
 )
 
 
+def given_options(ctx: typer.Context) -> dict[str, str]:
+    """{parameter name: its --flag} of the options typed on the command line (click tells,
+    also when the value typed equals the default)."""
+    return {
+        param.name: param.opts[0]
+        for param in ctx.command.params
+        if param.opts
+        and getattr(ctx.get_parameter_source(param.name), "name", None) == "COMMANDLINE"
+    }
+
+
 def check_resume_options(ctx: typer.Context) -> None:
     """--resume continues a run with the settings it was started with; an option given on the
     command line that would change them is refused rather than silently ignored (also when
     its value happens to equal the default: the run may have been started with another)."""
-    given = [
-        param.opts[0]
-        for param in ctx.command.params
-        if param.name not in RESUME_OPTIONS
-        and param.opts
-        and getattr(ctx.get_parameter_source(param.name), "name", None) == "COMMANDLINE"
-    ]
+    given = [flag for name, flag in given_options(ctx).items() if name not in RESUME_OPTIONS]
     if given:
         raise ConfigError(
             f"--resume continues the run with its own settings; {', '.join(given)} cannot be "

@@ -219,6 +219,17 @@ class Session:
         }
 
 
+def stored_run(out: Path, owner, config_cls: type, epochs: int, data_root):
+    """What a run to resume holds: its spec, its own training settings (for ``epochs`` more
+    epochs) and its exact inputs; ``owner`` is the run kind's ``saved`` module."""
+    source = f"{out}/config.json"
+    stored = read_config(out, owner.KIND)
+    owner.check_config(stored, source)
+    owner.resumable(out)
+    config = replace(config_cls(**stored["train"]), epochs=epochs)
+    return owner.spec_of(stored, source), config, DataBundle.restore(out, stored["data"], data_root)
+
+
 def set_up(
     writer: RunWriter,
     config: TrainConfig,
@@ -231,12 +242,7 @@ def set_up(
     a resumed one."""
     out = writer.target
     if resume:
-        stored = read_config(out, saved.KIND)
-        saved.check_config(stored, f"{out}/config.json")
-        saved.resumable(out)
-        spec = saved.spec_of(stored, f"{out}/config.json")
-        config = replace(TrainConfig(**stored["train"]), epochs=config.epochs)
-        bundle = DataBundle.restore(out, stored["data"], data_root)
+        spec, config, bundle = stored_run(out, saved, TrainConfig, config.epochs, data_root)
     else:
         spec = spec or default_spec()
         config.validate()
