@@ -213,3 +213,75 @@ def test_pca_has_a_class_legend_and_image_loadings():
     assert fig.axes[1].images[0].get_array().shape == (28, 28 * 3 + 4)  # three 28x28 loadings
     rows = [{"k": k, "inertia": 1.0 / k, "silhouette": 0.1, "fit_seconds": 1.0} for k in (2, 3)]
     assert len(plot_feature_sweep(rows).axes) == 3  # no empty panel without MLP accuracies
+
+
+def fake_match(runs: int):
+    """A RunMatch of made-up numbers, shaped like the default CNN's."""
+    from mapscope.inspect.match import UnitMatch
+    from mapscope.inspect.match_runs import PairMatch, RunMatch
+
+    rng = np.random.default_rng(0)
+    sizes = {"Conv2D_1": 32, "Conv2D_2": 64, "Dense_1": 100, "Dense_2": 10}
+    layers = list(sizes)
+    pairs = []
+    for a, b in itertools.combinations(range(runs), 2):
+        per_layer = {
+            layer: {
+                against: UnitMatch.of(rng.uniform(-0.2, 1.0, (n, n)))
+                for against in ("trained", "untrained", "shuffled")
+            }
+            for layer, n in sizes.items()
+        }
+        pairs.append(PairMatch(a, b, per_layer, rng.uniform(0, 1, (4, 4))))
+    labels = [f"seeds/seed={i}" for i in range(runs)]
+    result = RunMatch(labels, layers, [layers] * runs, pairs, 10000, 1000, True, 1.0)
+    result.oips = {
+        (run, layer): {u: rng.random((28, 28)) for u in range(n)}
+        for run in range(runs)
+        for layer, n in sizes.items()
+    }
+    result.kernels = {run: rng.normal(size=(32, 3, 3)) for run in range(runs)}
+    return result
+
+
+@pytest.mark.parametrize("runs", [2, 5])
+def test_match_pictures_have_no_text_on_text(runs):
+    from mapscope.inspect.match_runs import shown_units
+    from mapscope.report import match as pictures
+
+    result = fake_match(runs)
+    figures = [
+        pictures.plot_summary(result.per_layer()),
+        pictures.plot_distributions(result),
+        pictures.plot_cka(result),
+        pictures.plot_pairs(result, "Conv2D_1", shown_units(result, "Conv2D_1"), 0, 1),
+        pictures.plot_pairs(result, "Dense_2", shown_units(result, "Dense_2"), 0, 1),
+        pictures.plot_common_units(result, "Conv2D_2", [[1, 2, 3, 4, 5][:runs]] * 3, 3),
+        pictures.plot_common_units(result, "Conv2D_2", [], 0),
+    ]
+    for fig in figures:
+        assert overlapping_texts(fig) == [], fig.axes[0].get_title()
+    assert len(figures[1].axes) == 4  # a histogram per layer
+    assert len(figures[2].axes) == (2 if runs > 2 else 1) * 2  # maps and their colour bars
+
+
+@pytest.mark.parametrize(
+    "varied", [["seed"], ["lr", "seed"], ["optimizer", "batch_size", "seed"], ["l2"]]
+)
+def test_sweep_plot_has_no_text_on_text(varied):
+    from mapscope.report.sweeps import plot_points
+
+    values = {
+        "seed": [0, 1, 2],
+        "lr": [0.001, 0.002],
+        "optimizer": ["adam", "sgd"],
+        "batch_size": [32, 64],
+        "l2": [0.1, 0.8],
+    }
+    rows = [
+        {**dict(zip(varied, combination, strict=True)), "test_accuracy": 0.9 + 0.01 * k}
+        for k, combination in enumerate(itertools.product(*(values[v] for v in varied)))
+    ]
+    fig = plot_points(rows, varied, "test_accuracy", True)
+    assert overlapping_texts(fig) == []
+    assert len(fig.axes[0].lines) > 0

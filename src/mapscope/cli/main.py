@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from mapscope import __version__
-from mapscope.cli import ae, cnn, data, evaluate, inspect, kmeans, mlp
+from mapscope.cli import ae, cnn, data, evaluate, inspect, kmeans, match, mlp, sweep
 from mapscope.cli.common import checked
 from mapscope.errors import MapscopeError
 
@@ -30,6 +30,8 @@ app.command()(inspect.compare)
 app.command()(inspect.oip)
 app.add_typer(kmeans.app, name="kmeans")
 app.command()(kmeans.pca)
+app.command()(sweep.sweep)
+app.command()(match.match)
 
 
 def _version(value: bool) -> None:

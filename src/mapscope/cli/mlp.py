@@ -13,9 +13,8 @@ from typing import get_type_hints
 
 import typer
 
-from mapscope.cli.common import DATA_DIR, config_from, out_folder, parse_floats, parse_ints, wrote
-from mapscope.mlp.sweep import sweep as run_sweep
-from mapscope.mlp.sweep import write_sweep
+from mapscope.cli.common import DATA_DIR, config_from, out_folder, parse_ints, wrote
+from mapscope.cli.sweep import RUN_THREADS, SCHEDULER, WORKERS
 from mapscope.mlp.train import MLPConfig, train
 from mapscope.runs import Run
 
@@ -103,12 +102,29 @@ def sweep(
     out: Path = typer.Option(
         ..., help="Folder for one run per value plus the sweep table and plot.", callback=out_folder
     ),
+    scheduler: str = SCHEDULER,
+    workers: int = WORKERS,
+    threads: int = RUN_THREADS,
     overwrite: bool = typer.Option(False, help="Replace runs of an earlier sweep in --out."),
     data_dir: Path = DATA_DIR,
 ) -> None:
-    """One run per value; a table of accuracies and epochs to converge; the regularisation share."""
-    values_list = parse_floats(values, "--values")
-    result = run_sweep(out, param, values_list, config, data_dir, overwrite)
-    written = write_sweep(result, out)
+    """One run per value (a case of `mapscope sweep mlp`); a table of accuracies; the
+    regularisation share."""
+    from mapscope.sweep.mlp import mlp_sweep, write_mlp_sweep
+
+    result = mlp_sweep(
+        out,
+        param,
+        values.replace(" ", "").split(","),
+        config,
+        data_dir,
+        scheduler=scheduler,
+        workers=workers,
+        threads=threads,
+        overwrite=overwrite,
+    )
+    written = write_mlp_sweep(result, out)
     typer.echo(result.summary())
     wrote(*written)
+    if result.failed:
+        raise typer.Exit(1)
