@@ -3,6 +3,8 @@ inspection leaves the caller's module as it found it, and the run folder has one
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +198,14 @@ def test_outputs_get_the_users_umask(tmp_path):
         assert os.stat(write_text(tmp_path / "b.json", "{}")).st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
+
+
+def test_starting_the_command_line_does_not_import_what_few_commands_need():
+    """Every command pays for what ``mapscope.cli.main`` imports: Dask (sweeps only) and the
+    Gaussian mixture (ae latent/generate only) load in the commands that use them."""
+    code = (
+        "import sys, mapscope.cli.main; "
+        "print([m for m in ('dask', 'distributed', 'sklearn.mixture') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -154,18 +154,22 @@ def test_cli_activations_compare_oip(cli, cnn_run, tmp_path):
             "--model",
             run,
             "--layer",
-            "Dense_1",
+            "Dense_1,Conv2D_2",
+            "--layer",
+            "Max_Pool_1",
             "--index",
             "1302",
             "--index",
             "4",
             "--standardize",
             "--out",
-            str(tmp_path / "a.png"),
+            str(tmp_path / "a"),
         ]
     )
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    for layer in ("Dense_1", "Conv2D_2", "Max_Pool_1"):  # several layers, one forward pass
+        assert (tmp_path / "a" / f"{layer}.png").read_bytes()[:4] == b"\x89PNG"
+        assert f"wrote {tmp_path / 'a' / f'{layer}.png'}" in done.stdout
     bad = cli(
         *[
             "activations",

@@ -20,7 +20,7 @@ import numpy as np
 from mapscope.ae.build import AutoEncoder, decode_array, encode_array
 from mapscope.ae.judge import Judge, Judgement
 from mapscope.ae.latent import LatentStudy, study
-from mapscope.ae.samplers import SAMPLERS, make_sampler
+from mapscope.ae.samplers import PAIRS, SAMPLERS, make_sampler
 from mapscope.data.bundle import DataBundle
 from mapscope.data.prepare import prepare_inputs
 from mapscope.errors import ConfigError
@@ -29,8 +29,6 @@ from mapscope.progress import stage
 from mapscope.report import ae as figures
 from mapscope.report.figures import save_figure
 from mapscope.runs import Run, provenance
-
-PAIRS = ((0, 1), (2, 3), (4, 5))
 
 
 @dataclass

@@ -6,18 +6,9 @@ from pathlib import Path
 
 import typer
 
-from mapscope.ae.samplers import SAMPLERS
+from mapscope.ae.samplers import PAIRS, SAMPLERS
 from mapscope.ae.spec import AESpec, load_spec
 from mapscope.ae.train import AETrainConfig, train
-from mapscope.ae.workflows import (
-    PAIRS,
-    generate,
-    latent_study,
-    reconstruct,
-    write_generation,
-    write_latent,
-    write_reconstruction,
-)
 from mapscope.cli.common import (
     DATA_DIR,
     THREADS,
@@ -153,6 +144,8 @@ def reconstruct_command(
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Originals beside their reconstructions, with the per-image error."""
+    from mapscope.ae.workflows import reconstruct, write_reconstruction
+
     result = reconstruct(model, index, split, data_dir)
     typer.echo(result.summary())
     wrote(*write_reconstruction(result, out))
@@ -174,6 +167,8 @@ def latent_command(
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Where the codes live: components, radii, correlations, PCA, fragmentation."""
+    from mapscope.ae.workflows import latent_study, write_latent
+
     result = latent_study(model, n, b, truncate, components, seed, data_dir)
     typer.echo(result.summary())
     wrote(*write_latent(result, out))
@@ -207,6 +202,8 @@ def generate_command(
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Decode vectors from statistical samplers; judged by a CNN when --judge is given."""
+    from mapscope.ae.workflows import generate, write_generation
+
     pairs = []
     for text in between:
         values = parse_ints(text, "--between")

@@ -18,9 +18,16 @@ def activations(
     model: Path = typer.Option(
         ..., help="Run folder of `mapscope cnn train` or `mapscope mlp train`."
     ),
-    layer: str = typer.Option(..., help="Layer name, e.g. Conv2D_1 (see `mapscope cnn summary`)."),
+    layer: list[str] = typer.Option(
+        ...,
+        "--layer",
+        help="Layer name, e.g. Conv2D_1 (see `mapscope cnn summary`); repeat it or give a "
+        "comma-separated list for several layers in one pass (then --out is a folder).",
+    ),
     index: list[int] = typer.Option(..., "--index", help="Image index in the split; repeatable."),
-    out: Path = typer.Option(..., help="PNG file to write.", callback=out_image),
+    out: Path = typer.Option(
+        ..., help="PNG file to write (a folder for several layers: one LAYER.png each)."
+    ),
     split: str = typer.Option("test", help="train or test."),
     cmap: str = typer.Option(
         "viridis", help="Matplotlib colormap: viridis (perceptually uniform), magma, jet, ..."
@@ -31,10 +38,11 @@ def activations(
     per_row: int = typer.Option(8, help="Maps per row."),
     data_dir: Path = DATA_DIR,
 ) -> None:
-    """The input image and a grid of every map (or node) of one layer, per image."""
+    """The input image and a grid of every map (or node) of a layer, per image."""
     import matplotlib
 
     from mapscope.errors import ConfigError
+    from mapscope.inspect.taps import layer_outputs
 
     if cmap not in matplotlib.colormaps:
         raise ConfigError(
@@ -42,13 +50,19 @@ def activations(
         )
     if per_row < 1:
         raise ConfigError(f"--per-row must be >= 1, got {per_row}.")
+    layers = list(dict.fromkeys(n.strip() for item in layer for n in item.split(",") if n.strip()))
+    if not layers:
+        raise ConfigError("--layer is empty; give a layer name like Conv2D_1.")
+    if len(layers) == 1:
+        paths = {layers[0]: out_image(out)}
+    else:
+        paths = {name: out_folder(out) / f"{name}.png" for name in layers}
     session = Run.open(model).inspection(data_dir)
-    acts = session.activations(layer, split, index)
-    raw = session.bundle.raw(split, index)
-    fig = plot_activation_grid(
-        raw, acts, session.titles(split, index), layer, cmap, standardize, per_row
-    )
-    wrote(save_figure(fig, out))
+    outputs = layer_outputs(session.net, session.inputs(split, index), layers)  # one pass
+    raw, titles = session.bundle.raw(split, index), session.titles(split, index)
+    for name, path in paths.items():
+        fig = plot_activation_grid(raw, outputs[name], titles, name, cmap, standardize, per_row)
+        wrote(save_figure(fig, path))
 
 
 def compare(
