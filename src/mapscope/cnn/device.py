@@ -80,6 +80,13 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def pick_threads(threads: int | None = None, window: float = 0.25) -> int:
     """Threads for training: ``threads`` if given, else the cores that are free right now.
 
@@ -91,8 +98,7 @@ def pick_threads(threads: int | None = None, window: float = 0.25) -> int:
     """
     if threads is not None:
         return threads
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    usable = usable or 1
+    usable = usable_cores()
     busy = _busy_cores(window)
     return max(1, min(usable, round((os.cpu_count() or usable) - busy)))
 

@@ -95,17 +95,17 @@ class RunMatch:
         table = []
         for layer in self.layers:
             row: dict[str, Any] = {"layer": layer}
-            for against in ("trained", *BASELINES):
-                numbers = [p.layers[layer][against].numbers() for p in self.pairs]
+            numbers = {
+                against: [p.layers[layer][against].numbers() for p in self.pairs]
+                for against in ("trained", *BASELINES)
+            }
+            for against, per_pair in numbers.items():
                 for key in ("mean", "reliable_share", "poor_share", "same_index_share"):
-                    row[f"{against}_{key}"] = float(np.mean([n[key] for n in numbers]))
-            row["units"] = self.pairs[0].layers[layer]["trained"].numbers()["units"]
-            row["dead"] = float(
-                np.mean([p.layers[layer]["trained"].numbers()["dead"] for p in self.pairs])
-            )
-            row["same_index_chance"] = (
-                self.pairs[0].layers[layer]["trained"].numbers()["same_index_chance"]
-            )
+                    row[f"{against}_{key}"] = float(np.mean([n[key] for n in per_pair]))
+            trained = numbers["trained"]
+            row["units"] = trained[0]["units"]
+            row["dead"] = float(np.mean([n["dead"] for n in trained]))
+            row["same_index_chance"] = trained[0]["same_index_chance"]
             table.append(row)
         return table
 

@@ -11,13 +11,13 @@ numba and BLAS inside it use ``threads`` threads, so workers x threads never exc
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from mapscope.cnn.device import usable_cores
 from mapscope.errors import ConfigError
 from mapscope.progress import bar
 
@@ -34,10 +34,6 @@ class Done:
     value: Any  # what the task returned, or None when it failed
     error: str | None
     seconds: float
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def local_layout(n_tasks: int, workers: int | None) -> tuple[int, int]:

@@ -130,45 +130,42 @@ def _plain(options: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(options))
 
 
-def plan(grid: Grid, out: Path, overwrite: bool = False) -> list[tuple[Point, str, int]]:
-    """(point, what to do, epochs to continue) for each point: ``train``, ``continue`` (a CNN or
-    autoencoder run interrupted after some epochs) or ``skip`` (finished earlier). A folder
-    that this sweep did not make, or made with other options, is refused unless ``overwrite``."""
+def plan(
+    grid: Grid, out: Path, overwrite: bool = False
+) -> list[tuple[Point, str, int, dict[str, Any]]]:
+    """(point, what to do, epochs to continue, metrics of the run there) for each point:
+    ``train``, ``continue`` (a CNN or autoencoder run interrupted after some epochs) or ``skip``
+    (finished earlier). A folder that this sweep did not make, or made with other options, is
+    refused unless ``overwrite``."""
     planned = read_json(out / PLAN)["points"] if (out / PLAN).exists() else {}
     steps = []
     for point in grid.points():
         folder = out / point.name
-        if not folder.exists():
-            steps.append((point, "train", 0))
+        if overwrite or not folder.exists():
+            steps.append((point, "train", 0, {}))
             continue
-        if overwrite:
-            steps.append((point, "train", 0))
-            continue
-        before = planned.get(point.name)
+        before, now = planned.get(point.name), _plain(point.options)
         if before is None or not is_run(folder):
             raise ConfigError(
                 f"{folder} exists but was not trained by a sweep into {out}; give another --out, "
                 "or --overwrite to replace it."
             )
-        if before != _plain(point.options):
-            changed = sorted(
-                k
-                for k in set(before) | set(point.options)
-                if before.get(k) != _plain(point.options).get(k)
-            )
+        if before != now:
+            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
             raise ConfigError(
                 f"{folder} was trained with other options ({', '.join(changed)} differ); give "
                 "another --out, or --overwrite to train it again."
             )
-        steps.append((point, *_progress(grid, point, folder)))
+        metrics = _finished_metrics(folder)
+        steps.append((point, *_progress(grid, point, metrics), metrics))
     return steps
 
 
-def _progress(grid: Grid, point: Point, folder: Path) -> tuple[str, int]:
+def _progress(grid: Grid, point: Point, metrics: dict[str, Any]) -> tuple[str, int]:
     if not grid.kind.resumable:
         return "skip", 0
     wanted = make_config(grid.kind, point.options).epochs
-    done = _finished_metrics(folder).get("epochs")
+    done = metrics.get("epochs")
     if done is None:
         return "train", 0
     return ("skip", 0) if done >= wanted else ("continue", wanted - done)
@@ -189,7 +186,7 @@ def sweep(
     locally; each worker's free cores on a remote cluster)."""
     out = Path(out).absolute()
     steps = plan(grid, out, overwrite)
-    todo = [(p, action, epochs) for p, action, epochs in steps if action != "skip"]
+    todo = [(p, action, epochs) for p, action, epochs, _ in steps if action != "skip"]
     if scheduler:
         if workers is not None:
             raise ConfigError(
@@ -202,13 +199,15 @@ def sweep(
         _check_data(grid, [p for p, _, _ in todo], data_root)
     out.mkdir(parents=True, exist_ok=True)
     planned = read_json(out / PLAN)["points"] if (out / PLAN).exists() else {}
-    planned.update({p.name: _plain(p.options) for p, _, _ in steps})
+    planned.update({p.name: _plain(p.options) for p, *_ in steps})
     write_json(out / PLAN, {"kind": grid.kind.name, "points": planned})
 
     root = None if data_root is None else str(Path(data_root).absolute())
-    outcomes = {p.name: Outcome(p, "skipped") for p, action, _ in steps if action == "skip"}
-    for name in outcomes:
-        outcomes[name].metrics = _finished_metrics(out / name)
+    outcomes = {
+        p.name: Outcome(p, "skipped", metrics)
+        for p, action, _, metrics in steps
+        if action == "skip"
+    }
     actions = {p.name: (p, action) for p, action, _ in todo}
     logs = out / "logs"  # what each point's training printed
     logs.mkdir(exist_ok=True)
@@ -248,7 +247,7 @@ def sweep(
             )
         outcomes[point.name] = outcome
     seconds = time.perf_counter() - began
-    ordered = [outcomes[p.name] for p, _, _ in steps]
+    ordered = [outcomes[p.name] for p, *_ in steps]
     return Sweep(grid, out, ordered, seconds, workers, threads, scheduler)
 
 
