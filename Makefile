@@ -7,7 +7,7 @@ export MAPSCOPE_DATA := $(abspath $(MAPSCOPE_DATA))
 endif
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,7 +22,15 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	bash scripts/demo.sh $(DEMO_OUT)
 
-test: setup
+# The atlas browser test drives Debian's chromium; installed here when missing (needs root or sudo).
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  echo "installing Debian's chromium for the atlas browser test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 lint: setup

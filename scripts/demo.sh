@@ -28,6 +28,11 @@ mapscope oip --model "$out/cnn" --layer Conv2D_3 --maps 0..31 --snapshots 0,5 --
 echo "== numpy MLP"
 mapscope mlp train --epochs 15 --out "$out/mlp" --overwrite
 
+echo "== the atlas: a website of each network (a page per layer, unit, class and chosen image)"
+mapscope atlas --model "$out/cnn" --images 1302,1816,1270,1249 --out "$out/atlas"
+mapscope atlas --model "$out/mlp" --images 1302 --out "$out/atlas_mlp"
+mapscope attribute --model "$out/cnn" --index 1302 --index 1249 --out "$out/attributions.png"
+
 echo "== clustering"
 mapscope kmeans classify --dataset wifi --out "$out/kmeans_wifi"
 mapscope kmeans analyze --dataset wifi --out "$out/kmeans_wifi_analysis"
@@ -53,4 +58,4 @@ else
   echo "(no face images here: offline and FACES unset; the face runs are left out)"
 fi
 
-echo "demo outputs are in $out"
+echo "demo outputs are in $out; open $out/atlas/index.html in a browser to browse the CNN"

@@ -69,3 +69,33 @@ def cli(real_data):
         )
 
     return run
+
+
+ATLAS_LAYERS = ["Conv2D_1", "Max_Pool_2", "Conv2D_3", "Dense_1", "Dense_2"]
+
+
+def small_atlas(run, data_root, site):
+    """The atlas the tests browse: five layers, short OIP searches, image 1302 and the four
+    most frequent confusions (cached in ``site/.cache``)."""
+    from mapscope.atlas import build_atlas
+
+    return build_atlas(
+        run,
+        layers=ATLAS_LAYERS,
+        oip_steps=40,
+        confused=4,
+        images=[1302],
+        data_root=data_root,
+        cache_dir=site / ".cache",
+    )
+
+
+@pytest.fixture(scope="session")
+def atlas_site(cnn_run, real_data, tmp_path_factory):
+    """The atlas of ``cnn_run``, built once: (Atlas, site folder)."""
+    from mapscope.atlas import write_atlas
+
+    site = tmp_path_factory.mktemp("atlas") / "site"
+    atlas = small_atlas(cnn_run, real_data, site)
+    write_atlas(atlas, site)
+    return atlas, site

@@ -537,3 +537,20 @@ def test_scikit_learn_face_sets_are_read_through_scikit_learn(monkeypatch, tmp_p
 
 def test_the_shipped_config_is_the_default_autoencoder():
     assert load_spec(CONFIG) == AESpec()
+
+
+def test_atlas_of_the_encoder(ae_run, real_data, tmp_path):
+    """An autoencoder gives no class scores: its atlas shows the encoder up to the code, with
+    class means and top images but no accuracy, confusions or attributions."""
+    from mapscope.atlas import build_atlas, write_atlas
+
+    atlas = build_atlas(ae_run, oip_steps=20, images=[1302], data_root=real_data)
+    assert not atlas.classifier and atlas.accuracy is None
+    assert list(atlas.layers) == ["Enc_Conv_1", "Enc_Conv_2", "Latent"]
+    assert list(atlas.images) == [1302] and not atlas.images[1302]["attributions"]
+    latent = atlas.layers["Latent"]
+    assert latent.top.shape == (8, 9) and latent.incoming is not None  # from Enc_Conv_2's maps
+    site = write_atlas(atlas, tmp_path / "site")["index"].parent
+    index = (site / "index.html").read_text()
+    assert "no class scores" in index and "Confusion matrix" not in index
+    assert (site / "layers/Latent/units/7.html").is_file() and (site / "classes/9.html").is_file()

@@ -126,7 +126,9 @@ def test_cli_features_analyze_fit_pca(cli, tmp_path):
         "10,20",
         "--train-mlp",
         "--mlp-epochs",
-        "2",
+        "1",
+        "--silhouette-sample",
+        "1000",
         "--out",
         str(tmp_path / "f"),
     )

@@ -29,6 +29,8 @@ LAYERS = [
             "mapscope.inspect.compare_run",
             "mapscope.inspect.oip.run",
             "mapscope.inspect.match_runs",
+            "mapscope.inspect.attribution_run",
+            "mapscope.atlas",
             "mapscope.ae.workflows",
             "mapscope.sweep",
         ),

@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from mapscope import __version__
-from mapscope.cli import ae, cnn, data, evaluate, inspect, kmeans, match, mlp, sweep
+from mapscope.cli import ae, atlas, cnn, data, evaluate, inspect, kmeans, match, mlp, sweep
 from mapscope.cli.common import checked
 from mapscope.errors import MapscopeError
 
@@ -32,6 +32,8 @@ app.add_typer(kmeans.app, name="kmeans")
 app.command()(kmeans.pca)
 app.command()(sweep.sweep)
 app.command()(match.match)
+app.command()(atlas.atlas)
+app.command()(atlas.attribute)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,479 @@
+"""Everything the atlas shows, computed before a single file is written.
+
+``build_atlas(run, ...)`` returns an ``Atlas``: per layer the statistics of every unit over the
+split (one streamed forward pass for all layers), every unit's OIP (one batched search per
+layer), receptive fields, kernels and connections; per chosen image its prediction and its
+attributions. The expensive arrays (statistics, OIPs, attributions, predictions) are cached
+under the site folder, keyed by the model's weights, the data and the options, so a rebuild
+with the same arguments only renders (``site.write_atlas``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mapscope.errors import ConfigError
+from mapscope.inspect.attribution import METHODS, attribute, check_methods, last_map_layer
+from mapscope.inspect.oip.strategies import run_oip
+from mapscope.inspect.receptive import Field, receptive_fields
+from mapscope.inspect.session import Inspection
+from mapscope.inspect.taps import find_layer, layer_names, layer_outputs
+from mapscope.inspect.unit_stats import UnitStatistics, statistics_and_scores, unit_statistics
+from mapscope.io import write_npz
+from mapscope.progress import bar
+from mapscope.runfolder import provenance
+from mapscope.runs import Run
+
+CACHE = ".cache"  # inside the site folder
+
+
+@dataclass
+class LayerData:
+    name: str
+    stats: UnitStatistics
+    field: Field | None
+    oip: dict[str, np.ndarray] | None  # images, start, final, dead, snapshot_S: (K, H, W)
+    kernels: np.ndarray | None = None  # (K, kh, kw) for the first conv layer
+    incoming: list[list[tuple[str, int, float]]] | None = None  # per unit: (layer, unit, weight)
+    outgoing: list[list[tuple[str, int, float]]] | None = None
+    top: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=int))  # (K, k)
+    top_maps: np.ndarray | None = None  # (K, k, h, w) the unit's map on each top image
+
+
+@dataclass
+class Atlas:
+    """A model's atlas as arrays and numbers; ``site.write_atlas`` turns it into pages."""
+
+    run_path: Path
+    kind: str
+    dataset: str
+    class_names: tuple[str, ...]
+    split: str
+    raw: np.ndarray  # (N, H, W) or (N, H, W, 3) images of the split, as stored
+    labels: np.ndarray
+    probabilities: np.ndarray | None  # (N, classes); None for a network that does not classify
+    layers: dict[str, LayerData]
+    summary: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    images: dict[int, dict[str, Any]]  # position -> probabilities, attributions, top units
+    attribution_layer: str | None
+    provenance: dict[str, Any]
+    seconds: dict[str, float]
+    cached: bool = False
+
+    @property
+    def classifier(self) -> bool:
+        return self.probabilities is not None
+
+    @property
+    def predicted(self) -> np.ndarray | None:
+        return self.probabilities.argmax(1) if self.classifier else None
+
+    @property
+    def accuracy(self) -> float | None:
+        return float((self.predicted == self.labels).mean()) if self.classifier else None
+
+    def confusion(self) -> np.ndarray:
+        n = len(self.class_names)
+        matrix = np.zeros((n, n), dtype=np.int64)
+        np.add.at(matrix, (self.labels, self.predicted), 1)
+        return matrix
+
+    def summary_text(self) -> str:
+        units = sum(d.stats.units for d in self.layers.values())
+        dead = sum(int(d.stats.dead.sum()) for d in self.layers.values())
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
+        scored = f"accuracy {self.accuracy:.4f}" if self.classifier else "no class scores"
+        return (
+            f"atlas of {self.run_path}: {len(self.layers)} layers, {units} units ({dead} dead), "
+            f"{len(self.images)} image pages; {scored} on {self.split}"
+            f"{' (from the cache)' if self.cached else ''}; {parts}"
+        )
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cache_key(run: Run, options: dict[str, Any]) -> str:
+    files = run.files
+    weights = [files[role] for role in ("model", "weights") if role in files]
+    text = json.dumps(
+        {
+            "config": run.config,
+            "weights": [_file_digest(p) for p in weights],
+            "options": options,
+            "version": 1,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _read_cache(path: Path, names: list[str], classifier: bool) -> dict[str, np.ndarray] | None:
+    """The cached arrays of an earlier build with the same key, or None when there are none or
+    they are damaged (then everything is computed again). Never unpickles."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            stored = {name: f[name] for name in f.files}
+    except Exception:  # a damaged cache is no error of the user's: compute again
+        return None
+    needed = [f"{k}/{n}" for n in names for k in ("mean", "peak", "where")]
+    needed += ["probabilities"] if classifier else []
+    needed += [f"oip/{n}/images" for n in names]
+    return stored if all(k in stored for k in needed) else None
+
+
+def _linear(module: nn.Module) -> nn.Linear | None:
+    found = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    return found[0] if len(found) == 1 else None
+
+
+def _connections(layers: dict[str, LayerData], net: nn.Module, n_best: int = 8) -> None:
+    """Strongest incoming and outgoing weights of dense units; an input coming from a flattened
+    map counts as that map (summed over its positions)."""
+    names = list(layers)
+    for i, name in enumerate(names):
+        data = layers[name]
+        linear = _linear(find_layer(net, name))
+        if data.stats.is_map or linear is None or i == 0:
+            continue
+        previous = layers[names[i - 1]]
+        weight = linear.weight.detach().float().cpu().numpy()  # (out, in)
+        if weight.shape[1] == int(np.prod(previous.stats.shape)) and previous.stats.is_map:
+            # inputs from a map flattened channels-first: a map's weights summed over positions
+            weight = weight.reshape(weight.shape[0], previous.stats.shape[0], -1).sum(2)
+        if weight.shape[1] != previous.stats.units:
+            continue
+        incoming = []
+        for unit in range(weight.shape[0]):
+            best = np.argsort(-np.abs(weight[unit]))[:n_best]
+            incoming.append([(previous.name, int(j), float(weight[unit, j])) for j in best])
+        data.incoming = incoming
+        previous.outgoing = [
+            [
+                (name, int(u), float(weight[u, j]))
+                for u in np.argsort(-np.abs(weight[:, j]))[:n_best]
+            ]
+            for j in range(weight.shape[1])
+        ]
+
+
+def _first_kernels(net: nn.Module, first: str) -> np.ndarray | None:
+    convs = [m for m in find_layer(net, first).modules() if isinstance(m, nn.Conv2d)]
+    if len(convs) != 1:
+        return None
+    return convs[0].weight.detach().float().cpu().numpy().mean(1)  # (K, kh, kw) over input channels
+
+
+def _top_maps(net, inputs, data: LayerData) -> np.ndarray | None:
+    """(K, k, h, w): each unit's map on each of its own top images (map layers only)."""
+    if not data.stats.is_map:
+        return None
+    images = np.unique(data.top)
+    outputs = layer_outputs(net, inputs[images], [data.name])[data.name]
+    where = np.searchsorted(images, data.top)  # (K, k) rows of ``outputs``
+    units = np.arange(data.stats.units)[:, None]
+    return outputs[where, units]
+
+
+SATURATING = (nn.Sigmoid, nn.Tanh, nn.Softmax)
+
+
+def oip_target(net: nn.Module, layer: str) -> str:
+    """The module whose output the OIP search drives for ``layer``: the layer itself, or, when
+    it ends in a saturating activation (sigmoid, tanh), the weighted module before it. Near 1 a
+    sigmoid's gradient vanishes and the ascent stops at its start noise; its input keeps
+    climbing, and the unit's order of preference is the same."""
+    names = {module: name for name, module in net.named_modules()}
+    leaves = [m for m in find_layer(net, layer).modules() if not list(m.children())]
+    if len(leaves) >= 2 and isinstance(leaves[-1], SATURATING):
+        return names[leaves[-2]]
+    return layer
+
+
+def _oips(net, layer, steps, seed, device, input_shape) -> dict[str, np.ndarray]:
+    snapshot_steps = tuple(int(s) for s in np.unique(np.geomspace(1, steps, 6).astype(int)))
+    r = run_oip(
+        net,
+        oip_target(net, layer),
+        None,
+        steps=steps,
+        seed=seed,
+        snapshot_steps=snapshot_steps,
+        device=device,
+        input_shape=input_shape,
+    )
+    out = {
+        "images": r.images,
+        "start": r.start_images,
+        "final": r.final_activation,
+        "dead": r.dead,
+    }
+    out.update({f"snapshot_{s}": v[:, 0] for s, v in r.snapshots.items()})
+    return out
+
+
+def default_layers(
+    net: nn.Module, all_layers: list[str], probe: dict[str, UnitStatistics], classifier: bool
+) -> list[str]:
+    """Every layer but Flatten; for a network that does not classify (an autoencoder), only
+    the layers up to its narrowest one (the encoder, ending in the code)."""
+    names = [n for n in all_layers if not isinstance(find_layer(net, n), nn.Flatten)]
+    if classifier:
+        return names
+    sizes = [int(np.prod(probe[n].shape)) for n in names]
+    return names[: int(np.argmin(sizes)) + 1]
+
+
+def _attributions(session, inputs, pages, probabilities, method, all_layers, gradcam_layer):
+    """(pages, H, W) attributions of ``method`` for the predicted class, 16 images at a time."""
+    bundle = session.bundle
+    blank = bundle.prepare(np.zeros_like(bundle.raw("test", [0])), "nchw")
+    maps = [
+        attribute(
+            session.net,
+            inputs[chunk],
+            probabilities[chunk].argmax(1),
+            method,
+            blank,
+            bundle.dataset.image_shape,
+            all_layers,
+            gradcam_layer,
+        ).maps
+        for chunk in (pages[i : i + 16] for i in range(0, len(pages), 16))
+    ]
+    return np.concatenate(maps) if maps else np.zeros((0, *bundle.dataset.image_shape[1:]))
+
+
+def chosen_images(
+    labels: np.ndarray, predicted: np.ndarray, top_output: np.ndarray, extra: list[int], most: int
+) -> list[int]:
+    """Images that get a page: the user's, the first image of each confusion (largest cells
+    first, at most ``most``), and the best example of each output unit."""
+    confused = []
+    wrong = np.flatnonzero(labels != predicted)
+    pairs, counts = np.unique(
+        np.stack([labels[wrong], predicted[wrong]], 1), axis=0, return_counts=True
+    )
+    for k in np.argsort(-counts, kind="stable")[:most]:
+        a, b = pairs[k]
+        confused.append(int(wrong[(labels[wrong] == a) & (predicted[wrong] == b)][0]))
+    return list(dict.fromkeys([*extra, *confused, *top_output[:, 0].tolist()]))
+
+
+def build_atlas(
+    run: Run | str | Path,
+    layers: list[str] | None = None,
+    examples: int = 9,
+    split: str = "test",
+    images: list[int] | None = None,
+    confused: int = 20,
+    oip_steps: int = 300,
+    methods: list[str] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    data_root: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> Atlas:
+    """Compute the atlas of a neural run: ``layers`` (default all but Flatten) over ``split``."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"--split must be train or test, got {split!r}.")
+    if not 1 <= examples <= 100:
+        raise ConfigError(f"--examples must be between 1 and 100, got {examples}.")
+    if oip_steps < 1:
+        raise ConfigError(f"--oip-steps must be >= 1, got {oip_steps}.")
+    if confused < 0:
+        raise ConfigError(f"--confused must be >= 0, got {confused}.")
+    methods = check_methods(list(METHODS) if methods is None else list(methods))
+    run = run if isinstance(run, Run) else Run.open(run)
+    net = run.module()
+    all_layers = layer_names(net)
+    for name in layers or []:  # before the data is read: a typo costs nothing
+        find_layer(net, name)
+    session = Inspection(net, run.bundle(data_root))
+    bundle = session.bundle
+    if not bundle.dataset.is_image:
+        raise ConfigError(f"the atlas needs an image dataset; {run.path} was trained on tables.")
+    n = len(bundle.split.indices(split))
+    extra = [int(i) for i in images or []]
+    bad = [i for i in extra if not 0 <= i < n]
+    if bad:
+        raise ConfigError(f"--images {bad} outside the {split} split (0..{n - 1}).")
+    inputs = session.inputs(split)
+    n_classes = len(bundle.dataset.class_names)
+    probe = unit_statistics(net, inputs[:2], all_layers)
+    with torch.no_grad():
+        classifier = tuple(net(torch.from_numpy(inputs[:2])).shape[1:]) == (n_classes,)
+    names = layers or default_layers(net, all_layers, probe, classifier)
+    if not classifier:
+        methods, confused = [], 0  # no class scores to explain (an autoencoder)
+    options = {
+        "layers": names,
+        "examples": examples,
+        "split": split,
+        "images": extra,
+        "confused": confused,
+        "oip_steps": oip_steps,
+        "methods": methods,
+        "seed": seed,
+        "data": bundle.dataset.checksums,
+    }
+    image_shape = bundle.dataset.image_shape
+    key = _cache_key(run, options)
+    cache = Path(cache_dir) / f"atlas-{key}.npz" if cache_dir else None
+    stored = _read_cache(cache, names, classifier) if cache is not None else None
+    seconds: dict[str, float] = {}
+
+    began = time.perf_counter()
+    if stored is None:
+        stats, scores = statistics_and_scores(net, inputs, names, scores=classifier)
+        probabilities = torch.softmax(torch.from_numpy(scores), 1).numpy() if classifier else None
+    else:
+        stats = {
+            name: UnitStatistics(
+                name,
+                probe[name].shape,
+                stored[f"mean/{name}"],
+                stored[f"peak/{name}"],
+                stored[f"where/{name}"],
+            )
+            for name in names
+        }
+        probabilities = stored.get("probabilities")
+    fields = receptive_fields(net, image_shape, names)
+    data = {name: LayerData(name, stats[name], fields[name], None) for name in names}
+    for d in data.values():
+        d.top = d.stats.top(examples)
+        d.top_maps = _top_maps(net, inputs, d)
+    data[names[0]].kernels = _first_kernels(net, names[0]) if stats[names[0]].is_map else None
+    _connections(data, net)
+    seconds["statistics"] = time.perf_counter() - began
+
+    began = time.perf_counter()
+    for name in bar(names, "OIPs, one batched search per layer", unit="layer"):
+        if stored is not None:
+            prefix = f"oip/{name}/"
+            data[name].oip = {
+                k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)
+            }
+        else:
+            data[name].oip = _oips(net, name, oip_steps, seed, device, image_shape)
+    seconds["OIPs"] = time.perf_counter() - began
+
+    began = time.perf_counter()
+    labels = bundle.labels(split)
+    pages, gradcam_layer, attributions = extra, None, {}
+    if classifier:
+        output = data[names[-1]]
+        top_output = output.top if output.stats.units == n_classes else output.top[:0]
+        pages = chosen_images(labels, probabilities.argmax(1), top_output, extra, confused)
+        if "gradcam" in methods:
+            try:
+                gradcam_layer = last_map_layer(net, all_layers, torch.from_numpy(inputs[:1]))
+            except ConfigError:
+                methods = [m for m in methods if m != "gradcam"]  # an MLP: no map layer
+        for method in methods:
+            if stored is not None and f"attr/{method}" in stored:
+                attributions[method] = stored[f"attr/{method}"]
+            else:
+                attributions[method] = _attributions(
+                    session, inputs, pages, probabilities, method, all_layers, gradcam_layer
+                )
+    page_data = {}
+    for k, position in enumerate(pages):
+        page_data[position] = {
+            "probabilities": probabilities[position] if classifier else None,
+            "attributions": {m: a[k] for m, a in attributions.items()},
+            "top_units": {
+                name: np.argsort(-d.stats.mean[position])[:8].tolist() for name, d in data.items()
+            },
+        }
+    seconds["attributions"] = time.perf_counter() - began
+
+    if cache is not None and stored is None:
+        arrays = {"probabilities": probabilities} if classifier else {}
+        for name, d in data.items():
+            arrays.update({f"mean/{name}": d.stats.mean, f"peak/{name}": d.stats.peak})
+            arrays[f"where/{name}"] = d.stats.where
+            arrays.update({f"oip/{name}/{k}": v for k, v in d.oip.items()})
+        arrays.update({f"attr/{m}": a for m, a in attributions.items()})
+        for old in cache.parent.glob("atlas-*.npz"):  # one cached build per site folder
+            old.unlink()
+        write_npz(cache, **arrays)
+
+    history = _history(run)
+    checksums = bundle.dataset.checksums
+    return Atlas(
+        run_path=run.path,
+        kind=run.kind,
+        dataset=bundle.dataset.name,
+        class_names=tuple(bundle.dataset.class_names),
+        split=split,
+        raw=bundle.raw(split),
+        labels=labels,
+        probabilities=probabilities,
+        layers=data,
+        summary=_summary(net, probe, data, all_layers),
+        history=history,
+        images=page_data,
+        attribution_layer=gradcam_layer,
+        provenance={
+            **provenance(checksums, split=split, seed=run.config.get("train", {}).get("seed")),
+            "config": run.config,
+        },
+        seconds=seconds,
+        cached=stored is not None,
+    )
+
+
+def _history(run: Run) -> list[dict[str, Any]]:
+    from mapscope.io import read_json
+
+    path = run.files.get("history")
+    if path is None:
+        return []
+    history = read_json(path)
+    rows = history.get("epoch", []) if isinstance(history, dict) else history
+    return [row for row in rows if isinstance(row, dict)]
+
+
+def _summary(
+    net: nn.Module, probe: dict[str, UnitStatistics], data: dict[str, LayerData], all_layers
+) -> list[dict]:
+    rows = []
+    for name in all_layers:
+        module = find_layer(net, name)
+        inner = [m for m in module.modules() if not list(m.children())] or [module]
+        kind = ", ".join(dict.fromkeys(type(m).__name__ for m in inner))
+        d = data.get(name)
+        rows.append(
+            {
+                "name": name,
+                "type": kind,
+                "shape": list(probe[name].shape),
+                "parameters": sum(p.numel() for p in module.parameters()),
+                "field": list(d.field.size) if d and d.field else None,
+                "stride": list(d.field.stride) if d and d.field else None,
+                "units": d.stats.units if d else None,
+                "dead": int(d.stats.dead.sum()) if d else None,
+                "in_atlas": d is not None,
+            }
+        )
+    return rows

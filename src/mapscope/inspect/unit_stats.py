@@ -1,0 +1,152 @@
+"""What every unit of several layers does over a whole split, in one streamed forward pass.
+
+A unit is a map of a conv/pool layer or a node of a dense layer. For each image the pass keeps
+three numbers per unit (its mean over the map, its peak and where the peak is), so 10000 images
+of a layer cost a few MB, not the GB its full maps would. Everything the atlas shows about a
+unit (top images, histogram, class means, selectivity, deadness, correlated units) derives from
+those arrays.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from mapscope.inspect.taps import evaluation_mode, forward_to, module_device
+
+
+@dataclass
+class UnitStatistics:
+    layer: str
+    shape: tuple[int, ...]  # one image's output: (C, H, W) or (F,)
+    mean: np.ndarray  # (N, K) per-image mean over the map (dense: the value)
+    peak: np.ndarray  # (N, K) per-image maximum over the map
+    where: np.ndarray  # (N, K) flat position of that maximum (dense: 0)
+
+    @property
+    def units(self) -> int:
+        return self.mean.shape[1]
+
+    @property
+    def is_map(self) -> bool:
+        return len(self.shape) == 3
+
+    def top(self, k: int) -> np.ndarray:
+        """(K, k) positions of the images that drive each unit hardest (by peak), best first."""
+        k = min(k, len(self.peak))
+        part = np.argpartition(-self.peak, k - 1, axis=0)[:k]
+        order = np.argsort(-np.take_along_axis(self.peak, part, 0), axis=0, kind="stable")
+        return np.take_along_axis(part, order, 0).T
+
+    def peak_position(self, image: int, unit: int) -> tuple[int, int]:
+        """(row, column) of the unit's strongest response to image ``image``."""
+        if not self.is_map:
+            return 0, 0
+        return divmod(int(self.where[image, unit]), self.shape[2])
+
+    @property
+    def dead(self) -> np.ndarray:
+        """Units that never fire on the split: never above zero in a layer that is never
+        negative (after a ReLU), or constant over every image in any other layer."""
+        if self.peak.min() >= 0:
+            return self.peak.max(0) <= 0
+        return np.ptp(self.peak, axis=0) == 0
+
+    def class_means(self, labels: np.ndarray, n_classes: int) -> np.ndarray:
+        """(classes, K) mean per-image activation of each class."""
+        sums = np.zeros((n_classes, self.units))
+        np.add.at(sums, labels, self.mean)
+        counts = np.bincount(labels, minlength=n_classes)[:, None]
+        return sums / np.maximum(counts, 1)
+
+    def selectivity(self, labels: np.ndarray, n_classes: int) -> np.ndarray:
+        """Class selectivity index (Morcos et al. 2018): (mu_max - mu_rest) / (mu_max + mu_rest),
+        0 for a unit that answers every class alike, 1 for one that answers a single class.
+        Class means are shifted to be non-negative first, so logits get an index too."""
+        means = self.class_means(labels, n_classes)
+        means = means - np.minimum(means.min(0), 0)
+        best = means.max(0)
+        rest = (means.sum(0) - best) / max(n_classes - 1, 1)
+        return np.where(best + rest > 0, (best - rest) / np.maximum(best + rest, 1e-12), 0.0)
+
+    def histogram(self, bins: int = 24) -> tuple[np.ndarray, np.ndarray]:
+        """(K, bins) counts of the per-image mean activation, and (K, bins + 1) edges."""
+        counts, edges = [], []
+        for unit in range(self.units):
+            c, e = np.histogram(self.mean[:, unit], bins=bins)
+            counts.append(c)
+            edges.append(e)
+        return np.array(counts), np.array(edges)
+
+    def correlated(self, n: int = 6) -> tuple[np.ndarray, np.ndarray]:
+        """(K, n) the units whose per-image activations correlate most with each unit, and r."""
+        x = self.mean - self.mean.mean(0)
+        norm = np.sqrt((x * x).sum(0))
+        r = (x.T @ x) / np.maximum(np.outer(norm, norm), 1e-12)
+        np.fill_diagonal(r, -np.inf)
+        n = min(n, self.units - 1)
+        order = np.argsort(-r, axis=1)[:, :n]
+        return order, np.take_along_axis(r, order, 1)
+
+
+def unit_statistics(
+    net: nn.Module, inputs: np.ndarray, layers: list[str], batch: int = 500
+) -> dict[str, UnitStatistics]:
+    """{layer: UnitStatistics} over all ``inputs`` (prepared, in the layout the network reads).
+
+    One forward pass per batch feeds every layer; it stops after the deepest one asked for.
+    """
+    return statistics_and_scores(net, inputs, layers, batch, scores=False)[0]
+
+
+@torch.no_grad()
+def statistics_and_scores(
+    net: nn.Module, inputs: np.ndarray, layers: list[str], batch: int = 500, scores: bool = True
+) -> tuple[dict[str, UnitStatistics], np.ndarray | None]:
+    """``unit_statistics`` and, with ``scores``, the network's outputs (N, classes) from the
+    same pass (which then runs to the end).
+
+    On the CPU the pass runs on a private channels-last copy of the network: convolutions and
+    pooling are about 1.7x faster that way, and the caller's module is left as it was.
+    """
+    device = module_device(net)
+    if device.type == "cpu" and inputs.ndim == 4:
+        net = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    parts: dict[str, list[tuple[np.ndarray, ...]]] = {name: [] for name in layers}
+    shapes: dict[str, tuple[int, ...]] = {}
+    outputs: list[np.ndarray] = []
+    keep = (
+        net.register_forward_hook(
+            lambda _module, _inputs, out: outputs.append(out.detach().float().cpu().numpy())
+        )
+        if scores
+        else None
+    )
+    try:
+        with evaluation_mode(net):
+            for i in range(0, len(inputs), batch):
+                x = torch.from_numpy(np.ascontiguousarray(inputs[i : i + batch])).to(device)
+                for name, out in forward_to(net, x, layers, stop_early=not scores).items():
+                    out = out.detach().float()
+                    shapes[name] = tuple(out.shape[1:])
+                    flat = out.flatten(2) if out.dim() == 4 else out.unsqueeze(2)
+                    peak, where = flat.max(2)
+                    parts[name].append(
+                        (flat.mean(2).cpu().numpy(), peak.cpu().numpy(), where.cpu().numpy())
+                    )
+    finally:
+        if keep is not None:
+            keep.remove()
+    stats = {
+        name: UnitStatistics(
+            name,
+            shapes[name],
+            *(np.concatenate([p[j] for p in parts[name]]) for j in range(3)),
+        )
+        for name in layers
+    }
+    return stats, np.concatenate(outputs) if scores else None
