@@ -18,26 +18,8 @@ from mapscope.ae.samplers import SAMPLERS, MultivariateNormal, make_sampler
 from mapscope.ae.spec import AESpec, load_spec
 from mapscope.ae.train import AETrainConfig, train
 from mapscope.ae.workflows import generate, latent_study, reconstruct
-from mapscope.cli.main import run as run_cli
 from mapscope.errors import ConfigError, DataError, RunError, TrainingDiverged
 from mapscope.runs import Run
-
-
-@pytest.fixture()
-def mapscope(capsys, real_data, monkeypatch):
-    """The command line in-process, as the console script runs it: (exit code, stdout, stderr)."""
-    monkeypatch.setenv("MAPSCOPE_DATA", str(real_data))
-
-    def call(*args):
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as stop:
-            run_cli([str(a) for a in args])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        return stop.value.code, out, err
-
-    return call
-
 
 # --- spec and network ------------------------------------------------------------------------
 

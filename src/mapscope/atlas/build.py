@@ -23,7 +23,7 @@ from torch import nn
 
 from mapscope.errors import ConfigError
 from mapscope.inspect.attribution import METHODS, attribute, check_methods, last_map_layer
-from mapscope.inspect.oip.strategies import run_oip
+from mapscope.inspect.oip.strategies import pictures, run_oip
 from mapscope.inspect.receptive import Field, receptive_fields
 from mapscope.inspect.session import Inspection
 from mapscope.inspect.taps import find_layer, layer_names, layer_outputs
@@ -108,13 +108,25 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _cache_key(run: Run, options: dict[str, Any]) -> str:
-    files = run.files
-    weights = [files[role] for role in ("model", "weights") if role in files]
+def _weights_digest(net: nn.Module) -> str:
+    """A module's weights as one digest (a user's module has no weights file to hash)."""
+    digest = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _cache_key(run: Run | None, session: Inspection, options: dict[str, Any]) -> str:
+    if run is not None:
+        files = run.files
+        weights = [_file_digest(files[r]) for r in ("model", "weights") if r in files]
+    else:
+        weights = [_weights_digest(session.net)]
     text = json.dumps(
         {
-            "config": run.config,
-            "weights": [_file_digest(p) for p in weights],
+            "config": session.config,
+            "weights": weights,
             "options": options,
             "version": 1,
         },
@@ -226,7 +238,7 @@ def _oips(net, layer, steps, seed, device, input_shape) -> dict[str, np.ndarray]
         "final": r.final_activation,
         "dead": r.dead,
     }
-    out.update({f"snapshot_{s}": v[:, 0] for s, v in r.snapshots.items()})
+    out.update({f"snapshot_{s}": pictures(v) for s, v in r.snapshots.items()})
     return out
 
 
@@ -279,7 +291,7 @@ def chosen_images(
 
 
 def build_atlas(
-    run: Run | str | Path,
+    model: Run | Inspection | str | Path,
     layers: list[str] | None = None,
     examples: int = 9,
     split: str = "test",
@@ -292,7 +304,8 @@ def build_atlas(
     data_root: str | Path | None = None,
     cache_dir: str | Path | None = None,
 ) -> Atlas:
-    """Compute the atlas of a neural run: ``layers`` (default all but Flatten) over ``split``."""
+    """Compute the atlas of a neural run, or of any module given as an ``Inspection``
+    (``Inspection.from_module``): ``layers`` (default all but Flatten) over ``split``."""
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}.")
     if not 1 <= examples <= 100:
@@ -302,21 +315,28 @@ def build_atlas(
     if confused < 0:
         raise ConfigError(f"--confused must be >= 0, got {confused}.")
     methods = check_methods(list(METHODS) if methods is None else list(methods))
-    run = run if isinstance(run, Run) else Run.open(run)
-    net = run.module()
+    if isinstance(model, Inspection):
+        run, session, net = None, model, model.net
+    else:
+        run = model if isinstance(model, Run) else Run.open(model)
+        session, net = None, run.module()  # a KMeans run is refused here, before its data
     all_layers = layer_names(net)
     for name in layers or []:  # before the data is read: a typo costs nothing
         find_layer(net, name)
-    session = Inspection(net, run.bundle(data_root))
+    if session is None:
+        session = Inspection(net, run.bundle(data_root), str(run.path), run.config)
     bundle = session.bundle
     if not bundle.dataset.is_image:
-        raise ConfigError(f"the atlas needs an image dataset; {run.path} was trained on tables.")
+        raise ConfigError(
+            f"the atlas needs an image dataset; {session.source} was trained on tables."
+        )
     n = len(bundle.split.indices(split))
     extra = [int(i) for i in images or []]
     bad = [i for i in extra if not 0 <= i < n]
     if bad:
         raise ConfigError(f"--images {bad} outside the {split} split (0..{n - 1}).")
     inputs = session.inputs(split)
+    all_layers = layer_names(net, torch.from_numpy(inputs[:1]))  # in the order they run
     n_classes = len(bundle.dataset.class_names)
     probe = unit_statistics(net, inputs[:2], all_layers)
     with torch.no_grad():
@@ -336,7 +356,7 @@ def build_atlas(
         "data": bundle.dataset.checksums,
     }
     image_shape = bundle.dataset.image_shape
-    key = _cache_key(run, options)
+    key = _cache_key(run, session, options)
     cache = Path(cache_dir) / f"atlas-{key}.npz" if cache_dir else None
     stored = _read_cache(cache, names, classifier) if cache is not None else None
     seconds: dict[str, float] = {}
@@ -418,11 +438,12 @@ def build_atlas(
             old.unlink()
         write_npz(cache, **arrays)
 
-    history = _history(run)
+    history = _history(run) if run is not None else []
     checksums = bundle.dataset.checksums
+    seed_of_run = run.config.get("train", {}).get("seed") if run is not None else None
     return Atlas(
-        run_path=run.path,
-        kind=run.kind,
+        run_path=Path(session.source),
+        kind=run.kind if run is not None else "module",
         dataset=bundle.dataset.name,
         class_names=tuple(bundle.dataset.class_names),
         split=split,
@@ -435,8 +456,8 @@ def build_atlas(
         images=page_data,
         attribution_layer=gradcam_layer,
         provenance={
-            **provenance(checksums, split=split, seed=run.config.get("train", {}).get("seed")),
-            "config": run.config,
+            **provenance(checksums, split=split, seed=seed_of_run),
+            "config": session.config,
         },
         seconds=seconds,
         cached=stored is not None,

@@ -68,10 +68,11 @@ def colour(values: np.ndarray, cmap: str = "magma", symmetric: bool = False) -> 
 
 
 def strip(frames: np.ndarray, pad: int = 1) -> bytes:
-    """Frames (k, H, W) side by side on one shared grey scale, ``pad`` white pixels between."""
+    """Frames (k, H, W) or colour (k, H, W, 3) side by side on one shared scale, ``pad`` white
+    pixels between."""
     frames = _scaled(frames)
-    k, h, w = frames.shape
-    canvas = np.full((h, k * (w + pad) - pad), 255, dtype=np.uint8)
+    k, h, w = frames.shape[:3]
+    canvas = np.full((h, k * (w + pad) - pad, *frames.shape[3:]), 255, dtype=np.uint8)
     for i, frame in enumerate(frames):
         canvas[:, i * (w + pad) : i * (w + pad) + w] = frame
     return png(canvas)

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import typer
 
-from mapscope.cli.common import DATA_DIR, out_folder, out_image, wrote
-from mapscope.runs import Run
+from mapscope.cli.common import NetworkChoice, network_options, out_folder, out_image, wrote
 
-NEURAL_RUN = "Run folder of `mapscope cnn train` or `mapscope mlp train`."
 METHOD_NAMES = "saliency, ig (integrated gradients), gradcam, occlusion"
 
 
@@ -20,8 +18,8 @@ def _names(text: str | None) -> list[str] | None:
     return list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
 
 
+@network_options()
 def atlas(
-    model: Path = typer.Option(..., help=NEURAL_RUN),
     out: Path = typer.Option(..., help="Folder for the site (new, empty, or an earlier atlas)."),
     layers: str = typer.Option(
         None, help="Comma-separated layers (default: every layer but Flatten)."
@@ -38,7 +36,7 @@ def atlas(
     ),
     seed: int = typer.Option(0, help="Seed of the OIP start noise."),
     device: str = typer.Option("auto", help="auto (a GPU when torch sees one), cpu or cuda."),
-    data_dir: Path = DATA_DIR,
+    network: NetworkChoice = None,
 ) -> None:
     """A browsable, offline website of the model: a page per layer, unit, class and chosen
     image (open index.html in any browser)."""
@@ -52,10 +50,16 @@ def atlas(
     out = check_site_folder(out_folder(out))
     method_list = check_methods(_names(methods) or [])
     chosen = parse_ints(images, "--images") if images else []
-    run = Run.open(model)
+    network.check()
+    if network.model is not None:
+        from mapscope.runs import Run
+
+        source = Run.open(network.model)  # the atlas reads its history and weight files too
+    else:
+        source = network.inspection()
     with locked(out):  # one writer per site: a second atlas into the same folder is refused
         result = build_atlas(
-            run,
+            source,
             layers=_names(layers),
             examples=examples,
             split=split,
@@ -65,7 +69,7 @@ def atlas(
             methods=method_list,
             seed=seed,
             device=device,
-            data_root=data_dir,
+            data_root=network.data_dir,
             cache_dir=out / CACHE,
         )
         site = write_atlas(result, out)
@@ -77,8 +81,8 @@ def atlas(
     wrote(site["index"])
 
 
+@network_options()
 def attribute(
-    model: Path = typer.Option(..., help=NEURAL_RUN),
     index: list[int] = typer.Option(..., "--index", help="Image index in the split; repeatable."),
     out: Path = typer.Option(..., help="PNG file: one row per image, one column per method."),
     method: str = typer.Option(
@@ -89,7 +93,7 @@ def attribute(
     ),
     layer: str = typer.Option(None, help="Grad-CAM's layer (default: the last map layer)."),
     split: str = typer.Option("test", help="train or test."),
-    data_dir: Path = DATA_DIR,
+    network: NetworkChoice = None,
 ) -> None:
     """Which pixels a prediction depends on, by saliency, integrated gradients, Grad-CAM and
     occlusion (computed with Captum)."""
@@ -99,7 +103,7 @@ def attribute(
 
     out = out_image(out)
     methods = check_methods(_names(method) or [])
-    session = Run.open(model).inspection(data_dir)
+    session = network.inspection()
     if layer is not None:
         check_layer(session.net, layer)
     result = attribute_images(session, index, methods, split, target, layer)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -174,3 +175,137 @@ def check_resume_options(ctx: typer.Context) -> None:
             "changed (only --epochs, --device and --threads). Start a new run with --out to "
             "change them."
         )
+
+
+# A user's own network instead of a run folder (activations, compare, oip, atlas, evaluate ...).
+NETWORK_OPTIONS = {
+    "module": (
+        str,
+        typer.Option(
+            None,
+            "--module",
+            help="Your own PyTorch network instead of --model: FILE.py:NAME (a class or a "
+            "function returning the nn.Module; the file's code runs), or a TorchScript file "
+            "(evaluate only).",
+        ),
+    ),
+    "weights": (
+        Path,
+        typer.Option(
+            None,
+            "--weights",
+            help="Weights for --module: .safetensors, a torch.save(state_dict) file (read with "
+            "weights_only=True) or a TorchScript file; nothing in them is run.",
+        ),
+    ),
+    "dataset": (
+        str,
+        typer.Option(
+            "mnist", "--dataset", help="Images for --module: mnist, fashion-mnist or folder:PATH."
+        ),
+    ),
+    "input_shape": (
+        str,
+        typer.Option(
+            None,
+            "--input",
+            help="Input shape CxHxW of --module, e.g. 1x28x28 or 3x32x32 (image folders are "
+            "read at that size and colour; default: the dataset's own).",
+        ),
+    ),
+    "preprocess": (
+        str,
+        typer.Option(
+            "unit",
+            "--preprocess",
+            help="Pixels as --module expects them: unit ([0,1], torchvision ToTensor), "
+            "normalize:MEAN/STD (ToTensor + Normalize, per channel, e.g. "
+            "normalize:0.1307/0.3081), standard, image or none.",
+        ),
+    ),
+    "data_dir": (Path, DATA_DIR),
+}
+NEURAL_RUN = "Run folder of `mapscope cnn train`, `mlp train` or `ae train` (or --module)."
+
+
+@dataclass(frozen=True)
+class NetworkChoice:
+    """What a command was asked to look at: a run folder, or the user's module and its data."""
+
+    command: str
+    model: Path | None
+    module: str | None
+    weights: Path | None
+    dataset: str
+    input_shape: str | None
+    preprocess: str
+    data_dir: Path | None
+
+    def check(self) -> None:
+        if (self.model is None) == (self.module is None):
+            raise ConfigError(
+                f"{self.command} needs either --model RUN_FOLDER or --module FILE.py:NAME "
+                "(with --weights)."
+            )
+
+    def inspection(self):
+        """The network with its exact inputs: the run's, or the module's (``--module`` with
+        ``--weights``, ``--dataset``, ``--input``, ``--preprocess``)."""
+        from mapscope.inspect.session import Inspection
+        from mapscope.runs import Run
+        from mapscope.runs.module_file import load_module, load_weights_into
+
+        self.check()
+        if self.model is not None:
+            return Run.open(self.model).inspection(self.data_dir)
+        shape = parse_input_shape(self.input_shape)
+        net = load_module(self.module)
+        if self.weights is not None:
+            load_weights_into(net, self.weights)
+        return Inspection.from_module(
+            net, self.dataset, self.preprocess, shape, self.data_dir, source=self.module
+        )
+
+
+def network_options(model_help: str = NEURAL_RUN):
+    """Give a command ``--model`` and the ``--module`` options; it receives them as one
+    ``network: NetworkChoice`` argument (typer reads the signature this sets)."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        own = [p for p in inspect.signature(command).parameters.values() if p.name != "network"]
+        model = inspect.Parameter(
+            "model",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, help=model_help),
+            annotation=Path,
+        )
+        extra = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=kind)
+            for name, (kind, opt) in NETWORK_OPTIONS.items()
+        ]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            names = ("model", *NETWORK_OPTIONS)
+            choice = NetworkChoice(command.__name__, *(kwargs.pop(n) for n in names))
+            return command(network=choice, **kwargs)
+
+        keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        wrapper.__signature__ = inspect.Signature([model, *keyword, *extra])
+        wrapper.__annotations__ = {
+            **{k: v for k, v in command.__annotations__.items() if k != "network"},
+            "model": Path,
+            **{name: kind for name, (kind, _) in NETWORK_OPTIONS.items()},
+        }
+        return wrapper
+
+    return decorate
+
+
+def parse_input_shape(text: str | None) -> tuple[int, int, int] | None:
+    if text is None:
+        return None
+    parts = text.lower().replace(" ", "").split("x")
+    if len(parts) != 3 or not all(p.isdigit() and 0 < int(p) <= 4096 for p in parts):
+        raise ConfigError(f"--input must be CHANNELSxHEIGHTxWIDTH like 1x28x28; got {text!r}.")
+    return tuple(int(p) for p in parts)

@@ -7,17 +7,14 @@ from pathlib import Path
 
 import typer
 
-from mapscope.cli.common import DATA_DIR, out_folder, out_image, wrote
+from mapscope.cli.common import NetworkChoice, network_options, out_folder, out_image, wrote
 from mapscope.inspect.oip.ascent import DEFAULT_STEPS
 from mapscope.report.activations import plot_activation_grid
 from mapscope.report.figures import save_figure
-from mapscope.runs import Run
 
 
+@network_options()
 def activations(
-    model: Path = typer.Option(
-        ..., help="Run folder of `mapscope cnn train` or `mapscope mlp train`."
-    ),
     layer: list[str] = typer.Option(
         ...,
         "--layer",
@@ -36,7 +33,7 @@ def activations(
         False, help="Scale each map to mean 128, std 64 (clipped 0..255)."
     ),
     per_row: int = typer.Option(8, help="Maps per row."),
-    data_dir: Path = DATA_DIR,
+    network: NetworkChoice = None,
 ) -> None:
     """The input image and a grid of every map (or node) of a layer, per image."""
     import matplotlib
@@ -57,7 +54,7 @@ def activations(
         paths = {layers[0]: out_image(out)}
     else:
         paths = {name: out_folder(out) / f"{name}.png" for name in layers}
-    session = Run.open(model).inspection(data_dir)
+    session = network.inspection()
     outputs = layer_outputs(session.net, session.inputs(split, index), layers)  # one pass
     raw, titles = session.bundle.raw(split, index), session.titles(split, index)
     for name, path in paths.items():
@@ -65,10 +62,8 @@ def activations(
         wrote(save_figure(fig, path))
 
 
+@network_options()
 def compare(
-    model: Path = typer.Option(
-        ..., help="Run folder of `mapscope cnn train` or `mapscope mlp train`."
-    ),
     layer: str = typer.Option(..., help="Layer name, e.g. Conv2D_3."),
     out: Path = typer.Option(..., help="Folder for the comparison files.", callback=out_folder),
     indices: str = typer.Option(
@@ -79,7 +74,7 @@ def compare(
     split: str = typer.Option("test", help="train or test."),
     threshold: float = typer.Option(0.0, help="A point counts as active above this value."),
     top: int = typer.Option(16, help="How many top units to draw in class mode."),
-    data_dir: Path = DATA_DIR,
+    network: NetworkChoice = None,
 ) -> None:
     """Agreement of activation patterns inside image groups, or what separates two classes."""
     from mapscope.cli.common import parse_ints
@@ -88,7 +83,7 @@ def compare(
 
     if (indices is None) == (classes is None):
         raise ConfigError("give either --indices (with optional --vs) or --classes A,B.")
-    session = Run.open(model).inspection(data_dir)
+    session = network.inspection()
     if indices is not None:
         group_a = parse_ints(indices, "--indices")
         group_b = parse_ints(vs, "--vs") if vs else None
@@ -107,10 +102,8 @@ def compare(
     wrote(*written)
 
 
+@network_options()
 def oip(
-    model: Path = typer.Option(
-        ..., help="Run folder of `mapscope cnn train` or `mapscope mlp train`."
-    ),
     layer: str = typer.Option(..., help="Conv, pool or dense layer, e.g. Conv2D_3."),
     out: Path = typer.Option(
         ..., help="Folder for oips.png, oips.npz, oip.json.", callback=out_folder
@@ -133,7 +126,7 @@ def oip(
     seed: int = typer.Option(0),
     snapshots: str = typer.Option(None, help="Maps whose evolution to draw, e.g. 0,5,7."),
     device: str = typer.Option("auto", help="auto (a GPU when torch sees one), cpu or cuda."),
-    data_dir: Path = DATA_DIR,
+    network: NetworkChoice = None,
 ) -> None:
     """OIPs: images grown from multi-scale noise that drive each map (or node) as hard as possible."""
     from mapscope.cli.common import parse_floats, parse_ints
@@ -151,7 +144,7 @@ def oip(
             raise ConfigError(f"--node needs row,column like 1,1; got {node!r}.")
     factor_list = tuple(parse_floats(factors, "--factors"))
     check_search(strategy, steps, epsilon, retries, precursors, tol, patience, seed, factor_list)
-    session = Run.open(model).inspection(data_dir)
+    session = network.inspection()
     result = oip_layer(
         session,
         layer,
@@ -173,3 +166,21 @@ def oip(
     written = write_oips(result, out)
     typer.echo(result.summary())
     wrote(*written)
+
+
+@network_options()
+def summary(
+    network: NetworkChoice = None,
+) -> None:
+    """Every layer of a network (a run, or your own module) in the order it runs: output shape,
+    parameters, receptive field and effective stride."""
+    from mapscope.errors import ConfigError
+    from mapscope.inspect.summary import format_module_summary
+
+    session = network.inspection()
+    if not session.bundle.dataset.is_image:
+        raise ConfigError(
+            "summary shows maps and receptive fields of image networks; this "
+            "run reads table rows (WIFI)."
+        )
+    typer.echo(format_module_summary(session.net, session.bundle.dataset.image_shape))

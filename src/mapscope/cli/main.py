@@ -8,7 +8,19 @@ import typer
 from typer.core import TyperGroup
 
 from mapscope import __version__
-from mapscope.cli import ae, atlas, cnn, data, evaluate, inspect, kmeans, match, mlp, sweep
+from mapscope.cli import (
+    ae,
+    atlas,
+    cnn,
+    data,
+    evaluate,
+    importing,
+    inspect,
+    kmeans,
+    match,
+    mlp,
+    sweep,
+)
 from mapscope.cli.common import checked
 from mapscope.errors import MapscopeError
 
@@ -24,10 +36,12 @@ app.add_typer(data.app, name="data")
 app.add_typer(cnn.app, name="cnn")
 app.add_typer(mlp.app, name="mlp")
 app.add_typer(ae.app, name="ae")
+app.add_typer(importing.app, name="import")
 app.command()(evaluate.evaluate)
 app.command()(inspect.activations)
 app.command()(inspect.compare)
 app.command()(inspect.oip)
+app.command()(inspect.summary)
 app.add_typer(kmeans.app, name="kmeans")
 app.command()(kmeans.pca)
 app.command()(sweep.sweep)

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from mapscope.cnn.spec import Conv, Dense, Flatten, NetSpec, Pool
+from mapscope.cnn.spec import Activation, BatchNorm, Conv, Dense, Dropout, Flatten, NetSpec, Pool
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -101,7 +101,7 @@ def read_extents(spec: NetSpec) -> list[tuple[int, int] | None]:
             extents[i] = read
         rows, cols = read or tuple(shape[1:])
         if isinstance(layer, Pool):
-            read = (rows * layer.size, cols * layer.size)
+            read = ((rows - 1) * layer.step + layer.size, (cols - 1) * layer.step + layer.size)
         elif layer.padding == "valid":
             read = (
                 (rows - 1) * layer.stride + layer.kernel,
@@ -119,9 +119,16 @@ def _make(layer, in_channels: int, shape: tuple[int, ...]) -> nn.Module:
         return Activated(conv, layer.activation)
     if isinstance(layer, Pool):
         pool = nn.MaxPool2d if layer.kind == "max" else nn.AvgPool2d
-        return pool(layer.size)
+        return pool(layer.size, layer.step)
     if isinstance(layer, Flatten):
         return nn.Flatten()
+    if isinstance(layer, Dropout):
+        return nn.Dropout(layer.rate)
+    if isinstance(layer, BatchNorm):  # torch's momentum is the weight of the new value
+        norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+        return norm(shape[0], eps=layer.epsilon, momentum=1.0 - layer.momentum)
+    if isinstance(layer, Activation):
+        return _ACTIVATIONS[layer.activation]()
     assert isinstance(layer, Dense)
     return Activated(nn.Linear(in_channels, layer.units), layer.activation)
 

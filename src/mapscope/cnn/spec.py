@@ -34,7 +34,12 @@ class Pool:
     name: str
     kind: str = "max"
     size: int = 2
+    stride: int | None = None  # None: the pool size (non-overlapping windows, Keras' default)
     type: str = "pool"
+
+    @property
+    def step(self) -> int:
+        return self.stride or self.size
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,46 @@ class Dense:
     type: str = "dense"
 
 
-Layer = Conv | Pool | Flatten | Dense
-_LAYER_TYPES = {"conv": Conv, "pool": Pool, "flatten": Flatten, "dense": Dense}
+@dataclass(frozen=True)
+class Dropout:
+    """Zeroes a share ``rate`` of its inputs while training; passes everything at inference."""
+
+    name: str
+    rate: float = 0.5
+    type: str = "dropout"
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    """Batch normalisation over channels (maps) or features (after Flatten), with Keras'
+    defaults: ``epsilon`` 1e-3 and a running average that keeps ``momentum`` of the old value."""
+
+    name: str
+    epsilon: float = 1e-3
+    momentum: float = 0.99
+    type: str = "batchnorm"
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation as a layer of its own (Keras' ``Activation``)."""
+
+    name: str
+    activation: str = "relu"
+    type: str = "activation"
+
+
+Layer = Conv | Pool | Flatten | Dense | Dropout | BatchNorm | Activation
+_LAYER_TYPES = {
+    "conv": Conv,
+    "pool": Pool,
+    "flatten": Flatten,
+    "dense": Dense,
+    "dropout": Dropout,
+    "batchnorm": BatchNorm,
+    "activation": Activation,
+}
+SHAPE_KEEPING = (Dropout, BatchNorm, Activation)  # elementwise or per channel: shape unchanged
 
 
 @dataclass(frozen=True)
@@ -102,7 +145,8 @@ def spec_from_dict(raw: dict[str, Any], source: str = "config") -> NetSpec:
     """A spec from its dict form (TOML or config.json), every problem reported in one message."""
     if not isinstance(raw, dict) or not isinstance(raw.get("layers"), list):
         raise ConfigError(
-            f"{source}: missing field 'layers' (a list of conv/pool/flatten/dense tables)."
+            f"{source}: missing field 'layers' (a list of conv/pool/flatten/dense/dropout/"
+            "batchnorm/activation tables)."
         )
     problems: list[str] = []
     extra = set(raw) - {"layers", "input_shape", "l1", "l2"}
@@ -227,6 +271,19 @@ def _check_layer(layer: Layer, where: str, last: bool, problems: list[str]) -> N
             problems.append(
                 f"{where}: field '{name}' must be a positive integer, got {getattr(layer, name)!r}"
             )
+    if isinstance(layer, Pool) and layer.stride is not None and not _is_count(layer.stride):
+        problems.append(f"{where}: field 'stride' must be a positive integer, got {layer.stride!r}")
+    checks = {
+        (Dropout, "rate"): (0.0, 1.0, "a number in [0, 1)"),
+        (BatchNorm, "epsilon"): (0.0, 1.0, "a number in (0, 1)"),
+        (BatchNorm, "momentum"): (0.0, 1.0, "a number in [0, 1)"),
+    }
+    for (cls, name), (low, high, text) in checks.items():
+        if isinstance(layer, cls):
+            value = getattr(layer, name)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not low <= value < high or (name == "epsilon" and value <= 0):
+                problems.append(f"{where}: field '{name}' must be {text}, got {value!r}")
     if isinstance(layer, Conv) and layer.padding not in PADDINGS:
         problems.append(
             f"{where}: field 'padding' must be one of {PADDINGS}, got {layer.padding!r}"
@@ -240,6 +297,10 @@ def _check_layer(layer: Layer, where: str, last: bool, problems: list[str]) -> N
         )
     if activation == "softmax" and not last:
         problems.append(f"{where}: only the output layer may use 'softmax'")
+    if isinstance(layer, Activation) and activation == "softmax":
+        problems.append(
+            f"{where}: softmax belongs to the output dense layer, not an activation layer"
+        )
 
 
 def _output_shape(
@@ -255,7 +316,13 @@ def _output_shape(
         w = (shape[2] + 2 * pad - layer.kernel) // layer.stride + 1
         shape = (layer.filters, h, w)
     elif isinstance(layer, Pool):
-        shape = (shape[0], shape[1] // layer.size, shape[2] // layer.size)
+        shape = (
+            shape[0],
+            (shape[1] - layer.size) // layer.step + 1,
+            (shape[2] - layer.size) // layer.step + 1,
+        )
+    elif isinstance(layer, SHAPE_KEEPING):
+        return shape
     elif isinstance(layer, Flatten):
         shape = (shape[0] * shape[1] * shape[2],) if not flat else shape
     else:

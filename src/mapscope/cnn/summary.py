@@ -29,7 +29,7 @@ def summarize(spec: NetSpec) -> list[LayerRow]:
         if isinstance(layer, Conv):
             field, jump = field + (layer.kernel - 1) * jump, jump * layer.stride
         elif isinstance(layer, Pool):
-            field, jump = field + (layer.size - 1) * jump, jump * layer.size
+            field, jump = field + (layer.size - 1) * jump, jump * layer.step
         spatial = len(shape) == 3
         kind = layer.type if not isinstance(layer, Pool) else f"{layer.kind}-pool"
         rows.append(

@@ -41,7 +41,7 @@ from mapscope.cnn.schedules import SCHEDULES, learning_rate
 from mapscope.cnn.spec import NetSpec, default_spec
 from mapscope.data.bundle import DataBundle
 from mapscope.data.prepare import SCALINGS
-from mapscope.errors import ConfigError, TrainingDiverged
+from mapscope.errors import ConfigError, RunError, TrainingDiverged
 from mapscope.runfolder import RunWriter, read_config, writing
 from mapscope.weights import load_weights
 
@@ -225,6 +225,11 @@ def stored_run(out: Path, owner, config_cls: type, epochs: int, data_root):
     source = f"{out}/config.json"
     stored = read_config(out, owner.KIND)
     owner.check_config(stored, source)
+    if "imported" in stored:
+        raise RunError(
+            f"{out} holds a model imported from {stored['imported'].get('format', 'elsewhere')}, "
+            "with no optimizer state to resume; it can be inspected and evaluated, not resumed."
+        )
     owner.resumable(out)
     config = replace(config_cls(**stored["train"]), epochs=epochs)
     return owner.spec_of(stored, source), config, DataBundle.restore(out, stored["data"], data_root)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mapscope.inspect.session import Inspection
 from mapscope.io import write_csv, write_json
 from mapscope.metrics import (
     ClassReport,
@@ -60,20 +61,24 @@ class Evaluation:
 
 
 def evaluate(
-    run: Run | str | Path,
+    run: Run | Inspection | str | Path,
     split: str = "test",
     gallery: list[str] | None = None,
     data_root: str | Path | None = None,
 ) -> Evaluation:
-    """Predict a split of the run's own data and compare with the labels."""
-    run = run if isinstance(run, Run) else Run.open(run)
-    bundle = run.bundle(data_root)
-    predicted = run.predictor().predict(bundle, split)
+    """Predict a split of the run's own data (or a user's module on its data, given as an
+    ``Inspection``) and compare with the labels."""
+    if isinstance(run, Inspection):
+        bundle, predictor, source = run.bundle, run, run.source
+    else:
+        run = run if isinstance(run, Run) else Run.open(run)
+        bundle, predictor, source = run.bundle(data_root), run.predictor(), str(run.path)
+    predicted = predictor.predict(bundle, split)
     actual = bundle.labels(split)
     names = bundle.dataset.class_names
     matrix = confusion_matrix(actual, predicted, len(names))
     result = Evaluation(
-        str(run.path),
+        source,
         bundle.dataset.name,
         split,
         names,

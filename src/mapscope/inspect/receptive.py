@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mapscope.inspect.taps import evaluation_mode, find_layer, forward_to
+from mapscope.inspect.taps import evaluation_mode, find_layer, forward_to, split_call
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,12 @@ def _trace(net: nn.Module, x: torch.Tensor, layers: list[str]):
         leaves.append((module, shape_in, shape_out))
 
     def on_layer(name):
+        wanted, seen = split_call(name)[1], []
+
         def note(_module, _inputs, _output):
-            finished[name] = len(leaves)
+            seen.append(True)
+            if len(seen) == wanted:  # a reused module: the call the name asks for
+                finished[name] = len(leaves)
 
         return note
 

@@ -16,6 +16,14 @@ def enhance(image: np.ndarray) -> np.ndarray:
     return np.clip((image - low) / (high - low if high > low else 1.0), 0, 1)
 
 
+def shown(image: np.ndarray) -> np.ndarray:
+    """A colour (H, W, 3) search image stretched to [0, 1] for imshow; grey ones as they are."""
+    if image.ndim == 2:
+        return image
+    low, high = float(image.min()), float(image.max())
+    return (image - low) / (high - low if high > low else 1.0)
+
+
 def plot_oips(result, reference: dict, per_row: int = 8) -> Figure:
     """Plain OIPs on the left, contrast-enhanced on the right, each titled with its map number
     (and, right, its activation against the test images'), large enough to read."""
@@ -52,7 +60,7 @@ def plot_oips(result, reference: dict, per_row: int = 8) -> Figure:
             else:
                 image = result.images[k]
                 ax.imshow(
-                    image if panel == "plain" else enhance(image),
+                    shown(image) if panel == "plain" else enhance(image),
                     cmap="gray" if panel == "plain" else "magma",
                 )
             ratio = result.final_activation[k] / max(reference["p99"][k], 1e-6)
@@ -89,7 +97,7 @@ def plot_evolution(
     spec = fig.add_gridspec(2, len(frames), height_ratios=[1, 1.3])
     for k, (step, image) in enumerate(frames.items()):
         ax = fig.add_subplot(spec[0, k])
-        ax.imshow(image, cmap="gray")
+        ax.imshow(shown(image), cmap="gray")
         ax.set_title(f"step {step}", fontsize=7)
         ax.set_axis_off()
     ax = fig.add_subplot(spec[1, :])

@@ -114,4 +114,4 @@ class Run:
 
     def inspection(self, data_root: str | Path | None = None) -> Inspection:
         """The trained network with its exact inputs, for activations, compare and OIPs."""
-        return Inspection(self.module(), self.bundle(data_root))
+        return Inspection(self.module(), self.bundle(data_root), str(self.path), self.config)

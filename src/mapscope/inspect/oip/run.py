@@ -13,7 +13,7 @@ import torch
 
 from mapscope.inspect.oip.ascent import DEFAULT_STEPS
 from mapscope.inspect.oip.objectives import objective_values
-from mapscope.inspect.oip.strategies import OIPResult, run_oip
+from mapscope.inspect.oip.strategies import OIPResult, pictures, run_oip
 from mapscope.inspect.session import Inspection
 from mapscope.inspect.taps import layer_outputs
 from mapscope.io import write_json, write_npz
@@ -115,6 +115,7 @@ def oip_layer(
     steps = options.get("steps", DEFAULT_STEPS)
     snapshot_steps = tuple(int(s) for s in np.unique(np.geomspace(1, steps, 10).astype(int)))
     began = time.perf_counter()
+    options.setdefault("input_shape", session.bundle.dataset.image_shape)
     result = run_oip(session.net, layer, units, node, snapshot_steps=snapshot_steps, **options)
     seconds = time.perf_counter() - began
     reference = test_reference(session, layer, result.units, node)
@@ -133,14 +134,14 @@ def write_oips(result: LayerOIPs, out: str | Path) -> list[Path]:
             units=np.array(r.units),
             dead=r.dead,
             trace=r.trace,
-            **{f"snapshot_{s}": v[:, 0] for s, v in r.snapshots.items()},
+            **{f"snapshot_{s}": pictures(v) for s, v in r.snapshots.items()},
         ),
         save_figure(plot_oips(r, result.reference), out / "oips.png"),
     ]
     for unit in result.snapshot_units:
         if unit in r.units and r.snapshots:
             k = r.units.index(unit)
-            frames = {s: v[k, 0] for s, v in sorted(r.snapshots.items())}
+            frames = {s: pictures(v[k : k + 1])[0] for s, v in sorted(r.snapshots.items())}
             figure = plot_evolution(frames, r.trace[:, k], r.layer, unit)
             written.append(save_figure(figure, out / f"evolution_{unit}.png"))
     return written

@@ -25,15 +25,16 @@ def standardize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return (x - mean) / (std + eps)
 
 
-def upscale(grid: torch.Tensor, size: int) -> torch.Tensor:
-    if grid.shape[-1] == size:
+def upscale(grid: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bicubic enlargement of noise grids to the image size (square ``size`` or (H, W))."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(grid.shape[-2:]) == size:
         return grid
-    return F.interpolate(
-        grid, size=(size, size), mode="bicubic", align_corners=False, antialias=True
-    )
+    return F.interpolate(grid, size=size, mode="bicubic", align_corners=False, antialias=True)
 
 
-def check_scales(scales: Sequence[int], factors: Sequence[float], size: int) -> None:
+def check_scales(scales: Sequence[int], factors: Sequence[float], size) -> None:
+    size = size if isinstance(size, int) else min(size)
     if not scales or len(scales) != len(factors):
         raise ConfigError(
             f"--scales and --factors need the same, non-zero length; got {list(scales)} and "
@@ -48,23 +49,26 @@ def check_scales(scales: Sequence[int], factors: Sequence[float], size: int) -> 
 def multiscale_noise(
     n: int,
     generator: torch.Generator,
-    size: int = 28,
+    size: int | tuple[int, int] = 28,
     scales: Sequence[int] = DEFAULT_SCALES,
     factors: Sequence[float] = DEFAULT_FACTORS,
+    channels: int = 1,
 ) -> torch.Tensor:
-    """(n, 1, size, size) standardised start images."""
+    """(n, channels, H, W) standardised start images (``size``: H = W, or (H, W)); every
+    channel gets noise of its own, so a colour network starts from coloured noise."""
     check_scales(scales, factors, size)
-    total = torch.zeros(n, 1, size, size)
+    height, width = (size, size) if isinstance(size, int) else size
+    total = torch.zeros(n, channels, height, width)
     for scale, factor in zip(scales, factors, strict=True):
-        grid = torch.rand(n, 1, scale, scale, generator=generator) * 2 - 1
-        total += factor * upscale(grid, size)
+        grid = torch.rand(n, channels, scale, scale, generator=generator) * 2 - 1
+        total += factor * upscale(grid, (height, width))
     return standardize(total)
 
 
 def lowpass(x: torch.Tensor, scale: int) -> torch.Tensor:
     """Keep only fluctuations representable on a ``scale`` x ``scale`` grid."""
-    size = x.shape[-1]
-    if scale >= size:
+    size = tuple(x.shape[-2:])
+    if scale >= min(size):
         return x
     coarse = F.interpolate(x, size=(scale, scale), mode="area")
     return upscale(coarse, size)

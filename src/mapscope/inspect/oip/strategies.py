@@ -133,7 +133,8 @@ def run_oip(
     """
     check_search(strategy, steps, epsilon, retries, precursors, tol, patience, seed, factors)
     device = pick_device(device)
-    size = _input_size(net, input_shape)
+    channels, *size = _input_shape(net, input_shape)
+    size = tuple(size)
     check_scales(scales, factors, size)
     # the search works on a private copy: the caller's module keeps its training flag,
     # requires_grad, memory format and device
@@ -142,7 +143,7 @@ def run_oip(
         net = net.to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(seed)  # noise is drawn on the CPU: same on any device
     with torch.no_grad():
-        probe = forward_to(net, torch.zeros(1, 1, size, size, device=device), [layer])[layer]
+        probe = forward_to(net, torch.zeros(1, channels, *size, device=device), [layer])[layer]
     output_shape = tuple(probe.shape[1:])
     if units is None:
         units = list(range(output_shape[0]))
@@ -150,20 +151,20 @@ def run_oip(
     unit_tensor = torch.tensor(units, dtype=torch.long)
     n = len(units)
     if strategy == "precursor":
-        candidates = multiscale_noise(n * precursors, generator, size, scales, factors)
+        candidates = multiscale_noise(n * precursors, generator, size, scales, factors, channels)
         with torch.no_grad():
             score = objective(
                 net, layer, candidates, unit_tensor.repeat_interleave(precursors), node
             )
         best = score.view(n, precursors).argmax(1)
-        start = candidates.view(n, precursors, 1, size, size)[torch.arange(n), best]
+        start = candidates.view(n, precursors, channels, *size)[torch.arange(n), best]
         first_scales = scales
     elif strategy == "coarse-to-fine":
         first_scales = scales[:1]
-        start = multiscale_noise(n, generator, size, first_scales, factors[:1])
+        start = multiscale_noise(n, generator, size, first_scales, factors[:1], channels)
     else:
         first_scales = scales
-        start = multiscale_noise(n, generator, size, scales, factors)
+        start = multiscale_noise(n, generator, size, scales, factors, channels)
     start, tries, dead = _wake_dead(
         net,
         layer,
@@ -201,8 +202,8 @@ def run_oip(
         layer,
         units,
         node,
-        result.images[:, 0].numpy(),
-        start[:, 0].numpy(),
+        pictures(result.images),
+        pictures(start),
         start_activation,
         result.activation,
         result.steps,
@@ -218,14 +219,14 @@ def _coarse_to_fine(
     climb, start, steps, scales, factors, generator, alive, snapshot_steps=()
 ) -> Ascent:
     """Stage k lets the gradient act on wavelengths down to scales[k] and adds that scale's noise."""
-    size = start.shape[-1]
+    size = tuple(start.shape[-2:])
     per_stage = max(1, steps // len(scales))
     x, taken, trace, snapshots = start, np.zeros(len(start), dtype=np.int64), [], {}
     result = None
     for k, scale in enumerate(scales):
         if k > 0:
             noise = factors[k] * upscale(
-                torch.rand(len(x), 1, scale, scale, generator=generator) * 2 - 1, size
+                torch.rand(len(x), x.shape[1], scale, scale, generator=generator) * 2 - 1, size
             )
             x = standardize(x + noise * alive.view(-1, 1, 1, 1))
         offset = k * per_stage  # stage k covers global steps offset+1 .. offset+per_stage
@@ -243,14 +244,17 @@ def _coarse_to_fine(
     return result
 
 
-def _input_size(net: nn.Module, input_shape: tuple[int, int, int] | None) -> int:
+def pictures(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(K, C, H, W) search images as pictures are stored: (K, H, W) grey, (K, H, W, C) colour."""
+    images = np.asarray(images)
+    return images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
+
+
+def _input_shape(net: nn.Module, input_shape: tuple[int, int, int] | None) -> tuple[int, ...]:
     spec = getattr(net, "spec", None)
     shape = input_shape or (spec.input_shape if spec is not None else None)
     if shape is None:
         raise ConfigError("run_oip needs input_shape=(channels, height, width) for this module.")
-    channels, height, width = shape
-    if channels != 1 or height != width:
-        raise ConfigError(
-            f"OIP search draws square one-channel start images; the module reads {shape}."
-        )
-    return height
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"input_shape must be (channels, height, width), got {shape}.")
+    return tuple(int(v) for v in shape)

@@ -1,0 +1,109 @@
+"""`mapscope import keras` as a Python function: a Keras model file becomes a CNN run folder.
+
+The run is an ordinary CNN run (spec in ``config.json``, safetensors weights, split, scaler,
+one committed "epoch" holding the imported weights and their test scores), so every command
+that reads CNN runs reads it: ``cnn summary``, ``evaluate``, ``activations``, ``oip``, the
+atlas, ``match``. ``config.json`` says where it came from under ``imported``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mapscope.cnn import saved
+from mapscope.cnn.build import Network
+from mapscope.cnn.keras import convert, read_keras
+from mapscope.cnn.predict import predict_proba
+from mapscope.cnn.saved import IMAGE_SHAPE
+from mapscope.cnn.train import TrainConfig
+from mapscope.data.bundle import DataBundle
+from mapscope.errors import ConfigError
+from mapscope.runfolder import writing
+
+
+def import_keras(
+    model_file: str | Path,
+    out: str | Path,
+    dataset: str = "mnist",
+    scaling: str = "standard",
+    resplit: bool = False,
+    seed: int = 0,
+    data_root: str | Path | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Convert ``model_file`` (.keras or .h5) into a CNN run at ``out`` and score it on the
+    test split. ``scaling`` must be what the model was trained with: ``standard`` (the
+    original experiments: StandardScaler fitted on the training images), ``unit`` (pixels / 255),
+    ``image`` or ``none``."""
+    keras_model = read_keras(model_file)
+    spec, state = convert(keras_model)
+    if spec.input_shape != IMAGE_SHAPE:
+        raise ConfigError(
+            f"{model_file}: the model reads {spec.input_shape} (channels, height, width); CNN "
+            f"runs hold {IMAGE_SHAPE} images (mnist, fashion-mnist). Inspect other shapes "
+            "with --module."
+        )
+    net = Network(spec)
+    net.load_state_dict(state)
+    net.eval()
+    config = TrainConfig(dataset=dataset, scaling=scaling, resplit=resplit, seed=seed).validate()
+    mode = "resplit" if resplit else "canonical"
+    bundle = DataBundle.create(dataset, scaling, mode, seed, data_root=data_root)
+    if spec.n_classes != bundle.dataset.n_classes:
+        raise ConfigError(
+            f"{model_file}: the model has {spec.n_classes} outputs but {dataset} has "
+            f"{bundle.dataset.n_classes} classes."
+        )
+    probabilities = predict_proba(net, bundle.inputs("test", layout="nchw"))
+    labels = bundle.labels("test")
+    accuracy = float((probabilities.argmax(1) == labels).mean())
+    loss = float(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1)).mean())
+    digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()
+    history = [
+        {
+            "epoch": 1,
+            "loss": None,
+            "accuracy": None,
+            "val_loss": loss,
+            "val_accuracy": accuracy,
+            "lr": None,
+            "seconds": 0.0,
+        }
+    ]
+    metrics = {
+        "test_accuracy": accuracy,
+        "test_loss": loss,
+        "imported_from": str(model_file),
+        "data_checksums": bundle.dataset.checksums,
+    }
+    checkpoint = {  # no optimizer state: the run holds Keras' weights, not a training session
+        "optimizer": {},
+        "generator": torch.Generator().manual_seed(seed).get_state(),
+        "step": 0,
+        "planned_epochs": 1,
+    }
+    with writing(out, overwrite) as writer:
+        train_table = {**asdict(config), "epochs": 1}
+        saved.start(writer.folder, spec, train_table, bundle, net)
+        _mark_imported(writer.folder, model_file, keras_model.keras_version, digest)
+        saved.save_epoch(writer.folder, net, checkpoint, history, metrics)
+    return {**metrics, "layers": spec.layer_names, "out": str(Path(out))}
+
+
+def _mark_imported(folder: Path, model_file, keras_version: str, digest: str) -> None:
+    from mapscope.io import read_json, write_json
+
+    config = read_json(folder / "config.json")
+    config["imported"] = {
+        "format": "keras",
+        "file": str(model_file),
+        "sha256": digest,
+        "keras_version": keras_version,
+    }
+    write_json(folder / "config.json", config)

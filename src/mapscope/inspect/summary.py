@@ -1,0 +1,89 @@
+"""A Keras-like summary of any ``nn.Module``: each layer's output shape, parameters,
+receptive field and effective stride, from one traced forward pass.
+
+The receptive field (how many input pixels one node of a map sees) is computed analytically
+for known conv/pool modules and measured by a gradient elsewhere (``inspect/receptive.py``);
+it is what makes OIPs of deeper layers larger and more composite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mapscope.inspect.receptive import receptive_fields
+from mapscope.inspect.taps import evaluation_mode, find_layer, forward_to, layer_names
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    name: str
+    kind: str  # the module classes inside the layer
+    output_shape: tuple[int, ...]  # per image
+    parameters: int
+    receptive_field: tuple[int, int] | None  # input pixels (rows, columns); None for vectors
+    stride: tuple[int, int] | None  # input pixels between neighbouring nodes
+
+
+def summarize_module(
+    net: nn.Module, input_shape: tuple[int, int, int], layers: list[str] | None = None
+) -> list[SummaryRow]:
+    """One row per layer (default: the leaves in the order they run)."""
+    x = torch.zeros((1, *input_shape))
+    names = layers or layer_names(net, x)
+    with torch.no_grad(), evaluation_mode(net):
+        outputs = forward_to(net, x, names, stop_early=False)
+    fields = receptive_fields(net, input_shape, names)
+    rows = []
+    for name in names:
+        module = find_layer(net, name)
+        inner = [m for m in module.modules() if next(m.children(), None) is None] or [module]
+        field = fields[name]
+        rows.append(
+            SummaryRow(
+                name,
+                ", ".join(dict.fromkeys(type(m).__name__ for m in inner)),
+                tuple(outputs[name].shape[1:]),
+                0 if "@" in name else sum(p.numel() for p in module.parameters()),
+                field.size if field else None,
+                field.stride if field else None,
+            )
+        )
+    return rows
+
+
+def format_rows(rows: list[SummaryRow], input_shape: tuple[int, ...], total: int) -> str:
+    width = max(14, *(len(r.name) + 2 for r in rows))
+    kind_width = max(14, *(len(r.kind) + 2 for r in rows))
+    header = (
+        f"{'Layer':<{width}}{'Type':<{kind_width}}{'Output shape':<18}{'Params':>10}  "
+        f"{'Receptive field':<16}{'Stride':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        shape = "(" + ", ".join(str(s) for s in r.output_shape) + ")"
+        field = "x".join(map(str, r.receptive_field)) if r.receptive_field else "-"
+        stride = (
+            "-"
+            if r.stride is None
+            else str(r.stride[0])
+            if r.stride[0] == r.stride[1]
+            else "x".join(map(str, r.stride))
+        )
+        lines.append(
+            f"{r.name:<{width}}{r.kind:<{kind_width}}{shape:<18}{r.parameters:>10,}  "
+            f"{field:<16}{stride:>6}"
+        )
+    lines += [
+        "-" * len(header),
+        f"Total params: {total:,}",
+        f"Input: {tuple(input_shape)} (channels, height, width)",
+    ]
+    return "\n".join(lines)
+
+
+def format_module_summary(net: nn.Module, input_shape: tuple[int, int, int]) -> str:
+    rows = summarize_module(net, input_shape)
+    return format_rows(rows, input_shape, sum(p.numel() for p in net.parameters()))
