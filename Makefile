@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	bash scripts/demo.sh $(DEMO_OUT)
+	$(BIN)/python scripts/demo.py $(DEMO_OUT)
 
 # The atlas browser test drives Debian's chromium; installed here when missing (needs root or sudo).
 browser:
@@ -34,8 +34,8 @@ test: setup browser
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 bench: setup
 	$(BIN)/python benchmarks/cnn_train.py

@@ -43,7 +43,7 @@ def _local_targets(page: Path) -> tuple[list[Path], list[str]]:
 
 def test_dense_2_top_examples_are_images_of_their_own_class(atlas_site):
     """The fixture's CNN saw 6000 images for one epoch (95 %): nearly every top example is of
-    the unit's class. (On the demo's 2-epoch CNN all 90 are; benchmarks/atlas.py checks it.)"""
+    the unit's class. (On a 2-epoch CNN all 90 are; benchmarks/atlas.py checks it.)"""
     atlas, _ = atlas_site
     dense_2 = atlas.layers["Dense_2"]
     assert dense_2.top.shape == (10, 9)

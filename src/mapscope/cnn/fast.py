@@ -27,7 +27,6 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from mapscope.cnn import conv_pool
 from mapscope.cnn.build import MONOTONE, Activated, Network
 
 
@@ -40,6 +39,8 @@ class FusedConvPool(nn.Module):
         self.relu = isinstance(layer.act, nn.ReLU)  # folded into the kernels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from mapscope.cnn import conv_pool  # numba compiles on first use: only when training
+
         if not conv_pool.applies(self.layer.inner, self.pool, x):
             return self.layer.act(self.pool(self.layer.inner(x)))
         y = conv_pool.conv_max_pool(x, self.layer.inner, self.pool, self.size, self.relu)

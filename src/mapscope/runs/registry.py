@@ -9,16 +9,35 @@ folder also gives ``paths(run_dir)`` (role -> path). A new kind is one such modu
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 
-from mapscope.ae import saved as ae_run
-from mapscope.cluster import saved as kmeans_run
-from mapscope.cnn import saved as cnn_run
-from mapscope.mlp import saved as mlp_run
 
-KINDS: dict[str, ModuleType] = {
-    cnn_run.KIND: cnn_run,
-    mlp_run.KIND: mlp_run,
-    kmeans_run.KIND: kmeans_run,
-    ae_run.KIND: ae_run,
-}
+class _Kinds(Mapping):
+    """kind -> its module, imported when first asked for: a command that opens a CNN run
+    does not pay for scikit-learn, which only the KMeans kind needs (about 0.7 s)."""
+
+    def __init__(self, modules: dict[str, str]):
+        self._modules = modules
+
+    def __getitem__(self, kind: str) -> ModuleType:
+        if kind not in self._modules:
+            raise KeyError(kind)
+        return importlib.import_module(self._modules[kind])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+KINDS: Mapping[str, ModuleType] = _Kinds(
+    {
+        "cnn": "mapscope.cnn.saved",
+        "mlp": "mapscope.mlp.saved",
+        "kmeans": "mapscope.cluster.saved",
+        "ae": "mapscope.ae.saved",
+    }
+)
