@@ -55,8 +55,9 @@ def mlp_run(real_data, tmp_path_factory):
 
 
 @pytest.fixture()
-def cli(real_data):
-    """Run ``python -m mapscope ARGS`` as a user would; ``data=`` points MAPSCOPE_DATA elsewhere."""
+def console(real_data):
+    """Run ``python -m mapscope ARGS`` in a new interpreter, exactly as a user would;
+    ``data=`` points MAPSCOPE_DATA elsewhere."""
 
     def run(*args, data=None) -> subprocess.CompletedProcess:
         env = {**os.environ, "MAPSCOPE_DATA": str(data or real_data)}
@@ -67,6 +68,22 @@ def cli(real_data):
             env=env,
             timeout=600,
         )
+
+    return run
+
+
+@pytest.fixture()
+def cli(mapscope, monkeypatch):
+    """The command line through the console script's entry point, in this process (a new
+    interpreter costs about 3 s of imports per command): a ``CompletedProcess`` with the exit
+    code and what was printed; ``data=`` points MAPSCOPE_DATA elsewhere."""
+
+    def run(*args, data=None) -> subprocess.CompletedProcess:
+        with monkeypatch.context() as scoped:
+            if data is not None:
+                scoped.setenv("MAPSCOPE_DATA", str(data))
+            code, out, err = mapscope(*args)
+        return subprocess.CompletedProcess(list(map(str, args)), code, out, err)
 
     return run
 
