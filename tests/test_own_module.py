@@ -241,6 +241,11 @@ def test_lenet_and_the_colour_network_from_the_command_line(lenet, colour, mapsc
     assert code == 0, err
     matrix = np.array(json.loads((tmp_path / "eval" / "confusion.json").read_text())["matrix"])
     assert np.trace(matrix) / matrix.sum() > 0.9 and matrix.sum() == 10000
+    code, out, err = mapscope("summary", *module)
+    assert code == 0, err
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("feat")}
+    assert rows["features.3"][-2:] == ["14x14", "2"]  # receptive field and stride of LeNet's C3
+    assert "Total params: 61,706" in out
     script = ["--module", folder / "lenet_script.pt", "--preprocess", "normalize:0.1307/0.3081"]
     code, out, err = mapscope("evaluate", *script, "--out", tmp_path / "eval_script")
     assert code == 0, err

@@ -40,6 +40,7 @@ def summarize_module(
     for name in names:
         module = find_layer(net, name)
         inner = [m for m in module.modules() if next(m.children(), None) is None] or [module]
+        inner = [m for m in inner if not isinstance(m, nn.Identity)] or inner  # placeholders
         field = fields[name]
         rows.append(
             SummaryRow(
