@@ -63,14 +63,15 @@ def plot_oips(result, reference: dict, per_row: int = 8) -> Figure:
                     shown(image) if panel == "plain" else enhance(image),
                     cmap="gray" if panel == "plain" else "magma",
                 )
-            ratio = result.final_activation[k] / max(reference["p99"][k], 1e-6)
-            ax.set_title(
-                f"{unit}" if panel == "plain" else f"{unit}: {ratio:.0f}x", fontsize=9, pad=2
-            )
+            p99 = reference["p99"][k]
+            # a unit that real images leave at or below zero has no meaningful ratio
+            ratio = f"{result.final_activation[k] / p99:.0f}x" if p99 > 1e-3 else "-"
+            ax.set_title(f"{unit}" if panel == "plain" else f"{unit}: {ratio}", fontsize=9, pad=2)
     fig.suptitle(
         f"OIPs of {result.layer}"
         + (f", node {result.node}" if result.node else "")
-        + ": left plain, right contrast-enhanced (title: activation / 99th percentile of test images)",
+        + ": left plain, right contrast-enhanced (title: activation / 99th percentile of test "
+        "images; - where that percentile is not above 0)",
         fontsize=11,
         y=1 - 0.25 / height,
     )
