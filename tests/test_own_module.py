@@ -234,78 +234,40 @@ def test_weights_in_every_format_and_never_code(lenet, tmp_path):
 
 
 def test_lenet_and_the_colour_network_from_the_command_line(lenet, colour, mapscope, tmp_path):
+    def ok(command: str, *args) -> str:
+        """``command`` (words split on spaces) with ``args`` appended; its stdout."""
+        code, out, err = mapscope(*command.split(), *args)
+        assert code == 0, (command, err)
+        return out
+
     _, folder = lenet
     module = ["--module", f"{NETS}:LeNet5", "--weights", folder / "lenet.pt"]
     mnist = [*module, "--input", "1x28x28", "--preprocess", "normalize:0.1307/0.3081"]
-    code, out, err = mapscope("evaluate", *mnist, "--out", tmp_path / "eval")
-    assert code == 0, err
+    ok("evaluate --out", tmp_path / "eval", *mnist)
     matrix = np.array(json.loads((tmp_path / "eval" / "confusion.json").read_text())["matrix"])
     assert np.trace(matrix) / matrix.sum() > 0.9 and matrix.sum() == 10000
-    code, out, err = mapscope("summary", *module)
-    assert code == 0, err
+    out = ok("summary", *module)
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("feat")}
     assert rows["features.3"][-2:] == ["14x14", "2"]  # receptive field and stride of LeNet's C3
     assert "Total params: 61,706" in out
     script = ["--module", folder / "lenet_script.pt", "--preprocess", "normalize:0.1307/0.3081"]
-    code, out, err = mapscope("evaluate", *script, "--out", tmp_path / "eval_script")
-    assert code == 0, err
-    code, out, err = mapscope(
-        "activations", *mnist, "--layer", "features.1", "--index", "0", "--out", tmp_path / "a.png"
-    )
-    assert code == 0, err
-    code, out, err = mapscope(
-        "compare", *mnist, "--layer", "features.4", "--classes", "4,9", "--out", tmp_path / "c"
-    )
-    assert code == 0 and (tmp_path / "c" / "separation.png").exists(), err
-    code, out, err = mapscope(
-        "oip",
-        *mnist,
-        "--layer",
-        "features.3",
-        "--maps",
-        "0,1",
-        "--steps",
-        "20",
-        "--out",
-        tmp_path / "o",
-    )
-    assert code == 0 and (tmp_path / "o" / "oips.png").exists(), err
-    code, out, err = mapscope(
-        "atlas",
-        *mnist,
-        "--layers",
-        "features.1,classifier.5",
-        "--oip-steps",
-        "10",
-        "--confused",
-        "1",
-        "--methods",
-        "saliency",
-        "--out",
-        tmp_path / "site",
-    )
-    assert code == 0, err
+    ok("evaluate --out", tmp_path / "eval_script", *script)
+    ok("activations --layer features.1 --index 0 --out", tmp_path / "a.png", *mnist)
+    ok("compare --layer features.4 --classes 4,9 --out", tmp_path / "c", *mnist)
+    assert (tmp_path / "c" / "separation.png").exists()
+    ok("oip --layer features.3 --maps 0,1 --steps 20 --out", tmp_path / "o", *mnist)
+    assert (tmp_path / "o" / "oips.png").exists()
+    site = "atlas --layers features.1,classifier.5 --oip-steps 10 --confused 1 --methods saliency"
+    out = ok(f"{site} --out", tmp_path / "site", *mnist)
     assert (tmp_path / "site" / "layers").is_dir() and "index.html" in out
 
     _, data, weights = colour
-    rgb = [
-        "--module",
-        f"{NETS}:ColourNet",
-        "--weights",
-        weights,
-        "--dataset",
-        data,
-        "--input",
-        "3x32x32",
-    ]
-    for args in (
-        ("activations", "--layer", "conv1", "--index", "0", "--out", tmp_path / "rgb.png"),
-        ("compare", "--layer", "conv2", "--classes", "square,disc", "--out", tmp_path / "rgb_c"),
-        ("oip", "--layer", "conv2", "--maps", "0,3", "--steps", "20", "--out", tmp_path / "rgb_o"),
-        ("atlas", "--oip-steps", "10", "--confused", "1", "--out", tmp_path / "rgb_site"),
-    ):
-        code, out, err = mapscope(*args[:1], *rgb, *args[1:])
-        assert code == 0, (args[0], err)
+    rgb = ["--module", f"{NETS}:ColourNet", "--weights", weights, "--input", "3x32x32"]
+    rgb += ["--dataset", data]
+    ok("activations --layer conv1 --index 0 --out", tmp_path / "rgb.png", *rgb)
+    ok("compare --layer conv2 --classes square,disc --out", tmp_path / "rgb_c", *rgb)
+    ok("oip --layer conv2 --maps 0,3 --steps 20 --out", tmp_path / "rgb_o", *rgb)
+    ok("atlas --oip-steps 10 --confused 1 --out", tmp_path / "rgb_site", *rgb)
     code, out, err = mapscope(
         "evaluate", "--module", f"{NETS}:LeNet5", "--model", tmp_path, "--out", tmp_path / "x"
     )

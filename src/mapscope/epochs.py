@@ -40,11 +40,18 @@ EPOCH_FILES = {
 
 
 def start(
-    run_dir: Path, kind: str, net_config: dict, train: dict, bundle: DataBundle, net: nn.Module
+    run_dir: Path,
+    kind: str,
+    net_config: dict,
+    train: dict,
+    bundle: DataBundle,
+    net: nn.Module,
+    extra: dict | None = None,
 ) -> None:
-    """A new run: its config (the network's spec under ``net``), split, scaler and initial
-    weights."""
-    create_run(run_dir, {"kind": kind, "net": net_config, "train": train, "data": bundle.config()})
+    """A new run: its config (the network's spec under ``net``, plus any ``extra`` tables such
+    as where an imported model came from), split, scaler and initial weights."""
+    config = {"kind": kind, "net": net_config, "train": train, "data": bundle.config()}
+    create_run(run_dir, {**config, **(extra or {})})
     bundle.save(run_dir)
     save_weights(net, run_dir / INITIAL)
 

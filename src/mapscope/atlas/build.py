@@ -21,11 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from mapscope.data.cache import sha256_file
 from mapscope.errors import ConfigError
 from mapscope.inspect.attribution import METHODS, attribute, check_methods, last_map_layer
 from mapscope.inspect.oip.strategies import pictures, run_oip
 from mapscope.inspect.receptive import Field, receptive_fields
 from mapscope.inspect.session import Inspection
+from mapscope.inspect.summary import layer_kind, parameters_of
 from mapscope.inspect.taps import find_layer, layer_names, layer_outputs
 from mapscope.inspect.unit_stats import UnitStatistics, statistics_and_scores, unit_statistics
 from mapscope.io import write_npz
@@ -100,14 +102,6 @@ class Atlas:
         )
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _weights_digest(net: nn.Module) -> str:
     """A module's weights as one digest (a user's module has no weights file to hash)."""
     digest = hashlib.sha256()
@@ -120,7 +114,7 @@ def _weights_digest(net: nn.Module) -> str:
 def _cache_key(run: Run | None, session: Inspection, options: dict[str, Any]) -> str:
     if run is not None:
         files = run.files
-        weights = [_file_digest(files[r]) for r in ("model", "weights") if r in files]
+        weights = [sha256_file(files[r]) for r in ("model", "weights") if r in files]
     else:
         weights = [_weights_digest(session.net)]
     text = json.dumps(
@@ -481,15 +475,14 @@ def _summary(
     rows = []
     for name in all_layers:
         module = find_layer(net, name)
-        inner = [m for m in module.modules() if not list(m.children())] or [module]
-        kind = ", ".join(dict.fromkeys(type(m).__name__ for m in inner))
+        kind = layer_kind(module)
         d = data.get(name)
         rows.append(
             {
                 "name": name,
                 "type": kind,
                 "shape": list(probe[name].shape),
-                "parameters": sum(p.numel() for p in module.parameters()),
+                "parameters": parameters_of(name, module),
                 "field": list(d.field.size) if d and d.field else None,
                 "stride": list(d.field.stride) if d and d.field else None,
                 "units": d.stats.units if d else None,

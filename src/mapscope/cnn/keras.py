@@ -286,7 +286,7 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
                     f"{where}: padding 'same' with kernel {kernel} and stride {stride} pads "
                     "unevenly in Keras; only odd kernels with stride 1 convert."
                 )
-            kernel_array, bias = _weights(arrays, config.get("use_bias", True), where, 2)
+            kernel_array, bias = _kernel_and_bias(arrays, config.get("use_bias", True), where)
             filters = kernel_array.shape[3]
             layers.append(
                 Conv(
@@ -329,7 +329,7 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
                     f"{where}: a dense layer applied to maps (no Flatten before it) works per "
                     "position in Keras; only dense layers after Flatten convert."
                 )
-            kernel_array, bias = _weights(arrays, config.get("use_bias", True), where, 2)
+            kernel_array, bias = _kernel_and_bias(arrays, config.get("use_bias", True), where)
             units = kernel_array.shape[1]
             if flat_order is not None:
                 kernel_array = kernel_array[flat_order]  # rows in PyTorch's flattening order
@@ -388,8 +388,9 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
     return validate(spec, model.source), state
 
 
-def _weights(arrays, use_bias: bool, where: str, count: int):
-    expected = count if use_bias else 1
+def _kernel_and_bias(arrays, use_bias: bool, where: str):
+    """A Conv2D's or Dense's kernel, and its bias (None with ``use_bias=False``)."""
+    expected = 2 if use_bias else 1
     if len(arrays) != expected:
         raise ConfigError(f"{where}: expected {expected} weight arrays, found {len(arrays)}.")
     return arrays[0], (arrays[1] if use_bias else None)

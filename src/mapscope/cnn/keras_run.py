@@ -8,7 +8,6 @@ atlas, ``match``. ``config.json`` says where it came from under ``imported``.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from mapscope.cnn.predict import predict_proba
 from mapscope.cnn.saved import IMAGE_SHAPE
 from mapscope.cnn.train import TrainConfig
 from mapscope.data.bundle import DataBundle
+from mapscope.data.cache import sha256_file
 from mapscope.errors import ConfigError
 from mapscope.runfolder import writing
 
@@ -64,7 +64,7 @@ def import_keras(
     labels = bundle.labels("test")
     accuracy = float((probabilities.argmax(1) == labels).mean())
     loss = float(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1)).mean())
-    digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()
+    digest = sha256_file(Path(model_file))
     history = [
         {
             "epoch": 1,
@@ -90,20 +90,12 @@ def import_keras(
     }
     with writing(out, overwrite) as writer:
         train_table = {**asdict(config), "epochs": 1}
-        saved.start(writer.folder, spec, train_table, bundle, net)
-        _mark_imported(writer.folder, model_file, keras_model.keras_version, digest)
+        imported = {
+            "format": "keras",
+            "file": str(model_file),
+            "sha256": digest,
+            "keras_version": keras_model.keras_version,
+        }
+        saved.start(writer.folder, spec, train_table, bundle, net, {"imported": imported})
         saved.save_epoch(writer.folder, net, checkpoint, history, metrics)
     return {**metrics, "layers": spec.layer_names, "out": str(Path(out))}
-
-
-def _mark_imported(folder: Path, model_file, keras_version: str, digest: str) -> None:
-    from mapscope.io import read_json, write_json
-
-    config = read_json(folder / "config.json")
-    config["imported"] = {
-        "format": "keras",
-        "file": str(model_file),
-        "sha256": digest,
-        "keras_version": keras_version,
-    }
-    write_json(folder / "config.json", config)

@@ -69,8 +69,15 @@ def layer_names(config: dict[str, Any]) -> list[str]:
     return spec_of(config).layer_names
 
 
-def start(run_dir: Path, spec: NetSpec, train: dict, bundle: DataBundle, net: Network) -> None:
-    epochs.start(run_dir, KIND, spec.to_dict(), train, bundle, net)
+def start(
+    run_dir: Path,
+    spec: NetSpec,
+    train: dict,
+    bundle: DataBundle,
+    net: Network,
+    extra: dict | None = None,
+) -> None:
+    epochs.start(run_dir, KIND, spec.to_dict(), train, bundle, net, extra)
 
 
 def save_epoch(

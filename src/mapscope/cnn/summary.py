@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from mapscope.cnn.build import Network, count_parameters
 from mapscope.cnn.spec import Conv, NetSpec, Pool
+from mapscope.inspect.summary import SummaryRow, format_rows
 
 
 @dataclass(frozen=True)
@@ -46,20 +47,16 @@ def summarize(spec: NetSpec) -> list[LayerRow]:
 
 
 def format_summary(spec: NetSpec) -> str:
-    rows = summarize(spec)
-    header = f"{'Layer':<14}{'Type':<14}{'Output shape':<18}{'Params':>10}  {'Receptive field':<16}{'Stride':>6}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        shape = "(" + ", ".join(str(s) for s in r.output_shape) + ")"
-        field = f"{r.receptive_field}x{r.receptive_field}" if r.receptive_field else "-"
-        stride = str(r.stride) if r.stride else "-"
-        lines.append(
-            f"{r.name:<14}{r.kind:<14}{shape:<18}{r.parameters:>10,}  {field:<16}{stride:>6}"
+    rows = [
+        SummaryRow(
+            r.name,
+            r.kind,
+            r.output_shape,
+            r.parameters,
+            (r.receptive_field,) * 2 if r.receptive_field else None,
+            (r.stride,) * 2 if r.stride else None,
         )
-    total = sum(r.parameters for r in rows)
-    lines += [
-        "-" * len(header),
-        f"Total params: {total:,}  (trainable: {total:,})",
-        f"Input: {tuple(spec.input_shape)} (channels, height, width)",
+        for r in summarize(spec)
     ]
-    return "\n".join(lines)
+    total = sum(r.parameters for r in rows)
+    return format_rows(rows, spec.input_shape, total, total)

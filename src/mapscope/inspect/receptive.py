@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mapscope.inspect.taps import evaluation_mode, find_layer, forward_to, split_call
+from mapscope.inspect.taps import at_call, evaluation_mode, find_layer, forward_to
 
 
 @dataclass(frozen=True)
@@ -81,14 +81,10 @@ def _trace(net: nn.Module, x: torch.Tensor, layers: list[str]):
         leaves.append((module, shape_in, shape_out))
 
     def on_layer(name):
-        wanted, seen = split_call(name)[1], []
+        def note(_output):
+            finished[name] = len(leaves)
 
-        def note(_module, _inputs, _output):
-            seen.append(True)
-            if len(seen) == wanted:  # a reused module: the call the name asks for
-                finished[name] = len(leaves)
-
-        return note
+        return at_call(name, note)  # a reused module: the call the name asks for
 
     for module in net.modules():
         if not list(module.children()):

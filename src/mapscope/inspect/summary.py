@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mapscope.inspect.receptive import receptive_fields
-from mapscope.inspect.taps import evaluation_mode, find_layer, forward_to, layer_names
+from mapscope.inspect.taps import evaluation_mode, find_layer, forward_to, layer_names, split_call
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,19 @@ class SummaryRow:
     parameters: int
     receptive_field: tuple[int, int] | None  # input pixels (rows, columns); None for vectors
     stride: tuple[int, int] | None  # input pixels between neighbouring nodes
+
+
+def layer_kind(module: nn.Module) -> str:
+    """The module classes a layer is made of (``Conv2d, ReLU``), placeholder ``Identity``
+    modules left out."""
+    inner = [m for m in module.modules() if next(m.children(), None) is None] or [module]
+    inner = [m for m in inner if not isinstance(m, nn.Identity)] or inner
+    return ", ".join(dict.fromkeys(type(m).__name__ for m in inner))
+
+
+def parameters_of(name: str, module: nn.Module) -> int:
+    """The layer's parameters, counted at its first call only (``pool@2`` reuses ``pool``'s)."""
+    return 0 if split_call(name)[1] > 1 else sum(p.numel() for p in module.parameters())
 
 
 def summarize_module(
@@ -39,15 +52,13 @@ def summarize_module(
     rows = []
     for name in names:
         module = find_layer(net, name)
-        inner = [m for m in module.modules() if next(m.children(), None) is None] or [module]
-        inner = [m for m in inner if not isinstance(m, nn.Identity)] or inner  # placeholders
         field = fields[name]
         rows.append(
             SummaryRow(
                 name,
-                ", ".join(dict.fromkeys(type(m).__name__ for m in inner)),
+                layer_kind(module),
                 tuple(outputs[name].shape[1:]),
-                0 if "@" in name else sum(p.numel() for p in module.parameters()),
+                parameters_of(name, module),
                 field.size if field else None,
                 field.stride if field else None,
             )
@@ -55,7 +66,10 @@ def summarize_module(
     return rows
 
 
-def format_rows(rows: list[SummaryRow], input_shape: tuple[int, ...], total: int) -> str:
+def format_rows(
+    rows: list[SummaryRow], input_shape: tuple[int, ...], total: int, trainable: int
+) -> str:
+    """The table ``mapscope summary`` and ``mapscope cnn summary`` print."""
     width = max(14, *(len(r.name) + 2 for r in rows))
     kind_width = max(14, *(len(r.kind) + 2 for r in rows))
     header = (
@@ -79,7 +93,7 @@ def format_rows(rows: list[SummaryRow], input_shape: tuple[int, ...], total: int
         )
     lines += [
         "-" * len(header),
-        f"Total params: {total:,}",
+        f"Total params: {total:,}  (trainable: {trainable:,})",
         f"Input: {tuple(input_shape)} (channels, height, width)",
     ]
     return "\n".join(lines)
@@ -87,4 +101,6 @@ def format_rows(rows: list[SummaryRow], input_shape: tuple[int, ...], total: int
 
 def format_module_summary(net: nn.Module, input_shape: tuple[int, int, int]) -> str:
     rows = summarize_module(net, input_shape)
-    return format_rows(rows, input_shape, sum(p.numel() for p in net.parameters()))
+    total = sum(p.numel() for p in net.parameters())
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    return format_rows(rows, input_shape, total, trainable)

@@ -12,7 +12,7 @@ Tapping never changes the module: its training flag is restored and every hook r
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -62,6 +62,19 @@ def split_call(name: str) -> tuple[str, int]:
     return name, 1
 
 
+def at_call(name: str, action: Callable[[torch.Tensor], None]):
+    """A forward hook that hands the output to ``action`` at the call ``name`` asks for: the
+    first for a plain name, the k-th for ``pool@k`` (a module one forward pass reuses)."""
+    wanted, seen = split_call(name)[1], [0]
+
+    def hook(_module, _inputs, output):
+        seen[0] += 1
+        if seen[0] == wanted:
+            action(output)
+
+    return hook
+
+
 def find_layer(module: nn.Module, name: str) -> nn.Module:
     name = split_call(name)[0]
     named = dict(module.named_modules())
@@ -104,22 +117,16 @@ def forward_to(
         )
     targets = {name: find_layer(module, name) for name in layers}
     captured: dict[str, torch.Tensor] = {}
-    calls = dict.fromkeys(targets, 0)
 
-    def hook(name):
-        wanted = split_call(name)[1]
-
-        def keep(_module, _inputs, output):
-            calls[name] += 1
-            if calls[name] != wanted:
-                return
+    def keep(name):
+        def store(output):
             captured[name] = output
             if stop_early and len(captured) == len(targets):
                 raise _StopForward
 
-        return keep
+        return store
 
-    handles = [m.register_forward_hook(hook(name)) for name, m in targets.items()]
+    handles = [m.register_forward_hook(at_call(name, keep(name))) for name, m in targets.items()]
     try:
         module(x)
     except _StopForward:
