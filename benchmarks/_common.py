@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 
 
 def data_root() -> str:
@@ -10,6 +12,24 @@ def data_root() -> str:
     if not root:
         raise SystemExit("set MAPSCOPE_DATA to the folder with mnist/, fashion-mnist/, wifi/")
     return root
+
+
+def cpu() -> str:
+    """The CPU a figure comes from: its model name and widest vector extension (speed figures
+    name their CPU; the same code runs differently on AVX-512 and AVX2-only machines)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        for line in info.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    vector = next(
+        (f for f in ("avx512_bf16", "avx512f", "avx2", "neon", "asimd") if f in flags), ""
+    )
+    return f"{name} ({vector}, {os.cpu_count()} cores)" if vector else name
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:

@@ -8,12 +8,12 @@ mapscope's time as a fraction of the reference's (target: at most 0.7).
 Part 2 times ``ae latent`` (n = 1000 per sampler) and ``ae generate`` (1000 images from each of
 the four samplers, judged by a CNN), with their files written (target: at most 30 s).
 Usage: MAPSCOPE_DATA=... python benchmarks/ae_train.py [--epochs 2] [--precisions auto,fp32]
+[--no-study] (part 1 only)
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import data_root, table  # noqa: E402
+from _common import cpu, data_root, table  # noqa: E402
 
 from mapscope.ae.build import build  # noqa: E402
 from mapscope.ae.spec import AESpec  # noqa: E402
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--precisions", default="auto,fp32")
+    parser.add_argument("--no-study", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -109,12 +110,14 @@ def main() -> None:
             fractions.append(f"{precision}: {ours / theirs:.2f}")
         print(
             f"\nMNIST autoencoder (latent 16, filters 32,64), batch {args.batch_size}, "
-            f"{args.epochs} epochs, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
+            f"{args.epochs} epochs, {torch.get_num_threads()} threads, {cpu()}; "
             f"bf16 matrix products {bf16_matmul_speedup():.1f}x as fast as fp32"
         )
         print(table(["trainer", "s/epoch", "val BCE/pixel"], rows))
         print("mapscope's time as a fraction of the reference's: " + ", ".join(fractions))
 
+        if args.no_study:
+            return
         ae_run = runs[0][3]
         judge = folder / "cnn"
         train_cnn(judge, TrainConfig(epochs=1, max_train=6000), data_root=data_root())

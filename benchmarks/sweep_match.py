@@ -11,7 +11,6 @@ Usage: MAPSCOPE_DATA=... python benchmarks/sweep_match.py [--seeds 5] [--epochs 
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import data_root, table  # noqa: E402
+from _common import cpu, data_root, table  # noqa: E402
 
 from mapscope.inspect.match_runs import match_runs  # noqa: E402
 from mapscope.runs import Run  # noqa: E402
@@ -73,10 +72,7 @@ def main() -> None:
             "--overwrite",
         ]
     )
-    print(
-        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
-    )
+    print(f"# {cpu()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(
         table(
             ["what", "seconds", "x singles"],

@@ -8,7 +8,9 @@ in [0, 1] whatever scaling the encoder's input gets; the loss is per-pixel BCE o
 
 Fast path: on a CPU whose bf16 matrix units pay (``pick_precision``), the forward runs under
 bf16 autocast, with channels-last maps, fused Adam and denormals flushed; the loss and the
-validation are float32. With the BCE loss the output layer's sigmoid is switched off for the
+validation are float32. On the CPU the epoch runs through ``ae.fast``: each convolution with its
+ReLU fused in, the slow bf16 kernel gradients as matrix products, the code map channels-last
+through the dense layers. With the BCE loss the output layer's sigmoid is switched off for the
 epoch's steps (``logit_output``) and the loss is computed from the logits: 0.3 ms instead of
 1.4 ms per batch of 128 MNIST images here, and no clamping of log(0).
 """
@@ -30,6 +32,7 @@ from tqdm.auto import tqdm
 
 from mapscope.ae import saved
 from mapscope.ae.build import AutoEncoder, build
+from mapscope.ae.fast import fast_path
 from mapscope.ae.spec import AESpec
 from mapscope.checks import Problems
 from mapscope.cnn.device import autocast, pick_device
@@ -178,7 +181,10 @@ def run_epoch(s: Session, epoch: int, last_epoch: int) -> tuple[float, float]:
     began = time.perf_counter()
     loss_sum = torch.zeros((), device=s.device)
     kind = s.net.spec.loss
-    with logit_output(s.net, enabled=kind == "bce") as logits:
+    with (
+        logit_output(s.net, enabled=kind == "bce") as logits,
+        fast_path(s.net, enabled=s.device.type == "cpu"),
+    ):
         for b, xb, target in batches(s, epoch, last_epoch):
             with autocast(s.device, s.precision):
                 output = s.net(xb)

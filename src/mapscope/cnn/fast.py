@@ -75,17 +75,21 @@ def fast_layers(net: Network) -> dict[str, nn.Module]:
 
 
 @contextlib.contextmanager
+def swapped(layers: nn.ModuleDict, swaps: dict[str, nn.Module]) -> Iterator[None]:
+    """``layers`` with the ``swaps`` in place for the block, the originals back afterwards
+    (also after an exception or Ctrl-C)."""
+    originals = {name: layers[name] for name in swaps}
+    for name, module in swaps.items():
+        layers[name] = module
+    try:
+        yield
+    finally:
+        for name, module in originals.items():
+            layers[name] = module
+
+
+@contextlib.contextmanager
 def fast_path(net: Network, enabled: bool = True) -> Iterator[Network]:
     """Swap the fast modules into ``net`` for the block; the originals come back afterwards."""
-    if not enabled:
+    with swapped(net.layers, fast_layers(net) if enabled else {}):
         yield net
-        return
-    originals = dict(net.layers.items())
-    swaps = fast_layers(net)
-    for name, module in swaps.items():
-        net.layers[name] = module
-    try:
-        yield net
-    finally:
-        for name in swaps:
-            net.layers[name] = originals[name]
