@@ -111,7 +111,7 @@ def main() -> None:
         print(
             f"\nMNIST autoencoder (latent 16, filters 32,64), batch {args.batch_size}, "
             f"{args.epochs} epochs, {torch.get_num_threads()} threads, {cpu()}; "
-            f"bf16 matrix products {bf16_matmul_speedup():.1f}x as fast as fp32"
+            f"bf16 matrix products {bf16_matmul_speedup():.2f}x as fast as fp32"
         )
         print(table(["trainer", "s/epoch", "val BCE/pixel"], rows))
         print("mapscope's time as a fraction of the reference's: " + ", ".join(fractions))
