@@ -152,7 +152,7 @@ def test_png_tiles_decode():
 
 
 def test_oip_target_skips_a_saturating_activation():
-    from mapscope.atlas.build import oip_target
+    from mapscope.inspect.oip.objectives import oip_target
     from mapscope.mlp.module import MLPModule
 
     mlp = MLPModule((784, 20, 10), "sigmoid")

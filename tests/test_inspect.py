@@ -257,3 +257,21 @@ def test_outputs_carry_provenance(cnn_run, real_data, tmp_path):
     assert "mnist/t10k-images-idx3-ubyte.gz" in report["provenance"]["data_checksums"]
     write_comparison(compare_classes(session, "Dense_1", "test", 4, 9, 8), tmp_path / "c")
     assert json.loads((tmp_path / "c/separation.json").read_text())["provenance"]["data_checksums"]
+
+
+def test_oips_of_a_sigmoid_layer_climb_its_input(mlp_run, real_data):
+    """A sigmoid saturates at 1 and its gradient vanishes, so ``mapscope oip`` drives the MLP's
+    ``Dense_1`` at the Linear before it, and measures the real images there too."""
+    from mapscope.inspect.oip.run import oip_layer
+
+    session = Run.open(mlp_run).inspection(real_data)
+    result = oip_layer(session, "Dense_1", [0, 1, 2, 3], steps=100, seed=0)
+    assert result.searched == "layers.Dense_1.0" and result.search.layer == "Dense_1"
+    assert "driven at layers.Dense_1.0" in result.summary()
+    r = result.search
+    assert (r.final_activation > 1.5).all()  # above anything a sigmoid can give
+    assert (r.final_activation > r.start_activation + 1).all()
+    # the yardstick is measured on the same pre-activation, which a sigmoid would keep below 1
+    assert (result.reference["max"] > 1).any()
+    assert (result.reference["mean"] < r.final_activation).all()
+    assert result.numbers()["searched"] == "layers.Dense_1.0"

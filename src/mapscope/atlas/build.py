@@ -24,6 +24,7 @@ from torch import nn
 from mapscope.data.cache import sha256_file
 from mapscope.errors import ConfigError
 from mapscope.inspect.attribution import METHODS, attribute, check_methods, last_map_layer
+from mapscope.inspect.oip.objectives import oip_target
 from mapscope.inspect.oip.strategies import pictures, run_oip
 from mapscope.inspect.receptive import Field, receptive_fields
 from mapscope.inspect.session import Inspection
@@ -197,21 +198,6 @@ def _top_maps(net, inputs, data: LayerData) -> np.ndarray | None:
     where = np.searchsorted(images, data.top)  # (K, k) rows of ``outputs``
     units = np.arange(data.stats.units)[:, None]
     return outputs[where, units]
-
-
-SATURATING = (nn.Sigmoid, nn.Tanh, nn.Softmax)
-
-
-def oip_target(net: nn.Module, layer: str) -> str:
-    """The module whose output the OIP search drives for ``layer``: the layer itself, or, when
-    it ends in a saturating activation (sigmoid, tanh), the weighted module before it. Near 1 a
-    sigmoid's gradient vanishes and the ascent stops at its start noise; its input keeps
-    climbing, and the unit's order of preference is the same."""
-    names = {module: name for name, module in net.named_modules()}
-    leaves = [m for m in find_layer(net, layer).modules() if not list(m.children())]
-    if len(leaves) >= 2 and isinstance(leaves[-1], SATURATING):
-        return names[leaves[-2]]
-    return layer
 
 
 def _oips(net, layer, steps, seed, device, input_shape) -> dict[str, np.ndarray]:

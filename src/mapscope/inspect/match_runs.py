@@ -33,6 +33,7 @@ from mapscope.inspect.match import (
     untrained_copy,
     weighted_layers,
 )
+from mapscope.inspect.oip.objectives import oip_target
 from mapscope.inspect.oip.strategies import run_oip
 from mapscope.inspect.session import Inspection
 from mapscope.inspect.taps import find_layer
@@ -304,7 +305,8 @@ def _shown_oips(result: RunMatch, sessions: list[Inspection], **options: Any):
     for (run, layer), units in bar(list(needed.items()), "OIP searches", unit="layer"):
         chosen = sorted(units)
         shape = sessions[run].bundle.dataset.image_shape
-        search = run_oip(sessions[run].net, layer, chosen, input_shape=shape, **options)
+        net = sessions[run].net
+        search = run_oip(net, oip_target(net, layer), chosen, input_shape=shape, **options)
         found[(run, layer)] = dict(zip(chosen, search.images, strict=True))
     return found
 

@@ -7,8 +7,25 @@ the same code path with a different vector of unit indices.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from mapscope.errors import ConfigError
+from mapscope.inspect.taps import find_layer
+
+SATURATING = (nn.Sigmoid, nn.Tanh, nn.Softmax)
+
+
+def oip_target(net: nn.Module, layer: str) -> str:
+    """The module whose output the OIP search drives for ``layer``: the layer itself, or, when
+    it ends in a saturating activation (sigmoid, tanh), the weighted module before it. Near 1 a
+    sigmoid's gradient vanishes and the ascent stops at its start noise (an MLP's ``Dense_1``
+    went from 0.705 to 1.000 and its 70 OIPs stayed noise); its input keeps climbing, and the
+    unit's order of preference is the same."""
+    names = {module: name for name, module in net.named_modules()}
+    leaves = [m for m in find_layer(net, layer).modules() if not list(m.children())]
+    if len(leaves) >= 2 and isinstance(leaves[-1], SATURATING):
+        return names[leaves[-2]]
+    return layer
 
 
 def check_units(

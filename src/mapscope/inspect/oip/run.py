@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from mapscope.inspect.oip.ascent import DEFAULT_STEPS
-from mapscope.inspect.oip.objectives import objective_values
+from mapscope.inspect.oip.objectives import objective_values, oip_target
 from mapscope.inspect.oip.strategies import OIPResult, pictures, run_oip
 from mapscope.inspect.session import Inspection
 from mapscope.inspect.taps import layer_outputs
@@ -51,6 +51,7 @@ class LayerOIPs:
     options: dict[str, Any]
     checksums: dict[str, str]
     snapshot_units: list[int]
+    searched: str  # the module whose output was driven (``oip_target``: before a sigmoid)
 
     @property
     def alive(self) -> np.ndarray:
@@ -80,6 +81,7 @@ class LayerOIPs:
         above = r.final_activation[alive] > self.reference["max"][alive]
         return {
             "layer": r.layer,
+            "searched": self.searched,
             "node": list(r.node) if r.node else None,
             "units": len(r.units),
             "dead": int(r.dead.sum()),
@@ -96,8 +98,9 @@ class LayerOIPs:
         r, alive = self.search, self.alive
         start = np.median(r.start_activation[alive]) if alive.any() else 0
         final = np.median(r.final_activation[alive]) if alive.any() else 0
+        searched = "" if self.searched == r.layer else f" (driven at {self.searched}, its input)"
         return (
-            f"{r.layer}: {len(r.units)} units, {int(r.dead.sum())} dead, "
+            f"{r.layer}{searched}: {len(r.units)} units, {int(r.dead.sum())} dead, "
             f"{int(r.converged.sum())} converged; median activation start {start:.3f} -> final "
             f"{final:.3f}"
         )
@@ -111,16 +114,22 @@ def oip_layer(
     snapshot_units: list[int] | None = None,
     **options: Any,
 ) -> LayerOIPs:
-    """Search the OIPs of ``units`` (None: all) of ``layer`` and measure real images beside them."""
+    """Search the OIPs of ``units`` (None: all) of ``layer`` and measure real images beside them.
+
+    A layer ending in a sigmoid or tanh is driven at that activation's input (``oip_target``),
+    and the real images are measured there too, so that the two stay comparable."""
     steps = options.get("steps", DEFAULT_STEPS)
     snapshot_steps = tuple(int(s) for s in np.unique(np.geomspace(1, steps, 10).astype(int)))
     began = time.perf_counter()
     options.setdefault("input_shape", session.bundle.dataset.image_shape)
-    result = run_oip(session.net, layer, units, node, snapshot_steps=snapshot_steps, **options)
+    searched = oip_target(session.net, layer)
+    result = run_oip(session.net, searched, units, node, snapshot_steps=snapshot_steps, **options)
+    result.layer = layer
     seconds = time.perf_counter() - began
-    reference = test_reference(session, layer, result.units, node)
+    reference = test_reference(session, searched, result.units, node)
     checksums = session.bundle.dataset.checksums
-    return LayerOIPs(result, reference, seconds, options, checksums, list(snapshot_units or []))
+    snapshots = list(snapshot_units or [])
+    return LayerOIPs(result, reference, seconds, options, checksums, snapshots, searched)
 
 
 def write_oips(result: LayerOIPs, out: str | Path) -> list[Path]:
@@ -136,7 +145,7 @@ def write_oips(result: LayerOIPs, out: str | Path) -> list[Path]:
             trace=r.trace,
             **{f"snapshot_{s}": pictures(v) for s, v in r.snapshots.items()},
         ),
-        save_figure(plot_oips(r, result.reference), out / "oips.png"),
+        save_figure(plot_oips(r, result.reference, searched=result.searched), out / "oips.png"),
     ]
     for unit in result.snapshot_units:
         if unit in r.units and r.snapshots:
