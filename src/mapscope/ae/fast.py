@@ -24,6 +24,7 @@ layout apply (``benchmarks/ae_train.py`` times whole epochs against a plain loop
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -42,6 +43,13 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
+@functools.cache
+def _onednn_takes_bf16() -> bool:
+    """Whether oneDNN runs bf16 convolutions on this CPU (it refuses without AVX-512); asked
+    once per process, not at every layer of every step."""
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 class FastConv(nn.Module):
     """A ``Block`` around a (transposed) convolution, computed by ``fast_conv.convolve`` in the
     dtype autocast would pick."""
@@ -54,8 +62,8 @@ class FastConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         block, conv = self.block, self.block.inner
         dtype = _compute_dtype(x)
-        if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            return block(x)  # oneDNN refuses bf16 on CPUs without AVX-512
+        if dtype == torch.bfloat16 and not _onednn_takes_bf16():
+            return block(x)
         relu = isinstance(block.act, nn.ReLU) and isinstance(block.norm, nn.Identity)
         cast = (t.to(dtype) for t in (x, conv.weight, conv.bias))
         y = convolve(*cast, conv, relu, self.workspace)
@@ -76,35 +84,39 @@ class FastConv(nn.Module):
         )
 
 
+def channels_last_order(code_map: tuple[int, int, int]) -> torch.Tensor:
+    """Position k of a channels-last flattened (C, H, W) map holds element ``order[k]`` of the
+    NCHW-flattened one: the columns of ``Latent``'s weight and the rows of ``Dec_Dense``'s."""
+    c, h, w = code_map
+    return torch.arange(c * h * w).view(c, h * w).t().reshape(-1)
+
+
 class FlattenChannelsLast(nn.Module):
     """``Latent(Flatten(map))`` reading the map in channels-last order: a view, not a copy."""
 
-    def __init__(self, latent: Block, code_map: tuple[int, int, int]):
+    def __init__(self, latent: Block, order: torch.Tensor):
         super().__init__()
-        self.latent, self.code_map = latent, code_map
+        self.latent, self.order = latent, order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c, h, w = self.code_map
         dense = self.latent.inner
-        # column c*h*w of the NCHW order becomes column (h*w)*c of the NHWC order
-        weight = dense.weight.view(-1, c, h * w).transpose(1, 2).reshape(-1, c * h * w)
         flat = x.permute(0, 2, 3, 1).reshape(len(x), -1)
-        return self.latent.act(self.latent.norm(F.linear(flat, weight, dense.bias)))
+        y = F.linear(flat, dense.weight[:, self.order], dense.bias)
+        return self.latent.act(self.latent.norm(y))
 
 
 class DenseToChannelsLast(nn.Module):
     """``Unflatten(Dec_Dense(z))`` writing the map in channels-last order."""
 
-    def __init__(self, dense: Block, code_map: tuple[int, int, int]):
+    def __init__(self, dense: Block, code_map: tuple[int, int, int], order: torch.Tensor):
         super().__init__()
-        self.dense, self.code_map = dense, code_map
+        self.dense, self.code_map, self.order = dense, code_map, order
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         c, h, w = self.code_map
         linear = self.dense.inner
-        weight = linear.weight.view(c, h * w, -1).transpose(0, 1).reshape(c * h * w, -1)
-        bias = linear.bias.view(c, h * w).t().reshape(-1)
-        y = self.dense.act(self.dense.norm(F.linear(z, weight, bias)))
+        y = F.linear(z, linear.weight[self.order], linear.bias[self.order])
+        y = self.dense.act(self.dense.norm(y))
         return y.view(len(z), h, w, c).permute(0, 3, 1, 2)
 
 
@@ -115,9 +127,10 @@ def fast_layers(net: AutoEncoder) -> dict[str, nn.Module]:
         name: FastConv(layer) for name, layer in layers.items() if FastConv.applies(layer)
     }
     code_map = net.spec.code_map
+    order = channels_last_order(code_map)
     swaps["Enc_Flatten"] = nn.Identity()
-    swaps["Latent"] = FlattenChannelsLast(layers["Latent"], code_map)
-    swaps["Dec_Dense"] = DenseToChannelsLast(layers["Dec_Dense"], code_map)
+    swaps["Latent"] = FlattenChannelsLast(layers["Latent"], order)
+    swaps["Dec_Dense"] = DenseToChannelsLast(layers["Dec_Dense"], code_map, order)
     swaps["Dec_Reshape"] = nn.Identity()
     return swaps
 

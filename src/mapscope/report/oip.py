@@ -24,10 +24,10 @@ def shown(image: np.ndarray) -> np.ndarray:
     return (image - low) / (high - low if high > low else 1.0)
 
 
-def plot_oips(result, reference: dict, per_row: int = 8, searched: str | None = None) -> Figure:
+def plot_oips(result, reference: dict, per_row: int = 8, name: str | None = None) -> Figure:
     """Plain OIPs on the left, contrast-enhanced on the right, each titled with its map number
-    (and, right, its activation against the test images'), large enough to read; ``searched``
-    names the module driven where it is not the layer itself (the input of a sigmoid)."""
+    (and, right, its activation against the test images'), large enough to read; ``name`` is
+    the layer's name in the title (default ``result.layer``)."""
     n = len(result.units)
     cols = min(per_row, n)
     rows = math.ceil(n / cols)
@@ -69,8 +69,7 @@ def plot_oips(result, reference: dict, per_row: int = 8, searched: str | None = 
             ratio = f"{result.final_activation[k] / p99:.0f}x" if p99 > 1e-3 else "-"
             ax.set_title(f"{unit}" if panel == "plain" else f"{unit}: {ratio}", fontsize=9, pad=2)
     fig.suptitle(
-        f"OIPs of {result.layer}"
-        + (f" (driven at {searched}, its input)" if searched and searched != result.layer else "")
+        f"OIPs of {name or result.layer}"
         + (f", node {result.node}" if result.node else "")
         + ": left plain, right contrast-enhanced (title: activation / 99th percentile of test "
         "images; - where that percentile is not above 0)",

@@ -54,6 +54,14 @@ class LayerOIPs:
     searched: str  # the module whose output was driven (``oip_target``: before a sigmoid)
 
     @property
+    def name(self) -> str:
+        """The layer as the summary and the figure name it, with the module driven if another."""
+        layer = self.search.layer
+        return (
+            layer if self.searched == layer else f"{layer} (driven at {self.searched}, its input)"
+        )
+
+    @property
     def alive(self) -> np.ndarray:
         return ~self.search.dead
 
@@ -98,9 +106,8 @@ class LayerOIPs:
         r, alive = self.search, self.alive
         start = np.median(r.start_activation[alive]) if alive.any() else 0
         final = np.median(r.final_activation[alive]) if alive.any() else 0
-        searched = "" if self.searched == r.layer else f" (driven at {self.searched}, its input)"
         return (
-            f"{r.layer}{searched}: {len(r.units)} units, {int(r.dead.sum())} dead, "
+            f"{self.name}: {len(r.units)} units, {int(r.dead.sum())} dead, "
             f"{int(r.converged.sum())} converged; median activation start {start:.3f} -> final "
             f"{final:.3f}"
         )
@@ -145,7 +152,7 @@ def write_oips(result: LayerOIPs, out: str | Path) -> list[Path]:
             trace=r.trace,
             **{f"snapshot_{s}": pictures(v) for s, v in r.snapshots.items()},
         ),
-        save_figure(plot_oips(r, result.reference, searched=result.searched), out / "oips.png"),
+        save_figure(plot_oips(r, result.reference, name=result.name), out / "oips.png"),
     ]
     for unit in result.snapshot_units:
         if unit in r.units and r.snapshots:
