@@ -27,13 +27,13 @@ from _common import cpu, data_root, table  # noqa: E402
 from mapscope.ae.build import build  # noqa: E402
 from mapscope.ae.spec import AESpec  # noqa: E402
 from mapscope.ae.train import AETrainConfig, evaluate, targets, train  # noqa: E402
-from mapscope.ae.workflows import generate, latent_study, write_generation, write_latent  # noqa: E402
-from mapscope.cnn.device import bf16_matmul_speedup, pick_precision  # noqa: E402
 from mapscope.cnn.train import TrainConfig  # noqa: E402
 from mapscope.cnn.train import train as train_cnn  # noqa: E402
 from mapscope.data.bundle import DataBundle  # noqa: E402
+from mapscope.device import bf16_matmul_speedup, pick_precision  # noqa: E402
 from mapscope.io import read_json  # noqa: E402
 from mapscope.runs import Run  # noqa: E402
+from mapscope.workflows.autoencoder import generate, latent_study, write_generation, write_latent  # noqa: E402
 
 
 class ReferenceLoop:

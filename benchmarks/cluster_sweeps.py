@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import data_root, table  # noqa: E402
 
 from mapscope.cluster.classify import classify_sweep  # noqa: E402
-from mapscope.cluster.features import ClusterDistances  # noqa: E402
 from mapscope.data.bundle import DataBundle  # noqa: E402
+from mapscope.data.features import ClusterDistances  # noqa: E402
 
 
 def main() -> None:

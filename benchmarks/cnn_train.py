@@ -21,9 +21,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import data_root, table, time_to  # noqa: E402
 
-from mapscope.cnn.device import bf16_matmul_speedup, pick_precision  # noqa: E402
 from mapscope.cnn.train import TrainConfig, train  # noqa: E402
 from mapscope.data.bundle import DataBundle  # noqa: E402
+from mapscope.device import bf16_matmul_speedup, pick_precision  # noqa: E402
 from mapscope.io import read_json  # noqa: E402
 from mapscope.runs import Run  # noqa: E402
 

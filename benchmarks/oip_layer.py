@@ -43,12 +43,14 @@ def main() -> None:
         n_maps = net.spec.shapes[net.spec.layer_names.index(args.layer)][0]
         units = list(range(n_maps))
         rows = []
-        for name, tol in (
-            ("batched, convergence stop (default)", 1e-3),
-            ("batched, all steps", -np.inf),
+        # every step: no unit can stop before ``patience`` steps have passed
+        every_step = {"tol": 0.0, "patience": args.steps}
+        for name, stop in (
+            ("batched, convergence stop (default)", {}),
+            ("batched, all steps", every_step),
         ):
             began = time.perf_counter()
-            result = run_oip(net, args.layer, units, steps=args.steps, tol=tol)
+            result = run_oip(net, args.layer, units, steps=args.steps, **stop)
             rows.append(
                 [
                     name,
@@ -61,7 +63,7 @@ def main() -> None:
         loop_maps = units[: args.loop_maps] if args.loop_maps else units
         began = time.perf_counter()
         finals = [
-            run_oip(net, args.layer, [u], steps=args.steps, tol=-np.inf).final_activation[0]
+            run_oip(net, args.layer, [u], steps=args.steps, **every_step).final_activation[0]
             for u in loop_maps
         ]
         seconds = (time.perf_counter() - began) * n_maps / len(loop_maps)

@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import cpu, data_root, table  # noqa: E402
 
-from mapscope.inspect.match_runs import match_runs  # noqa: E402
 from mapscope.runs import Run  # noqa: E402
+from mapscope.workflows.match import match_runs  # noqa: E402
 
 MAPSCOPE = [sys.executable, "-m", "mapscope"]
 
@@ -82,12 +82,12 @@ def main() -> None:
             ],
         )
     )
-    sessions = [Run.open(work / "sweep" / f"seed={s}").inspection() for s in range(args.seeds)]
+    inspections = [Run.open(work / "sweep" / f"seed={s}").inspection() for s in range(args.seeds)]
     labels = [f"seed={s}" for s in range(args.seeds)]
     rows = []
     for count in sorted({2, args.seeds}):
         began = time.perf_counter()
-        result = match_runs(sessions[:count], labels[:count], oips=False)
+        result = match_runs(inspections[:count], labels[:count], oips=False)
         rows.append(
             [f"match {count} runs, {len(result.layers)} layers", time.perf_counter() - began]
         )

@@ -12,14 +12,14 @@ import torch
 from PIL import Image, ImageDraw
 
 from mapscope.ae.build import build, decode_array, encode_array
-from mapscope.ae.judge import Judge, frechet_distance
-from mapscope.ae.latent import study
+from mapscope.ae.latent import ks_distance_to_normal, study
 from mapscope.ae.samplers import SAMPLERS, MultivariateNormal, make_sampler
 from mapscope.ae.spec import AESpec, load_spec
 from mapscope.ae.train import AETrainConfig, train
-from mapscope.ae.workflows import generate, latent_study, reconstruct
 from mapscope.errors import ConfigError, DataError, RunError, TrainingDiverged
 from mapscope.runs import Run
+from mapscope.workflows.autoencoder import generate, latent_study, reconstruct
+from mapscope.workflows.judge import Judge, frechet_distance
 
 # --- spec and network ------------------------------------------------------------------------
 
@@ -68,14 +68,16 @@ def test_spec_reports_every_problem_at_once(tmp_path):
 
 # --- training on real MNIST -----------------------------------------------------------------
 
-QUICK = AETrainConfig(epochs=1, max_train=1024, batch_size=128, seed=3, schedule="none")
+QUICK = AETrainConfig(
+    epochs=1, max_train=1024, max_test=1000, batch_size=128, seed=3, schedule="none"
+)
 
 
 @pytest.fixture(scope="module")
 def ae_run(real_data, tmp_path_factory):
-    """An MNIST autoencoder (latent 8) trained for 2 epochs on 4096 images."""
+    """An MNIST autoencoder (latent 8) trained for 2 epochs on 4096 images (validated on 2000)."""
     run = tmp_path_factory.mktemp("ae") / "run"
-    config = AETrainConfig(epochs=2, max_train=4096, seed=0)
+    config = AETrainConfig(epochs=2, max_train=4096, max_test=2000, seed=0)
     train(run, config, AESpec(latent=8, filters=(16, 32)), data_root=real_data)
     return run
 
@@ -191,6 +193,15 @@ def test_frechet_distance_agrees_with_the_matrix_square_root():
     assert frechet_distance(m1, s1, m1, s1) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_ks_distance_is_scipys_statistic():
+    from scipy import stats
+
+    values = np.random.default_rng(0).standard_t(4, size=(500, 3))
+    values[:, 2] = np.random.default_rng(1).normal(size=500)
+    expected = [stats.kstest(values[:, i], "norm").statistic for i in range(3)]
+    np.testing.assert_allclose(ks_distance_to_normal(values), expected, rtol=1e-12)
+
+
 def test_latent_study_of_a_trained_autoencoder(ae_run, real_data):
     result = latent_study(ae_run, n=300, data_root=real_data)
     s = result.study
@@ -284,8 +295,11 @@ def test_cli_trains_a_2d_autoencoder_and_draws_its_manifold(cli, mapscope, tmp_p
         "1",
         "--max-train",
         "2048",
+        "--max-test",
+        "1000",
     )
     assert done.returncode == 0, done.stderr
+    assert "(bce) on 1000 test images, 1 epochs on 2048 images" in done.stdout
     assert f"wrote {run / 'epochs' / '0001' / 'model.safetensors'}" in done.stdout
     code, out, err = mapscope(
         "ae", "latent", "--model", run, "--out", tmp_path / "lat", "--n", "200"

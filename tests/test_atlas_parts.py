@@ -51,7 +51,8 @@ def test_statistics_equal_a_direct_computation():
     assert top.shape == (6, 5)
     for unit in (0, 1, 5):
         assert np.all(np.diff(s.peak[top[unit], unit]) <= 0)  # best first
-        assert s.peak[top[unit][-1], unit] >= np.sort(maps.max(2)[:, unit])[-5]
+        # batched and whole forwards may differ in the last float bit
+        assert s.peak[top[unit][-1], unit] >= np.sort(maps.max(2)[:, unit])[-5] - 1e-5
         image = top[unit][0]
         r, c = s.peak_position(image, unit)
         assert full["relu2"][image, unit, r, c] == pytest.approx(maps[image, unit].max())

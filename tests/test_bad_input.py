@@ -215,7 +215,7 @@ NASTY = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(suppress_health_check=list(HealthCheck))  # examples: the profile in conftest.py
 @given(data=st.data())
 def test_random_bad_values_never_give_a_traceback(data, places, capsys, monkeypatch):
     """Any value for any option: exit 0 or 2, at most one line on stderr, never a traceback.

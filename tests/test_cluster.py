@@ -6,9 +6,9 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import NotFittedError
 
 from mapscope.cluster.analysis import analyze_k, suggest_k
-from mapscope.cluster.features import ClusterDistances
 from mapscope.cluster.kmeans_classifier import KMeansClassifier
 from mapscope.cluster.saved import load_model, save_model
+from mapscope.data.features import ClusterDistances
 from mapscope.errors import ConfigError
 
 
@@ -97,8 +97,8 @@ def test_wifi_classify_cli(cli, tmp_path):
 
 
 def test_kmeans_run_evaluates_and_mlp_on_cluster_features(real_data, tmp_path):
-    from mapscope.evaluate.run import evaluate
     from mapscope.mlp.train import MLPConfig, train
+    from mapscope.workflows.evaluate import evaluate
 
     metrics = train(
         tmp_path / "mlp",
@@ -126,16 +126,20 @@ def test_cli_features_analyze_fit_pca(cli, tmp_path):
         "10,20",
         "--train-mlp",
         "--mlp-epochs",
-        "1",
+        "4",
         "--silhouette-sample",
         "1000",
+        "--max-train",
+        "10000",
         "--out",
         str(tmp_path / "f"),
     )
     features = json.loads((tmp_path / "f/features.json").read_text())
     assert [r["k"] for r in features["rows"]] == [10, 20]
     assert all(r["test_accuracy"] > 0.5 and r["fit_seconds"] > 0 for r in features["rows"])
-    assert features["pixels_784"]["test_accuracy"] > 0.8
+    assert features["pixels_784"]["test_accuracy"] > 0.75
+    assert features["provenance"]["settings"]["max_train"] == 10000
+    assert json.loads((tmp_path / "f/mlp_k10/metrics.json").read_text())["n_train"] == 10000
     out = ok("kmeans", "analyze", "--dataset", "wifi", "--k", "2..6", "--out", str(tmp_path / "a"))
     assert "suggested k" in out
     assert len(json.loads((tmp_path / "a/analyze.json").read_text())["rows"]) == 5

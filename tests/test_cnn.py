@@ -2,15 +2,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from small_nets import SMALL_CNN
 
 from mapscope.cnn.build import build, count_parameters
 from mapscope.cnn.predict import predict_proba, read_drawing
-from mapscope.cnn.schedules import learning_rate
 from mapscope.cnn.spec import default_spec, load_spec, spec_from_dict
 from mapscope.cnn.summary import summarize
 from mapscope.errors import ConfigError, RunError, TrainingDiverged
 from mapscope.io import read_json
 from mapscope.runs import Run
+from mapscope.training.schedules import learning_rate
 
 
 def test_default_network_matches_reference():
@@ -109,13 +110,15 @@ def assert_sums_close(have: torch.Tensor, want: torch.Tensor, msg: str | None = 
     torch.testing.assert_close(have, want, rtol=1e-4, atol=1e-5 * scale, msg=msg)
 
 
+# Kernels are compiled per layer size (numba, cached on disk by the sizes they read): cases
+# share sizes where the size is not what they test, so a first run compiles fewer of them.
 @pytest.mark.parametrize(
     ("n_in", "n_out", "kernel", "pool", "side", "padding", "size"),
     [
         (1, 32, 3, 2, 28, "valid", None),  # Conv2D_1 + Max_Pool_1 of the reference network
         (3, 5, 5, 3, 17, "same", None),
-        (1, 6, 3, 2, 15, 1, None),  # padding as the spec builds it (an int)
-        (2, 8, 3, 2, 28, "valid", (12, 11)),  # only the part the next layer reads
+        (1, 4, 3, 2, 15, 1, None),  # padding as the spec builds it (an int)
+        (1, 32, 3, 2, 28, "valid", (12, 11)),  # only the part the next layer reads
     ],
 )
 @pytest.mark.parametrize("relu", [False, True])
@@ -146,8 +149,8 @@ def test_fused_conv_max_pool_equals_torch(n_in, n_out, kernel, pool, side, paddi
         (32, 64, 3, 2, 12, "valid", None, 0.0),  # Conv2D_2 + Max_Pool_2 of the reference network
         (32, 64, 3, 2, 12, "valid", None, -0.5),  # most pooled values below 0: sparser gradient
         (3, 5, 5, 3, 17, "same", None, 0.0),
-        (4, 6, 3, 2, 15, 1, None, 0.0),
-        (2, 8, 3, 2, 28, "valid", (6, 5), 0.0),
+        (32, 64, 3, 2, 15, 1, None, 0.0),  # padding as the spec builds it (an int)
+        (32, 64, 3, 2, 28, "valid", (6, 5), 0.0),  # only the part the next layer reads
         (7, 9, 1, 2, 9, "valid", None, 0.0),
     ],
 )
@@ -228,8 +231,9 @@ def test_sparse_backward_is_the_same_on_any_number_of_threads():
     from mapscope.cnn.conv_pool import conv_max_pool
 
     torch.manual_seed(1)
-    conv, max_pool = torch.nn.Conv2d(16, 24, 3), torch.nn.MaxPool2d(2)
-    x = torch.randn(9, 16, 14, 14, requires_grad=True)  # 9 images: uneven over the threads
+    # the reference network's Conv2D_2 + Max_Pool_2: kernels compiled once for the whole suite
+    conv, max_pool = torch.nn.Conv2d(32, 64, 3), torch.nn.MaxPool2d(2)
+    x = torch.randn(9, 32, 14, 14, requires_grad=True)  # 9 images: uneven over the threads
 
     def gradients(threads):
         numba.set_num_threads(threads)
@@ -246,12 +250,14 @@ def test_sparse_backward_is_the_same_on_any_number_of_threads():
 def test_fused_conv_max_pool_breaks_ties_like_torch():
     from mapscope.cnn.conv_pool import conv_max_pool
 
-    conv = torch.nn.Conv2d(2, 1, 1)
+    # the sizes of a case above (kernels compiled once): 3 -> 5 channels, 5x5 kernels, 3x3 pool
+    conv = torch.nn.Conv2d(3, 5, 5)
     with torch.no_grad():
-        conv.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))  # output = channel 0
-    x = torch.stack([torch.ones(6, 6), torch.randn(6, 6)]).unsqueeze(0)  # every window a tie
-    max_pool = torch.nn.MaxPool2d(2)
-    # which pixel wins shows in the gradient of the weight that reads channel 1
+        conv.weight.zero_()
+        conv.weight[:, 0, 2, 2] = 1.0  # every output = the centre pixel of channel 0
+    x = torch.stack([torch.ones(13, 13), torch.randn(13, 13), torch.randn(13, 13)]).unsqueeze(0)
+    max_pool = torch.nn.MaxPool2d(3)  # every window a tie
+    # which pixel wins shows in the gradient of the weights that read channels 1 and 2
     want = torch.autograd.grad(max_pool(conv(x)).sum(), conv.weight)[0]
     have = torch.autograd.grad(conv_max_pool(x, conv, max_pool).sum(), conv.weight)[0]
     torch.testing.assert_close(have, want)
@@ -266,9 +272,9 @@ def test_fused_conv_max_pool_breaks_ties_like_torch():
 def test_fused_gradient_has_the_weight_layout():
     from mapscope.cnn.conv_pool import conv_max_pool
 
-    conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
-    x = torch.randn(2, 3, 10, 10).contiguous(memory_format=torch.channels_last)
-    out = conv_max_pool(x, conv, torch.nn.MaxPool2d(2))
+    conv = torch.nn.Conv2d(3, 5, 5).to(memory_format=torch.channels_last)  # a case's sizes
+    x = torch.randn(2, 3, 17, 17).contiguous(memory_format=torch.channels_last)
+    out = conv_max_pool(x, conv, torch.nn.MaxPool2d(3))
     assert out.is_contiguous(memory_format=torch.channels_last)
     grad = torch.autograd.grad(out.sum(), conv.weight)[0]
     assert grad.stride() == conv.weight.stride()  # fused Adam steps weight and grad in one pass
@@ -305,8 +311,8 @@ def test_training_reads_only_what_later_layers_use():
 
 
 def test_auto_precision_is_bf16_only_where_bf16_products_are_faster(monkeypatch):
-    from mapscope.cnn import device
-    from mapscope.cnn.device import pick_precision
+    from mapscope import device
+    from mapscope.device import pick_precision
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
@@ -323,7 +329,7 @@ def test_auto_precision_is_bf16_only_where_bf16_products_are_faster(monkeypatch)
 
 
 def test_bf16_speedup_is_measured_once_and_zero_without_bf16_instructions(monkeypatch):
-    from mapscope.cnn.device import bf16_matmul_speedup
+    from mapscope.device import bf16_matmul_speedup
 
     bf16_matmul_speedup.cache_clear()
     measured = bf16_matmul_speedup()
@@ -393,7 +399,8 @@ def test_corrupt_and_foreign_model_files(cnn_run, tmp_path):
 def test_resume_continues_with_optimizer_state(real_data, tmp_path):
     from mapscope.cnn.train import TrainConfig, train
 
-    cfg = TrainConfig(epochs=1, max_train=640, schedule="power", decay_steps=10)
+    short = {"max_train": 320, "max_test": 1000, "schedule": "power", "decay_steps": 10}
+    cfg = TrainConfig(epochs=1, threads=2, **short)
     train(tmp_path / "r", cfg, data_root=real_data)
     train(tmp_path / "r", TrainConfig(epochs=1), resume=True, data_root=real_data)
     history = read_json(Run.open(tmp_path / "r").files["history"])
@@ -402,7 +409,7 @@ def test_resume_continues_with_optimizer_state(real_data, tmp_path):
     # same seed, same device: an uninterrupted 2-epoch run gives the same weights
     train(
         tmp_path / "s",
-        TrainConfig(epochs=2, max_train=640, schedule="power", decay_steps=10),
+        TrainConfig(epochs=2, threads=2, **short),
         data_root=real_data,
     )
     assert read_json(Run.open(tmp_path / "s").files["history"])[1]["val_loss"] == pytest.approx(
@@ -411,12 +418,13 @@ def test_resume_continues_with_optimizer_state(real_data, tmp_path):
 
 
 def test_resume_keeps_the_precision_the_run_started_in(real_data, tmp_path, monkeypatch):
-    from mapscope.cnn import device
+    from mapscope import device
     from mapscope.cnn.train import TrainConfig, train
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(device, "bf16_matmul_speedup", lambda: 4.0)
-    first = train(tmp_path / "r", TrainConfig(epochs=1, max_train=256), data_root=real_data)
+    short = TrainConfig(epochs=1, max_train=256, max_test=500)
+    first = train(tmp_path / "r", short, SMALL_CNN, data_root=real_data)
     assert first["precision"] == "bf16"
     monkeypatch.setattr(device, "bf16_matmul_speedup", lambda: 0.5)  # "auto" now says fp32
     again = train(tmp_path / "r", TrainConfig(epochs=1), resume=True, data_root=real_data)
@@ -453,12 +461,20 @@ def test_ctrl_c_keeps_the_last_finished_epoch(real_data, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(
             tmp_path / "i",
-            TrainConfig(epochs=3, max_train=640),
+            TrainConfig(epochs=3, max_train=640, max_test=2000),
+            SMALL_CNN,  # what is kept is the question here, not the network
             data_root=real_data,
             callbacks=[interrupt_after_first],
         )
-    assert [h["epoch"] for h in read_json(Run.open(tmp_path / "i").files["history"])] == [1]
-    assert Run.open(tmp_path / "i").module() is not None
+    kept = Run.open(tmp_path / "i")
+    history = read_json(kept.files["history"])
+    assert [h["epoch"] for h in history] == [1]
+    bundle = kept.bundle(real_data)  # the model kept is the one epoch 1 scored
+    first = np.arange(2000)  # validated on the first 2000 test images
+    predicted = kept.predictor().predict(bundle, "test", first)
+    assert (predicted == bundle.labels("test", first)).mean() == pytest.approx(
+        history[0]["val_accuracy"]
+    )
     assert not list((tmp_path / "i").rglob(".*.tmp"))  # no temp file left behind
     train(tmp_path / "i", TrainConfig(epochs=1), resume=True, data_root=real_data)
     assert len(read_json(Run.open(tmp_path / "i").files["history"])) == 2
@@ -507,7 +523,7 @@ def test_cli_train_predict_summary(cli, tmp_path):
 def test_threads_default_to_the_cores_free_at_the_start(monkeypatch):
     import os
 
-    from mapscope.cnn import device
+    from mapscope import device
 
     assert device.pick_threads(3) == 3  # given: taken as is
     cores = os.cpu_count()

@@ -65,8 +65,8 @@ def test_bundle_test_image_1302_is_the_canonical_one(mnist, real_data):
     assert inputs.shape == (2, 1, 28, 28) and inputs.dtype == np.float32
 
 
-def test_cli_check_and_show(console, real_data, tmp_path):
-    ok = console("data", "check")
+def test_cli_check_and_show(cli, console, real_data, tmp_path):
+    ok = cli("data", "check")  # in this process; `data show` below starts a new interpreter
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "all 3 dataset(s) present and verified" in ok.stdout
     out = tmp_path / "x.png"

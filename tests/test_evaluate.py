@@ -3,10 +3,10 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import precision_recall_fscore_support
 
-from mapscope.evaluate.run import evaluate, write_evaluation
 from mapscope.io import read_json
 from mapscope.metrics import confusion_matrix, gallery_indices, per_class
 from mapscope.runs import Run
+from mapscope.workflows.evaluate import evaluate, write_evaluation
 
 
 def test_metrics_agree_with_sklearn():

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from matplotlib.text import Text
 
-from mapscope.inspect.compare import class_separation
+from mapscope.inspect.compare import class_mean_maps, class_separation, unit_means
 from mapscope.report import ae as ae_figures
 from mapscope.report.compare import plot_separation
 from mapscope.report.curves import plot_ae_history
+from mapscope.report.samples import image_tiles
 
 
 def undrawn_tick_labels(fig) -> set[int]:
@@ -57,16 +58,18 @@ def separation():
     acts = rng.random((200, 128, 3, 3)).astype(np.float32)
     labels = np.repeat([4, 9], 100)
     acts[labels == 4, :40] += 0.5  # units 0..39 separate the classes
-    return class_separation(acts, labels, 4, 9)
+    return class_separation(unit_means(acts), labels, 4, 9), class_mean_maps(acts, labels, (4, 9))
 
 
 @pytest.mark.parametrize("top", [16, 8, 1])
 def test_separation_bars_and_maps_share_columns_without_overlapping_text(separation, top):
-    fig = plot_separation(separation, ("4", "9"), "Conv2D_3", top)
+    fig = plot_separation(*separation, ("4", "9"), "Conv2D_3", top)
     assert overlapping_texts(fig) == []
     bars = fig.axes[0]
     ticks = [t.get_text() for t in bars.get_xticklabels()]
-    assert ticks == [str(u) for u in separation.units[:top]]  # each unit named once, under its bar
+    assert ticks == [
+        str(u) for u in separation[0].units[:top]
+    ]  # each unit named once, under its bar
     first_map = fig.axes[1]
     column = first_map.get_position()
     centre = bars.transData.transform((0, 0))[0] / fig.bbox.width
@@ -218,7 +221,7 @@ def test_pca_has_a_class_legend_and_image_loadings():
 def fake_match(runs: int):
     """A RunMatch of made-up numbers, shaped like the default CNN's."""
     from mapscope.inspect.match import UnitMatch
-    from mapscope.inspect.match_runs import PairMatch, RunMatch
+    from mapscope.workflows.match import PairMatch, RunMatch
 
     rng = np.random.default_rng(0)
     sizes = {"Conv2D_1": 32, "Conv2D_2": 64, "Dense_1": 100, "Dense_2": 10}
@@ -241,13 +244,14 @@ def fake_match(runs: int):
         for layer, n in sizes.items()
     }
     result.kernels = {run: rng.normal(size=(32, 3, 3)) for run in range(runs)}
+    result.kernel_layer = result.layers[0]
     return result
 
 
 @pytest.mark.parametrize("runs", [2, 5])
 def test_match_pictures_have_no_text_on_text(runs):
-    from mapscope.inspect.match_runs import shown_units
     from mapscope.report import match as pictures
+    from mapscope.workflows.match import shown_units
 
     result = fake_match(runs)
     figures = [
@@ -285,3 +289,21 @@ def test_sweep_plot_has_no_text_on_text(varied):
     fig = plot_points(rows, varied, "test_accuracy", True)
     assert overlapping_texts(fig) == []
     assert len(fig.axes[0].lines) > 0
+
+
+@pytest.mark.parametrize("n", [1, 7, 23])
+def test_image_tiles_keep_titles_apart_and_above_their_images(n):
+    images = np.random.default_rng(0).random((n, 28, 28))
+    titles = [f"#{9990 + i}\npred 4\ntrue 9" for i in range(n)]
+    fig = image_tiles(images, titles, per_row=10, suptitle="false negatives for 9: first 23 of 60")
+    assert overlapping_texts(fig) == []
+    (ax,) = fig.axes
+    renderer = fig.canvas.get_renderer()
+    pictures = [image.get_window_extent(renderer) for image in ax.get_images()]
+    labels = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(pictures) == len(labels) == n
+    for picture, label in zip(pictures, labels, strict=True):
+        assert label.y0 >= picture.y1 and abs(label.x0 + label.x1 - picture.x0 - picture.x1) < 2
+        assert not any(label.overlaps(other) for other in pictures)
+    width, height = fig.canvas.get_width_height()
+    assert all(p.x0 >= 0 and p.x1 <= width and p.y0 >= 0 and p.y1 <= height for p in pictures)

@@ -19,77 +19,115 @@ from mapscope.inspect.oip import run_oip
 from mapscope.inspect.taps import layer_outputs
 from mapscope.runs import KINDS, Run
 
-# cli -> workflows -> runs -> models / inspect -> data / report -> io / errors
-LAYERS = [
-    (5, ("mapscope.cli", "mapscope.__main__")),
-    (
-        4,
-        (
-            "mapscope.evaluate",
-            "mapscope.inspect.compare_run",
-            "mapscope.inspect.oip.run",
-            "mapscope.inspect.match_runs",
-            "mapscope.inspect.attribution_run",
-            "mapscope.atlas",
-            "mapscope.ae.workflows",
-            "mapscope.sweep",
-        ),
+# cli -> workflows -> runs -> models / inspect -> training -> data / report -> io / errors
+LAYERS = {
+    6: ("mapscope.cli", "mapscope.__main__"),
+    5: ("mapscope.workflows", "mapscope.atlas", "mapscope.sweep"),
+    4: ("mapscope.runs",),  # the Run handle and the kind registry
+    3: ("mapscope.cnn", "mapscope.mlp", "mapscope.cluster", "mapscope.ae", "mapscope.inspect"),
+    2: ("mapscope.training",),
+    1: (
+        "mapscope.data",
+        "mapscope.report",
+        "mapscope.device",
+        "mapscope.runs.folder",  # writing a run folder: below the models that write runs
+        "mapscope.runs.lock",
+        "mapscope.runs.epochs",
     ),
-    (3, ("mapscope.runs",)),
-    (2, ("mapscope.cnn", "mapscope.mlp", "mapscope.cluster", "mapscope.inspect", "mapscope.ae")),
-    (1, ("mapscope.data", "mapscope.report", "mapscope.epochs")),
-    (
-        0,
-        (
-            "mapscope.io",
-            "mapscope.errors",
-            "mapscope.metrics",
-            "mapscope.runfolder",
-            "mapscope.runlock",
-            "mapscope.checks",
-            "mapscope.weights",
-            "mapscope",
-        ),
+    0: (
+        "mapscope",
+        "mapscope.io",
+        "mapscope.errors",
+        "mapscope.metrics",
+        "mapscope.checks",
+        "mapscope.weights",
+        "mapscope.history",
+        "mapscope.progress",
     ),
-]
+}
+# the model packages import nothing from each other: what two share lives below both
+MODELS = LAYERS[3]
+ROOT = Path(mapscope.__file__).parent
 
 
-def _layer(module: str) -> int:
-    for level, prefixes in LAYERS:  # the most specific prefixes come first in each level
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return level
-    raise AssertionError(f"{module} has no layer in LAYERS")
+def _owner(module: str) -> tuple[int, str]:
+    """(layer, package prefix) of a module: its longest prefix in LAYERS."""
+    found = [
+        (len(p), level, p)
+        for level, prefixes in LAYERS.items()
+        for p in prefixes
+        if module == p or module.startswith(p + ".")
+    ]
+    if not found:
+        raise AssertionError(f"{module} has no layer in LAYERS")
+    _, level, prefix = max(found)
+    return level, prefix
 
 
-def _imports(path: Path, module: str):
+def _is_module(name: str) -> bool:
+    path = ROOT.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _imports(path: Path):
     for node in ast.walk(ast.parse(path.read_text())):  # lazy imports inside functions too
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mapscope"):
-            yield node.module
+            for alias in node.names:  # ``from mapscope.runs import epochs`` imports a module
+                name = f"{node.module}.{alias.name}"
+                yield name if _is_module(name) else node.module
         elif isinstance(node, ast.Import):
             yield from (a.name for a in node.names if a.name.startswith("mapscope"))
 
 
+def _modules():
+    for path in ROOT.rglob("*.py"):
+        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        yield path, ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def test_import_graph_runs_one_way():
-    root = Path(mapscope.__file__).parent
-    upward = []
-    for path in root.rglob("*.py"):
-        parts = path.relative_to(root.parent).with_suffix("").parts
-        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        for target in _imports(path, module):
-            if _layer(target) > _layer(module):
-                upward.append(f"{module} -> {target}")
+    upward = [
+        f"{module} -> {target}"
+        for path, module in _modules()
+        for target in _imports(path)
+        if _owner(target)[0] > _owner(module)[0]
+    ]
     assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
 
 
+def test_no_imports_sideways_between_model_packages():
+    sideways = [
+        f"{module} -> {target}"
+        for path, module in _modules()
+        for target in _imports(path)
+        if _owner(module)[1] in MODELS
+        and _owner(target)[1] in MODELS
+        and _owner(target)[1] != _owner(module)[1]
+    ]
+    assert not sideways, "imports between model packages:\n" + "\n".join(sideways)
+
+
+def test_the_layer_rules_catch_what_they_forbid(tmp_path):
+    """The checks above read real import statements: a sideways and an upward import are seen."""
+    source = tmp_path / "probe.py"
+    source.write_text(
+        "from mapscope.cnn.fast import fast_path\n"
+        "def later():\n    from mapscope.runs import Run, epochs\n"
+    )
+    targets = list(_imports(source))
+    assert targets == ["mapscope.cnn.fast", "mapscope.runs", "mapscope.runs.epochs"]
+    assert _owner("mapscope.ae.train")[1] in MODELS and _owner(targets[0])[1] == "mapscope.cnn"
+    assert _owner("mapscope.runs.epochs")[0] < _owner("mapscope.cnn.saved")[0]
+    assert _owner(targets[1])[0] > _owner("mapscope.cnn.saved")[0]
+
+
 def test_evaluate_and_cli_know_no_run_kind():
-    root = Path(mapscope.__file__).parent
-    for folder in ("evaluate", "cli"):
-        for path in (root / folder).glob("*.py"):
-            text = path.read_text()
-            if folder == "evaluate":
-                assert not any(f'"{kind}"' in text for kind in KINDS), f"{path} branches on kind"
-            for name in ("model.npz", "model.safetensors", "cluster_features.npz", "split.npz"):
-                assert name not in text, f"{path} names the run file {name}"
+    for path in [ROOT / "workflows" / "evaluate.py", *(ROOT / "cli").glob("*.py")]:
+        text = path.read_text()
+        if path.parent.name == "workflows":
+            assert not any(f'"{kind}"' in text for kind in KINDS), f"{path} branches on kind"
+        for name in ("model.npz", "model.safetensors", "cluster_features.npz", "split.npz"):
+            assert name not in text, f"{path} names the run file {name}"
 
 
 def test_network_forward_is_plain_and_the_fast_path_swaps_back():
@@ -109,7 +147,8 @@ def test_network_forward_is_plain_and_the_fast_path_swaps_back():
 
 
 def test_training_restores_the_denormal_flag(real_data, tmp_path):
-    from mapscope.cnn.train import TrainConfig, flushing_denormals, train
+    from mapscope.cnn.train import TrainConfig, train
+    from mapscope.training.trainer import flushing_denormals
 
     torch.set_flush_denormal(False)
     train(tmp_path / "r", TrainConfig(epochs=1, max_train=256), data_root=real_data)
@@ -178,13 +217,25 @@ def test_kind_mismatch_and_unknown_kind(cnn_run, tmp_path):
         Run.open(tmp_path)
 
 
-def test_cli_max_train_trains_on_that_many_images(cli, tmp_path):
-    done = cli("cnn", "train", "--out", tmp_path / "r", "--epochs", "1", "--max-train", "5000")
+def test_cli_max_train_and_max_test_train_and_validate_on_that_many_images(cli, tmp_path):
+    done = cli(
+        "cnn", "train", "--out", tmp_path / "r", "--epochs", "1", "--max-train", "5000",
+        "--max-test", "1000",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "on 5000 images" in done.stdout
+    assert "on 1000 test images" in done.stdout and "on 5000 images" in done.stdout
     config = json.loads((tmp_path / "r/config.json").read_text())
-    metrics = json.loads(Run.open(tmp_path / "r").files["metrics"].read_text())
+    run = Run.open(tmp_path / "r")
+    metrics = json.loads(run.files["metrics"].read_text())
     assert config["train"]["max_train"] == 5000 and metrics["n_train"] == 5000
+    assert config["train"]["max_test"] == 1000 and metrics["n_test"] == 1000
+    # the validation ran over the first 1000 test images: the saved model scores the same there
+    bundle = run.bundle()
+    first = np.arange(1000)
+    predicted = run.predictor().predict(bundle, "test", first)
+    assert (predicted == bundle.labels("test", first)).mean() == pytest.approx(
+        metrics["test_accuracy"]
+    )
     assert f"wrote {tmp_path / 'r' / 'epochs' / '0001' / 'model.safetensors'}" in done.stdout
 
 

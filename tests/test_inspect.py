@@ -84,20 +84,20 @@ def test_multiscale_noise_is_standardised_and_seeded():
 
 
 @pytest.fixture(scope="module")
-def session(cnn_run, real_data):
+def inspection(cnn_run, real_data):
     return Run.open(cnn_run).inspection(real_data)
 
 
-def test_oip_batch_drives_each_map(session):
+def test_oip_batch_drives_each_map(inspection):
     units = [0, 3, 7, 11]
-    result = run_oip(session.net, "Conv2D_2", units, steps=150, seed=0)
+    result = run_oip(inspection.net, "Conv2D_2", units, steps=150, seed=0)
     alive = ~result.dead
     assert alive.sum() >= 3
     assert np.all(
         result.final_activation[alive] > 2 * np.maximum(result.start_activation[alive], 1e-3)
     )
     # row i drives map i: each OIP excites its own map more than the other rows' maps
-    out = layer_outputs(session.net, result.images[:, None], ["Conv2D_2"])["Conv2D_2"]
+    out = layer_outputs(inspection.net, result.images[:, None], ["Conv2D_2"])["Conv2D_2"]
     out = torch.from_numpy(out).mean(dim=(2, 3))
     own = out[torch.arange(len(units)), torch.tensor(units)]
     for k in np.flatnonzero(alive):
@@ -106,9 +106,9 @@ def test_oip_batch_drives_each_map(session):
 
 
 @pytest.mark.parametrize("strategy", ["precursor", "coarse-to-fine"])
-def test_other_strategies_and_nodes(session, strategy):
+def test_other_strategies_and_nodes(inspection, strategy):
     result = run_oip(
-        session.net,
+        inspection.net,
         "Conv2D_3",
         [2, 5],
         node=(1, 1),
@@ -122,17 +122,17 @@ def test_other_strategies_and_nodes(session, strategy):
     assert sorted(result.snapshots) == [1, 40, 100]  # evolution pictures work for every strategy
 
 
-def test_dense_nodes_and_bad_node(session):
-    result = run_oip(session.net, "Dense_2", [4, 9], steps=80)
+def test_dense_nodes_and_bad_node(inspection):
+    result = run_oip(inspection.net, "Dense_2", [4, 9], steps=80)
     assert np.all(result.final_activation > result.start_activation)
     with pytest.raises(ConfigError, match="outside the 3x3 maps of Conv2D_3"):
-        run_oip(session.net, "Conv2D_3", [0], node=(3, 0))
+        run_oip(inspection.net, "Conv2D_3", [0], node=(3, 0))
     with pytest.raises(ConfigError, match=r"128 maps \(0..127\)"):
-        run_oip(session.net, "Conv2D_3", [128])
+        run_oip(inspection.net, "Conv2D_3", [128])
 
 
-def test_dead_map_is_reported_not_drawn(session):
-    net = session.net
+def test_dead_map_is_reported_not_drawn(inspection):
+    net = inspection.net
     bias = net.layers["Conv2D_3"].inner.bias
     saved = bias.detach().clone()
     with torch.no_grad():
@@ -246,26 +246,26 @@ def test_cli_activations_compare_oip(cli, cnn_run, tmp_path):
 
 
 def test_outputs_carry_provenance(cnn_run, real_data, tmp_path):
-    from mapscope.inspect.compare_run import compare_classes, write_comparison
-    from mapscope.inspect.oip.run import oip_layer, write_oips
+    from mapscope.workflows.compare import compare_classes, write_comparison
+    from mapscope.workflows.oip import oip_layer, write_oips
 
-    session = Run.open(cnn_run).inspection(real_data)
-    write_oips(oip_layer(session, "Conv2D_3", [0, 1], steps=5, seed=7), tmp_path / "o")
+    inspection = Run.open(cnn_run).inspection(real_data)
+    write_oips(oip_layer(inspection, "Conv2D_3", [0, 1], steps=5, seed=7), tmp_path / "o")
     report = json.loads((tmp_path / "o/oip.json").read_text())
     assert report["provenance"]["settings"]["seed"] == 7
     assert "torch" in report["provenance"]["versions"]
     assert "mnist/t10k-images-idx3-ubyte.gz" in report["provenance"]["data_checksums"]
-    write_comparison(compare_classes(session, "Dense_1", "test", 4, 9, 8), tmp_path / "c")
+    write_comparison(compare_classes(inspection, "Dense_1", "test", 4, 9, 8), tmp_path / "c")
     assert json.loads((tmp_path / "c/separation.json").read_text())["provenance"]["data_checksums"]
 
 
 def test_oips_of_a_sigmoid_layer_climb_its_input(mlp_run, real_data):
     """A sigmoid saturates at 1 and its gradient vanishes, so ``mapscope oip`` drives the MLP's
     ``Dense_1`` at the Linear before it, and measures the real images there too."""
-    from mapscope.inspect.oip.run import oip_layer
+    from mapscope.workflows.oip import oip_layer
 
-    session = Run.open(mlp_run).inspection(real_data)
-    result = oip_layer(session, "Dense_1", [0, 1, 2, 3], steps=100, seed=0)
+    inspection = Run.open(mlp_run).inspection(real_data)
+    result = oip_layer(inspection, "Dense_1", [0, 1, 2, 3], steps=100, seed=0)
     assert result.searched == "layers.Dense_1.0" and result.search.layer == "Dense_1"
     assert "driven at layers.Dense_1.0" in result.summary()
     r = result.search

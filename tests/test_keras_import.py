@@ -17,9 +17,9 @@ import pytest
 from keras import layers
 
 from mapscope.cnn.keras import convert, read_keras
-from mapscope.cnn.keras_run import import_keras
 from mapscope.errors import ConfigError
 from mapscope.runs import Run
+from mapscope.workflows.keras_import import import_keras
 
 
 def original_network():

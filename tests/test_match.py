@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from mapscope.inspect.inspection import Inspection
 from mapscope.inspect.match import (
     LayerFeatures,
     UnitMatch,
@@ -20,10 +21,10 @@ from mapscope.inspect.match import (
     untrained_copy,
     weighted_layers,
 )
-from mapscope.inspect.match_runs import match_runs, write_match
-from mapscope.inspect.session import Inspection
+from mapscope.inspect.oip.settings import OIPSettings
 from mapscope.io import read_json
 from mapscope.runs import Run
+from mapscope.workflows.match import match_runs, write_match
 
 
 def test_correlation_is_pearson_and_dead_units_correlate_zero():
@@ -127,7 +128,7 @@ def test_a_run_matched_with_itself_and_with_another_seed(cnn_run, real_data, tmp
     other = tmp_path / "other"
     train(
         other,
-        TrainConfig(epochs=1, max_train=6000, lr=3e-3, schedule="none", seed=1),
+        TrainConfig(epochs=1, max_train=6000, max_test=1000, lr=3e-3, schedule="none", seed=1),
         data_root=real_data,
     )
     same = Run.open(cnn_run).inspection(real_data)
@@ -175,7 +176,7 @@ def test_match_on_plain_pytorch_modules(cnn_run, real_data):
         images=300,
         sample=100,
         oips=True,
-        steps=20,
+        oip=OIPSettings(steps=20),
     )
     assert result.layers == ["features.0", "features.3", "head.1"]
     assert result.pairs[0].cka.shape == (3, 3)

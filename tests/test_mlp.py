@@ -1,7 +1,11 @@
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from mapscope.errors import ConfigError, RunError
+from mapscope.history import EPOCH_KEYS
 from mapscope.io import read_json
 from mapscope.mlp.network import MLP
 
@@ -65,11 +69,15 @@ def test_save_load_round_trip(tmp_path):
 def test_mlp_run_learns_real_mnist(mlp_run):
     metrics = read_json(mlp_run / "metrics.json")
     history = read_json(mlp_run / "history.json")
+    batches = read_json(mlp_run / "batches.json")
     assert metrics["test_accuracy"] > 0.9  # 8 epochs on 30000 images
-    assert len(history["batch"]) == 8 * 60 and len(history["epoch"]) == 8
-    assert {"cost", "error", "reg_ratio"} <= set(history["batch"][0])
-    assert history["batch"][-1]["cost"] < history["batch"][0]["cost"]
-    assert 0 < history["batch"][-1]["reg_ratio"] < 1
+    assert len(batches) == 8 * 60 and len(history) == 8
+    assert [set(row) for row in history] == [set(EPOCH_KEYS)] * 8  # the one history schema
+    assert history[-1]["val_accuracy"] == metrics["test_accuracy"]
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert {"cost", "error", "reg_ratio"} <= set(batches[0])
+    assert batches[-1]["cost"] < batches[0]["cost"]
+    assert 0 < batches[-1]["reg_ratio"] < 1
     assert (mlp_run / "curves.png").stat().st_size > 10000
 
 
@@ -139,11 +147,45 @@ def test_cli_train_and_sweep_share_options(cli, tmp_path):
 
 def test_time_to_accuracy_is_recorded(mlp_run):
     metrics = read_json(mlp_run / "metrics.json")
-    epochs = read_json(mlp_run / "history.json")["epoch"]
-    first = (
-        next(h for h in epochs if h["test_accuracy"] >= 0.95) if metrics["seconds_to_95"] else None
+    epochs = read_json(mlp_run / "history.json")
+    elapsed = np.cumsum([h["seconds"] for h in epochs])
+    first = next((k for k, h in enumerate(epochs) if h["val_accuracy"] >= 0.95), None)
+    assert metrics["seconds_to_95"] == (
+        pytest.approx(elapsed[first]) if first is not None else None
     )
-    assert metrics["seconds_to_95"] == (first["seconds"] if first else None)
     assert metrics["seconds_to_97"] is None or metrics["seconds_to_97"] >= (
         metrics["seconds_to_95"] or 0
     )
+
+
+def test_an_mlp_run_with_the_old_history_shape_is_still_read(mlp_run, tmp_path):
+    """Runs written before the one history schema kept batches and epochs in one file, with
+    train_/test_accuracy, the epoch's summed cost and cumulative seconds."""
+    import shutil
+
+    from mapscope.mlp.saved import read_history
+    from mapscope.runs import Run
+
+    run = Path(shutil.copytree(mlp_run, tmp_path / "old"))
+    history, batches = read_json(run / "history.json"), read_json(run / "batches.json")
+    elapsed = np.cumsum([h["seconds"] for h in history])
+    old_epochs = [
+        {
+            "epoch": h["epoch"],
+            "loss": h["loss"] * 60,  # 60 batches of 500 per epoch, costs summed
+            "lr": h["lr"],
+            "seconds": float(t),
+            "train_accuracy": h["accuracy"],
+            "test_accuracy": h["val_accuracy"],
+        }
+        for h, t in zip(history, elapsed, strict=True)
+    ]
+    (run / "batches.json").unlink()
+    (run / "history.json").write_text(json.dumps({"batch": batches, "epoch": old_epochs}))
+    epochs, old_batches = read_history(Run.open(run).path)
+    assert old_batches == batches
+    for new, read in zip(history, epochs, strict=True):
+        assert read["val_accuracy"] == new["val_accuracy"] and read["accuracy"] == new["accuracy"]
+        assert read["loss"] == pytest.approx(new["loss"])
+        assert read["seconds"] == pytest.approx(new["seconds"])
+        assert read["val_loss"] is None  # not recorded then

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from safetensors.torch import save_file
 
 from mapscope.errors import ConfigError
-from mapscope.inspect.session import Inspection
+from mapscope.inspect.inspection import Inspection
 from mapscope.inspect.taps import layer_outputs
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -83,9 +83,9 @@ def colour(tmp_path_factory):
     """ColourNet trained on the shape folder (3-channel 32x32), its data name and weights."""
     folder = draw_shapes(tmp_path_factory.mktemp("shapes") / "shapes")
     data = f"folder:{folder}"
-    session = Inspection.from_module(ColourNet(), data, "unit", (3, 32, 32))
-    x = torch.from_numpy(session.inputs("train"))
-    y = torch.from_numpy(session.bundle.labels("train"))
+    inspection = Inspection.from_module(ColourNet(), data, "unit", (3, 32, 32))
+    x = torch.from_numpy(inspection.inputs("train"))
+    y = torch.from_numpy(inspection.bundle.labels("train"))
     net = fit(ColourNet(), x, y, epochs=15)
     weights = folder.parent / "colour.safetensors"
     save_file(net.state_dict(), weights)
@@ -100,24 +100,26 @@ def lenet_session(lenet, real_data):
 
 def test_lenet_is_inspected_through_the_api(lenet, real_data, tmp_path):
     from mapscope.atlas import build_atlas, write_atlas
-    from mapscope.inspect.compare_run import compare_classes
-    from mapscope.inspect.oip.run import oip_layer
+    from mapscope.workflows.compare import compare_classes
+    from mapscope.workflows.oip import oip_layer
 
-    session = lenet_session(lenet, real_data)
-    assert session.layer_names[:3] == ["features.0", "features.1", "features.2"]
-    accuracy = (session.predict(session.bundle, "test") == session.bundle.labels("test")).mean()
+    inspection = lenet_session(lenet, real_data)
+    assert inspection.layer_names[:3] == ["features.0", "features.1", "features.2"]
+    accuracy = (
+        inspection.predict(inspection.bundle, "test") == inspection.bundle.labels("test")
+    ).mean()
     assert accuracy > 0.9  # the normalisation it was trained with is applied
-    maps = session.activations("features.2", "test", [0, 1])
+    maps = inspection.activations("features.2", "test", [0, 1])
     assert maps.shape == (2, 6, 14, 14)
-    nodes = session.activations("classifier.2", "test", [0])
+    nodes = inspection.activations("classifier.2", "test", [0])
     assert nodes.shape == (1, 120)
-    separation = compare_classes(session, "features.3", "test", "4", "9", 8)
+    separation = compare_classes(inspection, "features.3", "test", "4", "9", 8)
     assert "features.3" in separation.summary()
-    oips = oip_layer(session, "features.3", [0, 1, 2], steps=30)
+    oips = oip_layer(inspection, "features.3", [0, 1, 2], steps=30)
     assert oips.search.images.shape == (3, 28, 28)
     assert (oips.search.final_activation > oips.search.start_activation).all()
     atlas = build_atlas(
-        session, layers=["features.1", "features.4", "classifier.5"], oip_steps=20, confused=2
+        inspection, layers=["features.1", "features.4", "classifier.5"], oip_steps=20, confused=2
     )
     assert atlas.kind == "module" and atlas.accuracy == pytest.approx(accuracy)
     site = write_atlas(atlas, tmp_path / "site")
@@ -127,20 +129,22 @@ def test_lenet_is_inspected_through_the_api(lenet, real_data, tmp_path):
 
 def test_a_colour_network_on_32x32_images_through_the_api(colour, tmp_path):
     from mapscope.atlas import build_atlas, write_atlas
-    from mapscope.inspect.compare_run import compare_classes
-    from mapscope.inspect.oip.run import oip_layer, write_oips
+    from mapscope.workflows.compare import compare_classes
+    from mapscope.workflows.oip import oip_layer, write_oips
 
     net, data, _ = colour
-    session = Inspection.from_module(net, data, "unit", (3, 32, 32))
-    assert session.inputs("test", [0]).shape == (1, 3, 32, 32)
-    accuracy = (session.predict(session.bundle, "test") == session.bundle.labels("test")).mean()
+    inspection = Inspection.from_module(net, data, "unit", (3, 32, 32))
+    assert inspection.inputs("test", [0]).shape == (1, 3, 32, 32)
+    accuracy = (
+        inspection.predict(inspection.bundle, "test") == inspection.bundle.labels("test")
+    ).mean()
     assert accuracy > 0.6  # three classes: chance is 1/3
-    assert session.activations("conv2", "test", [0]).shape == (1, 16, 16, 16)
-    assert "conv2" in compare_classes(session, "conv2", "test", "square", "bar", 4).summary()
-    oips = oip_layer(session, "conv1", None, steps=25, scales=(3, 8, 16, 32))
+    assert inspection.activations("conv2", "test", [0]).shape == (1, 16, 16, 16)
+    assert "conv2" in compare_classes(inspection, "conv2", "test", "square", "bar", 4).summary()
+    oips = oip_layer(inspection, "conv1", None, steps=25, scales=(3, 8, 16, 32))
     assert oips.search.images.shape == (8, 32, 32, 3)  # colour pictures, channels last
     write_oips(oips, tmp_path / "oip")
-    atlas = build_atlas(session, oip_steps=15, confused=2)
+    atlas = build_atlas(inspection, oip_steps=15, confused=2)
     # in the order they run; the reused pooling module once per call
     assert list(atlas.layers) == ["conv1", "pool", "conv2", "pool@2", "fc"]
     assert atlas.layers["pool"].stats.shape == (8, 16, 16)
@@ -156,13 +160,13 @@ def test_arrays_as_data_and_preprocess_as_a_function(lenet, real_data):
 
     mnist = load_dataset("mnist", real_data)
     images, labels = mnist.x[-300:], mnist.y[-300:]
-    session = Inspection.from_module(lenet[0], (images, labels), lambda x: (x - 0.1307) / 0.3081)
+    inspection = Inspection.from_module(lenet[0], (images, labels), lambda x: (x - 0.1307) / 0.3081)
     reference = lenet_session(lenet, real_data)
     np.testing.assert_allclose(
-        session.inputs("test", [0, 299]), reference.inputs("test", [9700, 9999]), atol=1e-6
+        inspection.inputs("test", [0, 299]), reference.inputs("test", [9700, 9999]), atol=1e-6
     )
     same = reference.predict(reference.bundle, "test", np.arange(9700, 10000))
-    np.testing.assert_array_equal(session.predict(session.bundle, "test"), same)
+    np.testing.assert_array_equal(inspection.predict(inspection.bundle, "test"), same)
 
 
 def test_wrong_inputs_are_named_before_any_work(lenet, real_data):

@@ -1,8 +1,11 @@
 """The README's Python snippets run as they are, in a fresh folder, as a script (not in Jupyter:
-``live_plot`` must not need IPython there)."""
+``live_plot`` must not need IPython there), at short settings: the training lengths a snippet
+marks as "a quick look" are shortened further here, nothing else is changed. Each snippet must
+print what its comments promise and leave the files it says it writes."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -13,16 +16,54 @@ import pytest
 
 README = Path(__file__).parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+# what the test shortens: the quick-look settings and the number of generated images
+SHORTER = [
+    (
+        r'quick = \{"epochs": 1, "max_train": \d+, "max_test": \d+\}',
+        'quick = {"epochs": 1, "max_train": 1500, "max_test": 500}',
+    ),
+    (r"\bn=1000\b", "n=200"),
+]
+# per snippet: what it must print (regular expressions) and the files it must leave
+PROMISES = {
+    0: ([r"\['0', '1', '2', '3', '4'\]"], []),
+    1: (
+        [
+            r"Conv2D_3: units separating 4 from 9 best \(Cohen's d\):",
+            r"unit\s+\d+: d = [+-]\d+\.\d\d",
+            r"\bnormal\b.*\d",  # a row of the generation table per sampler
+        ],
+        ["runs/cnn/config.json", "runs/cnn/epoch.json", "runs/ae/config.json"],
+    ),
+    2: ([r"\[(\s*[01]\.\d*){5}\s*\]", r"^[01]\.\d*$"], []),
+}
 
 
-def test_the_readme_has_python_snippets():
-    assert len(BLOCKS) >= 2
+def shortened(code: str) -> str:
+    for pattern, short in SHORTER:
+        code = re.sub(pattern, short, code)
+    return code
 
 
-@pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_snippet_runs_as_a_script(code, tmp_path, real_data):
+def test_the_readme_has_python_snippets_and_a_promise_for_each():
+    assert len(BLOCKS) == len(PROMISES)
+    for code in BLOCKS:
+        ast.parse(code)  # each is a whole script
+
+
+def test_the_quick_settings_are_shortened_and_nothing_else():
+    block = BLOCKS[1]
+    short = shortened(block)
+    assert '"max_train": 1500, "max_test": 500' in short and "n=200" in short
+    assert [
+        line for line in block.splitlines() if "quick =" not in line and "n=1000" not in line
+    ] == [line for line in short.splitlines() if "quick =" not in line and "n=200" not in line]
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[f"block{i}" for i in range(len(BLOCKS))])
+def test_readme_snippet_runs_as_a_script(index, tmp_path, real_data):
     script = tmp_path / "snippet.py"
-    script.write_text(code, encoding="utf-8")
+    script.write_text(shortened(BLOCKS[index]), encoding="utf-8")
     env = {**os.environ, "MAPSCOPE_DATA": str(real_data)}
     done = subprocess.run(
         [sys.executable, str(script)],
@@ -33,3 +74,8 @@ def test_readme_snippet_runs_as_a_script(code, tmp_path, real_data):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    printed, files = PROMISES[index]
+    for pattern in printed:
+        assert re.search(pattern, done.stdout, re.M), f"{pattern!r} not in:\n{done.stdout}"
+    for name in files:
+        assert (tmp_path / name).is_file(), name

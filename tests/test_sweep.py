@@ -115,10 +115,10 @@ def scheduler():
 @pytest.mark.slow
 def test_an_interrupted_point_is_continued(real_data, tmp_path, scheduler):
     out = tmp_path / "s"
-    one = make_grid(CNN, [3], fixed={"epochs": "1", "max_train": "512"})
+    one = make_grid(CNN, [3], fixed={"epochs": "1", "max_train": "512", "max_test": "500"})
     sweep(one, out, real_data, scheduler=scheduler)
     # as if a 2-epoch sweep had been stopped after the first epoch of seed 3
-    two = make_grid(CNN, [3], fixed={"epochs": "2", "max_train": "512"})
+    two = make_grid(CNN, [3], fixed={"epochs": "2", "max_train": "512", "max_test": "500"})
     plan = read_json(out / "plan.json")
     plan["points"]["run"] = json.loads(json.dumps(two.points()[0].options))
     write_json(out / "plan.json", plan)

@@ -5,6 +5,7 @@ weights of an uninterrupted one."""
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,16 +15,17 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from small_nets import SMALL_CNN  # noqa: E402
 
-from mapscope.cnn import train as cnn_train
 from mapscope.cnn.train import TrainConfig, train
 from mapscope.errors import RunError
 from mapscope.io import read_json
-from mapscope.runfolder import writing
-from mapscope.runlock import lock_path, locked
 from mapscope.runs import Run
+from mapscope.runs.folder import writing
+from mapscope.runs.lock import lock_path, locked
+from mapscope.training import trainer
 
-TINY = dict(max_train=256, batch_size=64, schedule="none", lr=1e-3)
+TINY = dict(max_train=256, max_test=500, batch_size=64, schedule="none", lr=1e-3, threads=2)
 
 
 def tiny(epochs: int = 1, **changes) -> TrainConfig:
@@ -44,44 +46,54 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
+def one_epoch(real_data, tmp_path_factory) -> Path:
+    """The tiny run after one epoch, trained once; tests work on copies of it."""
+    run = tmp_path_factory.mktemp("one") / "run"
+    train(run, tiny(1), SMALL_CNN, data_root=real_data)
+    return run
+
+
+def copy_of(run: Path, to: Path) -> Path:
+    shutil.copytree(run, to, symlinks=True)
+    return to
+
+
+@pytest.fixture(scope="module")
 def two_epochs(real_data, tmp_path_factory):
     """The reference: the tiny run trained for two epochs without interruption."""
     run = tmp_path_factory.mktemp("ref") / "run"
-    train(run, tiny(2), data_root=real_data)
+    train(run, tiny(2), SMALL_CNN, data_root=real_data)
     return weights(run)
 
 
-def test_training_into_an_existing_run_is_refused(real_data, tmp_path):
-    run = tmp_path / "run"
-    train(run, tiny(), data_root=real_data)
+def test_training_into_an_existing_run_is_refused(real_data, tmp_path, one_epoch):
+    run = copy_of(one_epoch, tmp_path / "run")
     before = snapshot(run)
     with pytest.raises(RunError, match="already holds a 'cnn' run; pass --overwrite"):
-        train(run, tiny(dataset="fashion-mnist"), data_root=real_data)
+        train(run, tiny(dataset="fashion-mnist"), SMALL_CNN, data_root=real_data)
     assert snapshot(run) == before
 
 
 def test_overwrite_interrupted_in_the_first_epoch_leaves_the_old_run(
-    real_data, tmp_path, monkeypatch
+    real_data, tmp_path, monkeypatch, one_epoch
 ):
-    run = tmp_path / "run"
-    train(run, tiny(), data_root=real_data)
+    run = copy_of(one_epoch, tmp_path / "run")
     before = snapshot(run)
 
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cnn_train, "run_epoch", interrupted)
+    monkeypatch.setattr(trainer, "run_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(run, tiny(dataset="fashion-mnist"), data_root=real_data, overwrite=True)
+        train(run, tiny(dataset="fashion-mnist"), SMALL_CNN, data_root=real_data, overwrite=True)
     assert snapshot(run) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folder, no lock
 
 
-def test_overwrite_replaces_the_whole_run(real_data, tmp_path):
-    run = tmp_path / "run"
-    train(run, tiny(), data_root=real_data)
+def test_overwrite_replaces_the_whole_run(real_data, tmp_path, one_epoch):
+    run = copy_of(one_epoch, tmp_path / "run")
     (run / "notes.txt").write_text("a file of the old run")
-    train(run, tiny(dataset="fashion-mnist"), data_root=real_data, overwrite=True)
+    train(run, tiny(dataset="fashion-mnist"), SMALL_CNN, data_root=real_data, overwrite=True)
     opened = Run.open(run)
     assert opened.config["data"]["dataset"] == "fashion-mnist"
     assert not (run / "notes.txt").exists()
@@ -92,13 +104,12 @@ def test_a_folder_of_other_files_is_never_replaced(real_data, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("months of work")
     with pytest.raises(RunError, match="not a mapscope run"):
-        train(tmp_path / "mine", tiny(), data_root=real_data, overwrite=True)
+        train(tmp_path / "mine", tiny(), SMALL_CNN, data_root=real_data, overwrite=True)
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "months of work"
 
 
-def test_kmeans_fit_over_a_cnn_run_is_refused(cli, real_data, tmp_path):
-    run = tmp_path / "run"
-    train(run, tiny(), data_root=real_data)
+def test_kmeans_fit_over_a_cnn_run_is_refused(cli, real_data, tmp_path, one_epoch):
+    run = copy_of(one_epoch, tmp_path / "run")
     before = snapshot(run)
     done = cli("kmeans", "fit", "--out", run, "--clusters", "10", "--dataset", "wifi")
     assert done.returncode == 2
@@ -124,9 +135,9 @@ def test_plain_mlp_over_a_cluster_feature_run_keeps_no_stale_features(real_data,
 def test_a_second_writer_is_refused_naming_the_holder(real_data, tmp_path):
     run = tmp_path / "run"
     with locked(run), pytest.raises(RunError, match=f"being written by process {os.getpid()} "):
-        train(run, tiny(), data_root=real_data)
+        train(run, tiny(), SMALL_CNN, data_root=real_data)
     assert not lock_path(run).exists()  # released on exit
-    train(run, tiny(), data_root=real_data)  # free again
+    train(run, tiny(), SMALL_CNN, data_root=real_data)  # free again
 
 
 def test_a_concurrent_training_is_refused_at_once(cli, real_data, tmp_path):
@@ -151,7 +162,7 @@ def test_a_concurrent_training_is_refused_at_once(cli, real_data, tmp_path):
 def test_a_stale_lock_of_a_killed_writer_is_taken_over(real_data, tmp_path):
     run = tmp_path / "run"
     lock_path(run).write_text("999999999 on a machine that crashed")  # held by nobody
-    train(run, tiny(), data_root=real_data)
+    train(run, tiny(), SMALL_CNN, data_root=real_data)
     assert not lock_path(run).exists()
 
 
@@ -221,16 +232,13 @@ def kill_in_subprocess(kill_at: int, run: Path, real_data: Path) -> None:
 
 @pytest.mark.parametrize("interrupt", [interrupt_in_process, kill_in_subprocess])
 def test_an_epoch_interrupted_at_any_file_resumes_to_the_same_weights(
-    interrupt, real_data, tmp_path, two_epochs
+    interrupt, real_data, tmp_path, two_epochs, one_epoch
 ):
-    first = tmp_path / "first"
-    train(first, tiny(1), data_root=real_data)
-    # every file move in process; SIGKILL (a new process each, ~8 s) at the first file, one in
-    # the middle, the pointer move itself and after it
+    first = one_epoch
+    # every file move in process; SIGKILL (a new process each, ~4 s) at two representative
+    # moves: one of the epoch's files before the pointer, and the first move after it
     every = range(1, EPOCH_WRITES + 2)
-    kill_points = (
-        every if interrupt is interrupt_in_process else (1, 3, EPOCH_WRITES, EPOCH_WRITES + 1)
-    )
+    kill_points = every if interrupt is interrupt_in_process else (3, EPOCH_WRITES + 1)
     for kill_at in kill_points:
         run = tmp_path / f"run{kill_at}"
         subprocess.run(["cp", "-a", first, run], check=True)

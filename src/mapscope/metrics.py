@@ -16,6 +16,21 @@ import numpy as np
 from mapscope.errors import ConfigError
 
 
+def effect_size(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cohen's d of each column, group ``a`` minus group ``b``: the difference of the means over
+    the pooled standard deviation (each group's variance with ddof=1, weighted by its size);
+    0 where both groups are constant. Every d that mapscope shows comes from here."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    na, nb = len(a), len(b)
+    if na < 2 or nb < 2:
+        raise ConfigError(f"an effect size needs two values per group, got {na} and {nb}.")
+    pooled = np.sqrt(
+        ((na - 1) * a.var(axis=0, ddof=1) + (nb - 1) * b.var(axis=0, ddof=1)) / (na + nb - 2)
+    )
+    difference = a.mean(0) - b.mean(0)
+    return np.divide(difference, pooled, out=np.zeros(pooled.shape), where=pooled > 1e-12)
+
+
 def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
     actual, predicted = np.asarray(actual), np.asarray(predicted)
     if actual.shape != predicted.shape:
@@ -87,3 +102,10 @@ def gallery_indices(
             "false_negatives": len(fn),
         },
     }
+
+
+def squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """(N, K) squared Euclidean distances from samples to centroids as one matrix product
+    (|x|^2 - 2 x.c + |c|^2); tiny negatives from rounding are clipped to 0."""
+    squared = (x * x).sum(1)[:, None] - 2 * x @ centroids.T + (centroids**2).sum(1)[None]
+    return np.maximum(squared, 0)

@@ -33,7 +33,7 @@ from torch import nn
 
 from mapscope.ae.build import AutoEncoder, Block
 from mapscope.ae.fast_conv import Workspace, convolve
-from mapscope.cnn.fast import swapped
+from mapscope.training.swap import swapped
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:

@@ -180,9 +180,7 @@ def study(
         skewness=stats.skew(codes, axis=0),
         kurtosis=stats.kurtosis(codes, axis=0),
         normaltest=np.nan_to_num(stats.normaltest(standardised, axis=0).statistic),
-        ks_distance=np.array(
-            [stats.kstest(standardised[:, i], "norm").statistic for i in range(codes.shape[1])]
-        ),
+        ks_distance=ks_distance_to_normal(standardised),
         mean_norm=float(np.linalg.norm(mean)),
         spread=float(np.sqrt(np.trace(covariance))),
         origin_mahalanobis=float(np.sqrt(mean @ precision @ mean)),
@@ -201,6 +199,17 @@ def study(
         class_coverage=coverage,
         class_names=tuple(class_names),
     )
+
+
+def ks_distance_to_normal(values: np.ndarray) -> np.ndarray:
+    """(D,) the Kolmogorov-Smirnov distance of each column from the standard normal: the
+    largest gap between its empirical CDF and the normal CDF (``scipy.stats.kstest``'s
+    statistic, without the p-value that costs it a second on 60000 codes)."""
+    ordered = np.sort(values, axis=0)
+    n = len(ordered)
+    cdf = stats.norm.cdf(ordered)
+    steps = np.arange(1, n + 1)[:, None] / n
+    return np.maximum((steps - cdf).max(0), (cdf - (steps - 1 / n)).max(0))
 
 
 def _largest_off_diagonal(matrix: np.ndarray) -> float:

@@ -2,7 +2,7 @@
 
 The same layout as a CNN run: ``config.json`` (the spec under ``net``), ``split.npz``, the
 scaler, ``initial.safetensors``, and each epoch's weights, optimizer state, history and curves
-committed as a set under ``epochs/NNNN/`` (``mapscope.epochs``). An autoencoder has no classes,
+committed as a set under ``epochs/NNNN/`` (``mapscope.runs.epochs``). An autoencoder has no classes,
 so it has no predictor; it has a module, so every inspection works on it.
 """
 
@@ -11,19 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mapscope import epochs
 from mapscope.ae.build import AutoEncoder, build
 from mapscope.ae.spec import AESpec, spec_from_dict
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError, RunError
+from mapscope.history import EPOCH_KEYS
 from mapscope.report.curves import plot_ae_history
-from mapscope.runfolder import COMMON_FILES, require_tables
+from mapscope.runs import epochs
+from mapscope.runs.folder import COMMON_FILES, require_tables
 from mapscope.weights import load_weights
 
 KIND = "ae"
 FILES = {**COMMON_FILES, "initial": epochs.INITIAL, "epoch": epochs.POINTER}
 NEURAL = True
-HISTORY_KEYS = ("epoch", "loss", "val_loss", "lr", "seconds")
+HISTORY_KEYS = EPOCH_KEYS
 
 
 def paths(run_dir: Path) -> dict[str, Path]:

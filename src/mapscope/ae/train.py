@@ -1,7 +1,7 @@
 """Training an autoencoder into a run folder, one committed checkpoint per epoch.
 
-The CNN's trainer with another objective: the same session (``cnn.train.Session``: the inputs
-in ``x_train``, the target images in ``y_train``), the same shuffled mini-batches, optimizers,
+The one trainer (``mapscope.training``) with an autoencoder's task: the target images in
+``y_train``, the same shuffled mini-batches, optimizers,
 schedules, precision choice and divergence checks, and the same transaction (a new run appears
 when its first epoch is committed; ``--resume`` continues bit for bit). The target is the image
 in [0, 1] whatever scaling the encoder's input gets; the loss is per-pixel BCE or MSE.
@@ -18,9 +18,8 @@ epoch's steps (``logit_output``) and the loss is computed from the logits: 0.3 m
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +27,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from mapscope.ae import saved
 from mapscope.ae.build import AutoEncoder, build
 from mapscope.ae.fast import fast_path
 from mapscope.ae.spec import AESpec
 from mapscope.checks import Problems
-from mapscope.cnn.device import autocast, pick_device
-from mapscope.cnn.train import (
-    EpochCallback,
-    Session,
-    TrainConfig,
-    batches,
-    check_finite,
-    process_flags,
-    stored_run,
-    train_epochs,
-)
 from mapscope.data.bundle import DataBundle
-from mapscope.data.datasets import check_image_set
+from mapscope.data.datasets import FACE_SETS, FOLDER, check_image_set
 from mapscope.data.folder import COLOURS
 from mapscope.data.prepare import prepare_inputs
 from mapscope.errors import TrainingDiverged
-from mapscope.runfolder import RunWriter, writing
+from mapscope.training import trainer
+from mapscope.training.config import TrainConfig
+from mapscope.training.task import Task
+from mapscope.training.trainer import EpochCallback
 
 
 @dataclass(frozen=True)
@@ -71,6 +61,13 @@ class AETrainConfig(TrainConfig):
         problems.choice("colour", self.colour, COLOURS)
         if not 4 <= self.image_size <= 1024:
             problems.add(f"image_size must be in 4..1024, got {self.image_size}")
+        resized = self.dataset.startswith(FOLDER) or self.dataset in FACE_SETS
+        for name in ("image_size", "colour"):
+            if not resized and getattr(self, name) != getattr(AETrainConfig, name):
+                problems.add(
+                    f"{name} applies to image folders and face sets only; {self.dataset} "
+                    "images are read as they are stored, so leave it out"
+                )
         return problems
 
     def check_dataset(self, problems: Problems) -> None:
@@ -114,123 +111,52 @@ def reconstruction_loss(
     return F.mse_loss(output.float(), target, reduction=reduction)
 
 
-@torch.no_grad()
-def evaluate(net: AutoEncoder, x: torch.Tensor, target: torch.Tensor, device, batch=1000) -> float:
-    """Mean per-pixel loss over a whole split, in float32 (what later commands see)."""
-    net.eval()
-    total = 0.0
-    for i in range(0, len(x), batch):
-        xb = x[i : i + batch].to(device, memory_format=torch.channels_last)
-        out = net(xb)
-        total += reconstruction_loss(
-            net.spec.loss, out, target[i : i + batch].to(device), "sum"
-        ).item()
-    return total / target.numel()
-
-
 def targets(bundle: DataBundle, part: str, positions=None) -> np.ndarray:
     """The images the decoder should give back: pixels in [0, 1], NCHW."""
     return prepare_inputs(bundle.raw(part, positions), "unit", layout="nchw")
 
 
-def set_up(
-    writer: RunWriter,
-    config: AETrainConfig,
-    spec: AESpec | None,
-    resume: bool,
-    data_root: str | Path | None,
-) -> Session:
-    out = writer.target
-    if resume:
-        spec, config, bundle = stored_run(out, saved, AETrainConfig, config.epochs, data_root)
-    else:
-        config.validate()
-        bundle = DataBundle.create(
-            config.dataset,
-            config.scaling,
-            "canonical",
-            config.seed,
-            data_root=data_root,
-            image_size=config.image_size,
-            colour=config.colour,
-        )
+class AETask(Task):
+    """An autoencoder: the images in [0, 1] as targets, per-pixel BCE or MSE, no accuracy."""
+
+    saved = saved
+    config_type = AETrainConfig
+
+    def data_options(self, config: AETrainConfig) -> dict[str, Any]:
+        return {"image_size": config.image_size, "colour": config.colour}
+
+    def fit_spec(self, spec: AESpec | None, bundle: DataBundle) -> AESpec:
         # the input shape is the data's: a spec says everything else
-        spec = replace(spec or AESpec(), input_shape=bundle.dataset.image_shape).validate()
-    device = pick_device(config.device)
-    subset = bundle.train_positions(config.max_train)
-    net = build(spec, config.seed).to(device, memory_format=torch.channels_last)
-    session = Session.start(
-        writer,
-        config,
-        net,
-        bundle,
-        device,
-        train=(bundle.inputs("train", subset, layout="nchw"), targets(bundle, "train", subset)),
-        test=(bundle.inputs("test", layout="nchw"), targets(bundle, "test")),
-    )
-    if resume:
-        session.resume(*saved.load_epoch(out, net))
-    else:
-        saved.start(writer.folder, spec, asdict(config), bundle, net)
-    return session
+        return replace(spec or AESpec(), input_shape=bundle.dataset.image_shape).validate()
+
+    def build(self, spec: AESpec, seed: int) -> AutoEncoder:
+        return build(spec, seed)
+
+    def targets(self, bundle: DataBundle, part: str, positions=None) -> np.ndarray:
+        return targets(bundle, part, positions)
+
+    @contextlib.contextmanager
+    def training_steps(self, net: AutoEncoder, on_cpu: bool) -> Iterator[None]:
+        with (
+            logit_output(net, enabled=net.spec.loss == "bce"),
+            fast_path(net, enabled=on_cpu),
+        ):
+            yield
+
+    def step_loss(self, net: AutoEncoder, output: torch.Tensor, target: torch.Tensor):
+        kind = net.spec.loss
+        return reconstruction_loss(kind, output, target, logits=kind == "bce")
+
+    def loss(self, net: AutoEncoder, output: torch.Tensor, target: torch.Tensor, reduction="mean"):
+        return reconstruction_loss(net.spec.loss, output, target, reduction)
+
+    def metrics(self, net: AutoEncoder) -> dict[str, Any]:
+        return {"loss": net.spec.loss}
 
 
-def run_epoch(s: Session, epoch: int, last_epoch: int) -> tuple[float, float]:
-    """One pass over the shuffled training images; returns (mean per-pixel loss, seconds)."""
-    s.net.train()
-    began = time.perf_counter()
-    loss_sum = torch.zeros((), device=s.device)
-    kind = s.net.spec.loss
-    with (
-        logit_output(s.net, enabled=kind == "bce") as logits,
-        fast_path(s.net, enabled=s.device.type == "cpu"),
-    ):
-        for b, xb, target in batches(s, epoch, last_epoch):
-            with autocast(s.device, s.precision):
-                output = s.net(xb)
-            loss = reconstruction_loss(kind, output, target, logits=logits)
-            s.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            s.optimizer.step()
-            s.step += 1
-            loss_sum += loss.detach() * len(xb)
-            if b % 100 == 0 and not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} in epoch {epoch}, batch {b}; the last good model "
-                    f"(epoch {epoch - 1}) is kept. Lower --lr (now {s.config.lr})."
-                )
-    return loss_sum.item() / len(s.x_train), time.perf_counter() - began
-
-
-def finish_epoch(s: Session, epoch: int, loss: float, seconds: float) -> None:
-    val_loss = evaluate(s.net, s.x_test, s.y_test, s.device)
-    check_finite(s, epoch, val_loss)
-    row = {"epoch": epoch, "loss": loss, "val_loss": val_loss, "lr": s.lr_at(s.step - 1)}
-    s.history.append({**row, "seconds": seconds})
-    saved.save_epoch(s.writer.folder, s.net, s.checkpoint_state(), s.history, run_metrics(s))
-    s.writer.publish()
-    tqdm.write(f"epoch {epoch}: loss {loss:.4f}  val_loss {val_loss:.4f}  ({seconds:.1f} s)")
-
-
-def run_metrics(s: Session) -> dict[str, Any]:
-    last = s.history[-1]
-    return {
-        "test_loss": last["val_loss"],
-        "train_loss": last["loss"],
-        "loss": s.net.spec.loss,
-        "train_seconds": sum(h["seconds"] for h in s.history),
-        "epochs": len(s.history),
-        "seed": s.config.seed,
-        "n_train": len(s.x_train),
-        "device": str(s.device),
-        "precision": s.precision,
-        "threads": torch.get_num_threads(),
-        "data_checksums": s.bundle.dataset.checksums,
-    }
-
-
-def epoch_step(s: Session, epoch: int, last: int) -> None:
-    finish_epoch(s, epoch, *run_epoch(s, epoch, last))
+def evaluate(net: AutoEncoder, x: torch.Tensor, target: torch.Tensor, device, batch=1000) -> float:
+    """Mean per-pixel loss over a whole split, in float32 (what later commands see)."""
+    return trainer.evaluate(AETask(), net, x, target, device, batch)[0]
 
 
 def train(
@@ -244,7 +170,4 @@ def train(
 ) -> dict[str, Any]:
     """Train an autoencoder into ``out`` (``resume``: continue it for ``config.epochs`` more
     epochs); an existing run at ``out`` is replaced only with ``overwrite``."""
-    with process_flags(config.threads), writing(out, overwrite, resume) as writer:
-        s = set_up(writer, config, spec, resume, data_root)
-        train_epochs(s, epoch_step, callbacks)
-        return run_metrics(s)  # inside: the threads it reports are those of the training
+    return trainer.train(AETask(), out, config, spec, resume, None, data_root, callbacks, overwrite)

@@ -24,17 +24,20 @@ from torch import nn
 from mapscope.data.cache import sha256_file
 from mapscope.errors import ConfigError
 from mapscope.inspect.attribution import METHODS, attribute, check_methods, last_map_layer
+from mapscope.inspect.inspection import Inspection
+from mapscope.inspect.kernels import first_conv_kernels
 from mapscope.inspect.oip.objectives import oip_target
+from mapscope.inspect.oip.settings import OIPSettings
 from mapscope.inspect.oip.strategies import pictures, run_oip
 from mapscope.inspect.receptive import Field, receptive_fields
-from mapscope.inspect.session import Inspection
 from mapscope.inspect.summary import layer_kind, parameters_of
 from mapscope.inspect.taps import find_layer, layer_names, layer_outputs
 from mapscope.inspect.unit_stats import UnitStatistics, statistics_and_scores, unit_statistics
 from mapscope.io import write_npz
+from mapscope.metrics import confusion_matrix
 from mapscope.progress import bar
-from mapscope.runfolder import provenance
 from mapscope.runs import Run
+from mapscope.runs.folder import provenance
 
 CACHE = ".cache"  # inside the site folder
 
@@ -69,6 +72,7 @@ class Atlas:
     history: list[dict[str, Any]]
     images: dict[int, dict[str, Any]]  # position -> probabilities, attributions, top units
     attribution_layer: str | None
+    classes: list[dict[str, Any]]  # per class: its confuser, its top units, what separates them
     provenance: dict[str, Any]
     seconds: dict[str, float]
     cached: bool = False
@@ -86,10 +90,10 @@ class Atlas:
         return float((self.predicted == self.labels).mean()) if self.classifier else None
 
     def confusion(self) -> np.ndarray:
-        n = len(self.class_names)
-        matrix = np.zeros((n, n), dtype=np.int64)
-        np.add.at(matrix, (self.labels, self.predicted), 1)
-        return matrix
+        """Rows actual, columns predicted; without class scores (an autoencoder) every image
+        counts as recognised."""
+        predicted = self.predicted if self.classifier else self.labels
+        return confusion_matrix(self.labels, predicted, len(self.class_names))
 
     def summary_text(self) -> str:
         units = sum(d.stats.units for d in self.layers.values())
@@ -112,15 +116,15 @@ def _weights_digest(net: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _cache_key(run: Run | None, session: Inspection, options: dict[str, Any]) -> str:
+def _cache_key(run: Run | None, inspection: Inspection, options: dict[str, Any]) -> str:
     if run is not None:
         files = run.files
         weights = [sha256_file(files[r]) for r in ("model", "weights") if r in files]
     else:
-        weights = [_weights_digest(session.net)]
+        weights = [_weights_digest(inspection.net)]
     text = json.dumps(
         {
-            "config": session.config,
+            "config": inspection.config,
             "weights": weights,
             "options": options,
             "version": 1,
@@ -182,13 +186,6 @@ def _connections(layers: dict[str, LayerData], net: nn.Module, n_best: int = 8) 
         ]
 
 
-def _first_kernels(net: nn.Module, first: str) -> np.ndarray | None:
-    convs = [m for m in find_layer(net, first).modules() if isinstance(m, nn.Conv2d)]
-    if len(convs) != 1:
-        return None
-    return convs[0].weight.detach().float().cpu().numpy().mean(1)  # (K, kh, kw) over input channels
-
-
 def _top_maps(net, inputs, data: LayerData) -> np.ndarray | None:
     """(K, k, h, w): each unit's map on each of its own top images (map layers only)."""
     if not data.stats.is_map:
@@ -200,18 +197,10 @@ def _top_maps(net, inputs, data: LayerData) -> np.ndarray | None:
     return outputs[where, units]
 
 
-def _oips(net, layer, steps, seed, device, input_shape) -> dict[str, np.ndarray]:
+def _oips(net, layer, settings: OIPSettings, input_shape) -> dict[str, np.ndarray]:
+    steps = settings.steps
     snapshot_steps = tuple(int(s) for s in np.unique(np.geomspace(1, steps, 6).astype(int)))
-    r = run_oip(
-        net,
-        oip_target(net, layer),
-        None,
-        steps=steps,
-        seed=seed,
-        snapshot_steps=snapshot_steps,
-        device=device,
-        input_shape=input_shape,
-    )
+    r = run_oip(net, oip_target(net, layer), None, None, settings, snapshot_steps, input_shape)
     out = {
         "images": r.images,
         "start": r.start_images,
@@ -234,13 +223,13 @@ def default_layers(
     return names[: int(np.argmin(sizes)) + 1]
 
 
-def _attributions(session, inputs, pages, probabilities, method, all_layers, gradcam_layer):
+def _attributions(inspection, inputs, pages, probabilities, method, all_layers, gradcam_layer):
     """(pages, H, W) attributions of ``method`` for the predicted class, 16 images at a time."""
-    bundle = session.bundle
+    bundle = inspection.bundle
     blank = bundle.prepare(np.zeros_like(bundle.raw("test", [0])), "nchw")
     maps = [
         attribute(
-            session.net,
+            inspection.net,
             inputs[chunk],
             probabilities[chunk].argmax(1),
             method,
@@ -252,6 +241,39 @@ def _attributions(session, inputs, pages, probabilities, method, all_layers, gra
         for chunk in (pages[i : i + 16] for i in range(0, len(pages), 16))
     ]
     return np.concatenate(maps) if maps else np.zeros((0, *bundle.dataset.image_shape[1:]))
+
+
+def class_profiles(
+    layers: dict[str, LayerData], labels: np.ndarray, matrix: np.ndarray, best: int = 5
+) -> list[dict[str, Any]]:
+    """Per class: the class it is most often taken for (``confuser``), each layer's units most
+    above their split mean on its images (z-scores), and the units that separate it from its
+    confuser best either way (Cohen's d, the numbers of ``mapscope compare --classes``)."""
+    profiles = []
+    for t in range(len(matrix)):
+        off = matrix[t].copy()
+        off[t] = 0
+        confuser = int(off.argmax()) if off.max() > 0 else None
+        comparable = confuser is not None and min(matrix[t].sum(), matrix[confuser].sum()) >= 2
+        top_units, separation = [], []
+        for name, data in layers.items():
+            z = data.stats.class_z_scores(labels, t)
+            top_units.append((name, np.argsort(-z)[:8].tolist()))
+            if comparable:
+                d = data.stats.separation(labels, t, confuser).effect_size
+                order = np.argsort(-d)
+                plus = [(int(u), float(d[u])) for u in order[:best] if d[u] > 0]
+                minus = [(int(u), float(d[u])) for u in order[::-1][:best] if d[u] < 0]
+                separation.append((name, plus, minus))
+        profiles.append(
+            {
+                "confuser": confuser,
+                "confused_count": int(off.max()),
+                "top_units": top_units,
+                "separation": separation,
+            }
+        )
+    return profiles
 
 
 def chosen_images(
@@ -292,30 +314,31 @@ def build_atlas(
         raise ConfigError(f"--examples must be between 1 and 100, got {examples}.")
     if oip_steps < 1:
         raise ConfigError(f"--oip-steps must be >= 1, got {oip_steps}.")
+    oip_settings = OIPSettings(steps=oip_steps, seed=seed, device=device).validate()
     if confused < 0:
         raise ConfigError(f"--confused must be >= 0, got {confused}.")
     methods = check_methods(list(METHODS) if methods is None else list(methods))
     if isinstance(model, Inspection):
-        run, session, net = None, model, model.net
+        run, inspection, net = None, model, model.net
     else:
         run = model if isinstance(model, Run) else Run.open(model)
-        session, net = None, run.module()  # a KMeans run is refused here, before its data
+        inspection, net = None, run.module()  # a KMeans run is refused here, before its data
     all_layers = layer_names(net)
     for name in layers or []:  # before the data is read: a typo costs nothing
         find_layer(net, name)
-    if session is None:
-        session = Inspection(net, run.bundle(data_root), str(run.path), run.config)
-    bundle = session.bundle
+    if inspection is None:
+        inspection = Inspection(net, run.bundle(data_root), str(run.path), run.config)
+    bundle = inspection.bundle
     if not bundle.dataset.is_image:
         raise ConfigError(
-            f"the atlas needs an image dataset; {session.source} was trained on tables."
+            f"the atlas needs an image dataset; {inspection.source} was trained on tables."
         )
     n = len(bundle.split.indices(split))
     extra = [int(i) for i in images or []]
     bad = [i for i in extra if not 0 <= i < n]
     if bad:
         raise ConfigError(f"--images {bad} outside the {split} split (0..{n - 1}).")
-    inputs = session.inputs(split)
+    inputs = inspection.inputs(split)
     all_layers = layer_names(net, torch.from_numpy(inputs[:1]))  # in the order they run
     n_classes = len(bundle.dataset.class_names)
     probe = unit_statistics(net, inputs[:2], all_layers)
@@ -336,7 +359,7 @@ def build_atlas(
         "data": bundle.dataset.checksums,
     }
     image_shape = bundle.dataset.image_shape
-    key = _cache_key(run, session, options)
+    key = _cache_key(run, inspection, options)
     cache = Path(cache_dir) / f"atlas-{key}.npz" if cache_dir else None
     stored = _read_cache(cache, names, classifier) if cache is not None else None
     seconds: dict[str, float] = {}
@@ -362,7 +385,9 @@ def build_atlas(
     for d in data.values():
         d.top = d.stats.top(examples)
         d.top_maps = _top_maps(net, inputs, d)
-    data[names[0]].kernels = _first_kernels(net, names[0]) if stats[names[0]].is_map else None
+    found = first_conv_kernels(net, all_layers)
+    if found is not None and found[0] in data:
+        data[found[0]].kernels = found[1]
     _connections(data, net)
     seconds["statistics"] = time.perf_counter() - began
 
@@ -374,7 +399,7 @@ def build_atlas(
                 k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)
             }
         else:
-            data[name].oip = _oips(net, name, oip_steps, seed, device, image_shape)
+            data[name].oip = _oips(net, name, oip_settings, image_shape)
     seconds["OIPs"] = time.perf_counter() - began
 
     began = time.perf_counter()
@@ -394,7 +419,7 @@ def build_atlas(
                 attributions[method] = stored[f"attr/{method}"]
             else:
                 attributions[method] = _attributions(
-                    session, inputs, pages, probabilities, method, all_layers, gradcam_layer
+                    inspection, inputs, pages, probabilities, method, all_layers, gradcam_layer
                 )
     page_data = {}
     for k, position in enumerate(pages):
@@ -420,9 +445,11 @@ def build_atlas(
 
     history = _history(run) if run is not None else []
     checksums = bundle.dataset.checksums
+    predicted = probabilities.argmax(1) if classifier else labels
+    matrix = confusion_matrix(labels, predicted, n_classes)
     seed_of_run = run.config.get("train", {}).get("seed") if run is not None else None
     return Atlas(
-        run_path=Path(session.source),
+        run_path=Path(inspection.source),
         kind=run.kind if run is not None else "module",
         dataset=bundle.dataset.name,
         class_names=tuple(bundle.dataset.class_names),
@@ -435,9 +462,10 @@ def build_atlas(
         history=history,
         images=page_data,
         attribution_layer=gradcam_layer,
+        classes=class_profiles(data, labels, matrix),
         provenance={
             **provenance(checksums, split=split, seed=seed_of_run),
-            "config": session.config,
+            "config": inspection.config,
         },
         seconds=seconds,
         cached=stored is not None,
@@ -445,14 +473,11 @@ def build_atlas(
 
 
 def _history(run: Run) -> list[dict[str, Any]]:
+    from mapscope.history import from_stored
     from mapscope.io import read_json
 
     path = run.files.get("history")
-    if path is None:
-        return []
-    history = read_json(path)
-    rows = history.get("epoch", []) if isinstance(history, dict) else history
-    return [row for row in rows if isinstance(row, dict)]
+    return [] if path is None else from_stored(read_json(path))[0]
 
 
 def _summary(

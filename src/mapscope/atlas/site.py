@@ -23,6 +23,7 @@ from mapscope import __version__
 from mapscope.atlas import pictures
 from mapscope.atlas.build import CACHE, Atlas, LayerData
 from mapscope.inspect.attribution import METHODS
+from mapscope.metrics import per_class
 
 GALLERY_SIZE = 48
 
@@ -113,8 +114,8 @@ def _curves(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _unit_rows(atlas: Atlas, data: LayerData) -> list[dict[str, Any]]:
     s, n_classes = data.stats, len(atlas.class_names)
-    class_means = s.class_means(atlas.labels, n_classes)
     selectivity = s.selectivity(atlas.labels, n_classes)
+    preferred = s.preferred_class(atlas.labels, n_classes)
     dead = s.dead
     rows = []
     for unit in range(s.units):
@@ -125,7 +126,7 @@ def _unit_rows(atlas: Atlas, data: LayerData) -> list[dict[str, Any]]:
                 "peak": float(s.peak[:, unit].max()),
                 "selectivity": float(selectivity[unit]),
                 "dead": bool(dead[unit]),
-                "best_class": None if dead[unit] else int(class_means[:, unit].argmax()),
+                "best_class": None if preferred[unit] < 0 else int(preferred[unit]),
             }
         )
     return rows
@@ -223,9 +224,9 @@ def _write_images(atlas, render, out, thumbs, common) -> None:
         probabilities = page["probabilities"]
         attributions = []
         for method, values in page["attributions"].items():
-            signed = method in ("ig", "occlusion")
+            signed = METHODS[method].signed
             heat = pictures.colour(values, "RdBu_r" if signed else "inferno", symmetric=signed)
-            attributions.append({"name": METHODS[method], "src": pictures.data_uri(heat)})
+            attributions.append({"name": METHODS[method].title, "src": pictures.data_uri(heat)})
         image = {
             **thumbs.image(index),
             "label_index": int(atlas.labels[index]),
@@ -249,46 +250,21 @@ def _write_images(atlas, render, out, thumbs, common) -> None:
         )
 
 
-def _cohen_d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    pooled = np.sqrt((a.var(0) + b.var(0)) / 2)
-    return (a.mean(0) - b.mean(0)) / np.maximum(pooled, 1e-12)
-
-
 def _write_classes(atlas, render, out, thumbs, common) -> None:
     n = len(atlas.class_names)
-    # without class scores (an autoencoder) every image counts as "recognised": the class
-    # pages keep their units, and the galleries show the class's images
     predicted = atlas.predicted if atlas.classifier else atlas.labels
-    matrix = np.zeros((n, n), dtype=np.int64)
-    np.add.at(matrix, (atlas.labels, predicted), 1)
+    matrix = atlas.confusion()
+    recalls = per_class(matrix, atlas.class_names)
     page = {**common, "root": "../", "current_layer": None}
-    for t in range(n):
-        off = matrix[t].copy()
-        off[t] = 0
-        confuser = int(off.argmax()) if off.max() > 0 else None
-        top_units, separation = [], []
+    for t, profile in enumerate(atlas.classes):
         is_t = atlas.labels == t
-        for name, data in atlas.layers.items():
-            s = data.stats
-            spread = s.mean.std(0)
-            z = (s.mean[is_t].mean(0) - s.mean.mean(0)) / np.maximum(spread, 1e-12)
-            top_units.append((name, np.argsort(-z)[:8].tolist()))
-            if confuser is not None:
-                d = _cohen_d(s.mean[is_t], s.mean[atlas.labels == confuser])
-                order = np.argsort(-d)
-                plus = [(int(u), float(d[u])) for u in order[:5] if d[u] > 0]
-                minus = [(int(u), float(d[u])) for u in order[::-1][:5] if d[u] < 0]
-                separation.append((name, plus, minus))
         c = {
             "index": t,
             "name": atlas.class_names[t],
             "count": int(matrix[t].sum()),
             "correct": int(matrix[t, t]),
-            "recall": float(matrix[t, t] / max(matrix[t].sum(), 1)) if atlas.classifier else None,
-            "confuser": confuser,
-            "confused_count": int(off.max()),
-            "top_units": top_units,
-            "separation": separation,
+            "recall": recalls[t].recall if atlas.classifier else None,
+            **profile,
         }
         out.write(
             f"classes/{t}.html",
@@ -339,7 +315,7 @@ def render_site(atlas: Atlas, root: Path) -> _Writer:
         "class_names": atlas.class_names,
         "split": atlas.split,
         "methods": [
-            METHODS[m] for m in next(iter(atlas.images.values()), {}).get("attributions", {})
+            METHODS[m].title for m in next(iter(atlas.images.values()), {}).get("attributions", {})
         ],
         "attribution_layer": atlas.attribution_layer,
         "classifier": atlas.classifier,

@@ -18,6 +18,7 @@ from mapscope.cli.common import (
     out_folder,
     out_image,
     parse_ints,
+    tested_on,
     wrote,
 )
 from mapscope.errors import ConfigError
@@ -75,6 +76,10 @@ def train_command(
     ),
     decay_steps: int = typer.Option(AETrainConfig.decay_steps),
     seed: int = typer.Option(AETrainConfig.seed),
+    resplit: bool = typer.Option(
+        False,
+        help="Shuffle train+test with the seed and split again (the test part keeps its size).",
+    ),
     scaling: str = typer.Option(
         AETrainConfig.scaling,
         help="Encoder input: unit, standard, image or none (the target is always [0, 1]).",
@@ -82,6 +87,9 @@ def train_command(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", help="auto, fp32 or bf16 (see `cnn train --help`)."),
     max_train: int = typer.Option(None, help="Train on the first N training images only."),
+    max_test: int = typer.Option(
+        None, help="Validate each epoch on the first N test images only (quick experiments)."
+    ),
     threads: int = THREADS,
     resume: Path = typer.Option(None, help="Continue this run for --epochs more epochs."),
     overwrite: bool = typer.Option(False, help="Replace the run already in --out."),
@@ -112,7 +120,7 @@ def train_command(
             )  # validated against the data's image shape once the data is read
         metrics = train(out, cfg, spec, data_root=data_dir, overwrite=overwrite)
     typer.echo(
-        f"test reconstruction loss {metrics['test_loss']:.4f} ({metrics['loss']}), "
+        f"test reconstruction loss {metrics['test_loss']:.4f} ({metrics['loss']}){tested_on(metrics)}, "
         f"{metrics['epochs']} epochs on {metrics['n_train']} images, "
         f"{metrics['train_seconds']:.1f} s training"
     )
@@ -144,7 +152,7 @@ def reconstruct_command(
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Originals beside their reconstructions, with the per-image error."""
-    from mapscope.ae.workflows import reconstruct, write_reconstruction
+    from mapscope.workflows.autoencoder import reconstruct, write_reconstruction
 
     result = reconstruct(model, index, split, data_dir)
     typer.echo(result.summary())
@@ -167,7 +175,7 @@ def latent_command(
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Where the codes live: components, radii, correlations, PCA, fragmentation."""
-    from mapscope.ae.workflows import latent_study, write_latent
+    from mapscope.workflows.autoencoder import latent_study, write_latent
 
     result = latent_study(model, n, b, truncate, components, seed, data_dir)
     typer.echo(result.summary())
@@ -202,7 +210,7 @@ def generate_command(
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Decode vectors from statistical samplers; judged by a CNN when --judge is given."""
-    from mapscope.ae.workflows import generate, write_generation
+    from mapscope.workflows.autoencoder import generate, write_generation
 
     pairs = []
     for text in between:

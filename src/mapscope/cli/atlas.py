@@ -45,7 +45,7 @@ def atlas(
     from mapscope.atlas.site import check_site_folder
     from mapscope.cli.common import parse_ints
     from mapscope.inspect.attribution import check_methods
-    from mapscope.runlock import locked
+    from mapscope.runs.lock import locked
 
     out = check_site_folder(out_folder(out))
     method_list = check_methods(_names(methods) or [])
@@ -98,15 +98,15 @@ def attribute(
     """Which pixels a prediction depends on, by saliency, integrated gradients, Grad-CAM and
     occlusion (computed with Captum)."""
     from mapscope.inspect.attribution import check_methods
-    from mapscope.inspect.attribution_run import attribute_images, write_attributions
     from mapscope.inspect.taps import check_layer
+    from mapscope.workflows.attribute import attribute_images, write_attributions
 
     out = out_image(out)
     methods = check_methods(_names(method) or [])
-    session = network.inspection()
+    inspection = network.inspection()
     if layer is not None:
-        check_layer(session.net, layer)
-    result = attribute_images(session, index, methods, split, target, layer)
+        check_layer(inspection.net, layer)
+    result = attribute_images(inspection, index, methods, split, target, layer)
     written = write_attributions(result, out)
     typer.echo(result.summary())
     wrote(*written)

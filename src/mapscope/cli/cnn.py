@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from mapscope.cli.common import DATA_DIR, THREADS, check_resume_options, config_from, wrote
+from mapscope.cli.common import (
+    DATA_DIR,
+    THREADS,
+    check_resume_options,
+    config_from,
+    tested_on,
+    wrote,
+)
 from mapscope.cnn.predict import predict_drawing, predict_proba
 from mapscope.cnn.spec import default_spec, load_spec
 from mapscope.cnn.summary import format_summary
@@ -74,6 +81,9 @@ def train_command(
     max_train: int = typer.Option(
         None, help="Train on the first N training images only (quick experiments)."
     ),
+    max_test: int = typer.Option(
+        None, help="Validate each epoch on the first N test images only (quick experiments)."
+    ),
     threads: int = THREADS,
     resume: Path = typer.Option(
         None, help="Continue this run folder for --epochs more epochs, with its own settings."
@@ -97,7 +107,7 @@ def train_command(
         spec = load_spec(config) if config else None
         metrics = train(out, cfg, spec, init_from=restart, data_root=data_dir, overwrite=overwrite)
     typer.echo(
-        f"test accuracy {metrics['test_accuracy']:.4f}, {metrics['epochs']} epochs on "
+        f"test accuracy {metrics['test_accuracy']:.4f}{tested_on(metrics)}, {metrics['epochs']} epochs on "
         f"{metrics['n_train']} images, {metrics['train_seconds']:.1f} s training"
     )
     wrote(*Run.open(out).files.values())

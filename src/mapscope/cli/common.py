@@ -14,7 +14,7 @@ import typer
 
 from mapscope.checks import LARGEST_SEED
 from mapscope.errors import ConfigError
-from mapscope.runfolder import check_out_folder
+from mapscope.runs.folder import check_out_folder
 
 DATA_DIR = typer.Option(
     None,
@@ -68,6 +68,11 @@ def parse_floats(text: str, name: str) -> list[float]:
 
 
 Config = TypeVar("Config")
+
+
+def tested_on(metrics: dict[str, Any]) -> str:
+    """ " on N test images" for a training's summary line (``--max-test`` may have cut N)."""
+    return f" on {metrics['n_test']} test images" if "n_test" in metrics else ""
 
 
 def config_from(cls: type[Config], options: dict[str, Any], **overrides: Any) -> Config:
@@ -251,7 +256,7 @@ class NetworkChoice:
     def inspection(self):
         """The network with its exact inputs: the run's, or the module's (``--module`` with
         ``--weights``, ``--dataset``, ``--input``, ``--preprocess``)."""
-        from mapscope.inspect.session import Inspection
+        from mapscope.inspect.inspection import Inspection
         from mapscope.runs import Run
         from mapscope.runs.module_file import load_module, load_weights_into
 

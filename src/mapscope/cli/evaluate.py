@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from mapscope.cli.common import NetworkChoice, network_options, out_folder, wrote
-from mapscope.evaluate.run import evaluate as evaluate_run
-from mapscope.evaluate.run import write_evaluation
+from mapscope.workflows.evaluate import evaluate as evaluate_run
+from mapscope.workflows.evaluate import write_evaluation
 
 
 @network_options("Run folder of a CNN, MLP or KMeans run (or --module).")

@@ -30,7 +30,7 @@ def keras(
 ) -> None:
     """A Keras Sequential (or chain) of Conv2D, pooling, Flatten, Dense, Dropout,
     BatchNormalization and Activation layers as a CNN run, read with h5py: no TensorFlow."""
-    from mapscope.cnn.keras_run import import_keras
+    from mapscope.workflows.keras_import import import_keras
 
     result = import_keras(
         model_file, out, dataset, scaling, resplit, seed, data_root=data_dir, overwrite=overwrite

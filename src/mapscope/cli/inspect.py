@@ -54,9 +54,9 @@ def activations(
         paths = {layers[0]: out_image(out)}
     else:
         paths = {name: out_folder(out) / f"{name}.png" for name in layers}
-    session = network.inspection()
-    outputs = layer_outputs(session.net, session.inputs(split, index), layers)  # one pass
-    raw, titles = session.bundle.raw(split, index), session.titles(split, index)
+    inspection = network.inspection()
+    outputs = layer_outputs(inspection.net, inspection.inputs(split, index), layers)  # one pass
+    raw, titles = inspection.bundle.raw(split, index), inspection.titles(split, index)
     for name, path in paths.items():
         fig = plot_activation_grid(raw, outputs[name], titles, name, cmap, standardize, per_row)
         wrote(save_figure(fig, path))
@@ -79,24 +79,24 @@ def compare(
     """Agreement of activation patterns inside image groups, or what separates two classes."""
     from mapscope.cli.common import parse_ints
     from mapscope.errors import ConfigError
-    from mapscope.inspect.compare_run import compare_classes, compare_groups, write_comparison
+    from mapscope.workflows.compare import compare_classes, compare_groups, write_comparison
 
     if (indices is None) == (classes is None):
         raise ConfigError("give either --indices (with optional --vs) or --classes A,B.")
-    session = network.inspection()
+    inspection = network.inspection()
     if indices is not None:
         group_a = parse_ints(indices, "--indices")
         group_b = parse_ints(vs, "--vs") if vs else None
         if not group_a or (vs is not None and not group_b):
             raise ConfigError("--indices and --vs need at least one index each, like 1816,1270.")
-        result = compare_groups(session, layer, split, group_a, group_b, threshold)
+        result = compare_groups(inspection, layer, split, group_a, group_b, threshold)
     else:
         pair = [c.strip() for c in classes.split(",") if c.strip()]
         if len(pair) != 2:
             raise ConfigError(
                 f"--classes needs exactly two classes like 4,9 or Shirt,T-shirt/top; got {classes!r}."
             )
-        result = compare_classes(session, layer, split, pair[0], pair[1], top)
+        result = compare_classes(inspection, layer, split, pair[0], pair[1], top)
     written = write_comparison(result, out)
     typer.echo(result.summary())
     wrote(*written)
@@ -131,8 +131,8 @@ def oip(
     """OIPs: images grown from multi-scale noise that drive each map (or node) as hard as possible."""
     from mapscope.cli.common import parse_floats, parse_ints
     from mapscope.errors import ConfigError
-    from mapscope.inspect.oip.run import oip_layer, write_oips
-    from mapscope.inspect.oip.strategies import check_search
+    from mapscope.inspect.oip.settings import OIPSettings
+    from mapscope.workflows.oip import oip_layer, write_oips
 
     units = None if maps == "all" else parse_ints(maps, "--maps")
     if units is not None and not units:
@@ -142,27 +142,22 @@ def oip(
         node_rc = tuple(parse_ints(node, "--node"))
         if len(node_rc) != 2:
             raise ConfigError(f"--node needs row,column like 1,1; got {node!r}.")
-    factor_list = tuple(parse_floats(factors, "--factors"))
-    check_search(strategy, steps, epsilon, retries, precursors, tol, patience, seed, factor_list)
-    session = network.inspection()
-    result = oip_layer(
-        session,
-        layer,
-        units,
-        node_rc,
-        parse_ints(snapshots, "--snapshots") if snapshots else None,
+    settings = OIPSettings(
         strategy=strategy,
         steps=steps,
         epsilon=epsilon,
         scales=tuple(parse_ints(scales, "--scales")),
-        factors=factor_list,
+        factors=tuple(parse_floats(factors, "--factors")),
         seed=seed,
         retries=retries,
         precursors=precursors,
         tol=tol,
         patience=patience,
         device=device,
-    )
+    ).validate()  # before the network and its data are loaded: a typo costs nothing
+    inspection = network.inspection()
+    snapshot_units = parse_ints(snapshots, "--snapshots") if snapshots else None
+    result = oip_layer(inspection, layer, units, node_rc, snapshot_units, settings)
     written = write_oips(result, out)
     typer.echo(result.summary())
     wrote(*written)
@@ -177,10 +172,10 @@ def summary(
     from mapscope.errors import ConfigError
     from mapscope.inspect.summary import format_module_summary
 
-    session = network.inspection()
-    if not session.bundle.dataset.is_image:
+    inspection = network.inspection()
+    if not inspection.bundle.dataset.is_image:
         raise ConfigError(
             "summary shows maps and receptive fields of image networks; this "
             "run reads table rows (WIFI)."
         )
-    typer.echo(format_module_summary(session.net, session.bundle.dataset.image_shape))
+    typer.echo(format_module_summary(inspection.net, inspection.bundle.dataset.image_shape))

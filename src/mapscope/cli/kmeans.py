@@ -12,7 +12,7 @@ import typer
 
 from mapscope.cli.common import DATA_DIR, out_folder, parse_ints, wrote
 from mapscope.errors import ConfigError
-from mapscope.runfolder import check_new_run
+from mapscope.runs.folder import check_new_run
 
 app = typer.Typer(
     help="KMeans as a classifier, k analysis and cluster-distance features.", no_args_is_help=True
@@ -106,11 +106,14 @@ def features(
     mlp_epochs: int = typer.Option(40, help="Epochs of each MLP run with --train-mlp."),
     silhouette_sample: int = typer.Option(5000),
     seed: int = typer.Option(0),
+    max_train: int = typer.Option(
+        None, help="Cluster and train on the first N training images only (quick experiments)."
+    ),
     overwrite: bool = typer.Option(False, help="Replace MLP runs of an earlier sweep in --out."),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Sweep K for cluster-distance features: inertia, silhouette, time; optionally MLP accuracy."""
-    from mapscope.cluster.feature_sweep import feature_sweep, write_feature_sweep
+    from mapscope.workflows.feature_sweep import feature_sweep, write_feature_sweep
 
     result = feature_sweep(
         parse_ints(k, "--k"),
@@ -121,6 +124,7 @@ def features(
         mlp_epochs=mlp_epochs,
         data_root=data_dir,
         overwrite=overwrite,
+        max_train=max_train,
     )
     written = write_feature_sweep(result, out)
     typer.echo(result.summary())

@@ -47,17 +47,26 @@ def match(
     """Correlation matching of units (Hungarian), linear CKA of layers, against an untrained
     network and shuffled images; the best and worst matched units with their OIPs."""
     from mapscope.errors import ConfigError
-    from mapscope.inspect.match_runs import match_runs, write_match
+    from mapscope.inspect.oip.settings import OIPSettings
     from mapscope.runs import Run
+    from mapscope.workflows.match import match_runs, write_match
 
     if len(runs) < 2:
         raise ConfigError("give at least two run folders to match, like RUN_A RUN_B.")
     if len(set(p.resolve() for p in runs)) != len(runs):
         raise ConfigError("a run folder is given twice; give different runs.")
-    sessions = [Run.open(path).inspection(data_dir) for path in runs]
+    inspections = [Run.open(path).inspection(data_dir) for path in runs]
     chosen = [n.strip() for n in layers.split(",") if n.strip()] if layers else None
     result = match_runs(
-        sessions, run_labels(runs), chosen, images, sample, positions, oips, seed, steps=oip_steps
+        inspections,
+        run_labels(runs),
+        chosen,
+        images,
+        sample,
+        positions,
+        oips,
+        seed,
+        OIPSettings(seed=seed, steps=oip_steps).validate(),
     )
     written = write_match(result, out)
     typer.echo(result.summary())

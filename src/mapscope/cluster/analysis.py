@@ -19,7 +19,7 @@ from mapscope.errors import ConfigError
 from mapscope.io import write_csv, write_json
 from mapscope.report.cluster import plot_k_analysis
 from mapscope.report.figures import save_figure
-from mapscope.runfolder import provenance
+from mapscope.runs.folder import provenance
 
 
 def analyze_k(

@@ -25,7 +25,7 @@ from mapscope.metrics import confusion_matrix
 from mapscope.progress import bar
 from mapscope.report.cluster import plot_confusions, plot_error_vs_clusters, plot_prototypes
 from mapscope.report.figures import save_figure
-from mapscope.runfolder import provenance
+from mapscope.runs.folder import provenance
 
 MODES = ("all", "split")
 

@@ -20,8 +20,8 @@ from sklearn.decomposition import PCA
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from mapscope.cluster.distances import squared_distances
 from mapscope.errors import ConfigError
+from mapscope.metrics import squared_distances
 
 MAPPINGS = ("majority", "hungarian")
 

@@ -16,7 +16,7 @@ from mapscope.io import write_json
 from mapscope.progress import stage
 from mapscope.report.cluster import plot_pca
 from mapscope.report.figures import save_figure
-from mapscope.runfolder import provenance
+from mapscope.runs.folder import provenance
 
 
 def principal_components(

@@ -18,7 +18,7 @@ from mapscope.cluster.kmeans_classifier import KMeansClassifier
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import RunError
 from mapscope.io import read_arrays, write_npz
-from mapscope.runfolder import COMMON_FILES, create_run, require_tables, write_metrics, writing
+from mapscope.runs.folder import COMMON_FILES, create_run, require_tables, write_metrics, writing
 
 KIND = "kmeans"
 FILES = {

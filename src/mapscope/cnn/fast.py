@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from mapscope.cnn.build import MONOTONE, Activated, Network
+from mapscope.training.swap import swapped
 
 
 class FusedConvPool(nn.Module):
@@ -72,20 +73,6 @@ def fast_layers(net: Network) -> dict[str, nn.Module]:
         elif isinstance(following, nn.Flatten):
             swaps[name] = ContiguousBeforeActivation(layer)
     return swaps
-
-
-@contextlib.contextmanager
-def swapped(layers: nn.ModuleDict, swaps: dict[str, nn.Module]) -> Iterator[None]:
-    """``layers`` with the ``swaps`` in place for the block, the originals back afterwards
-    (also after an exception or Ctrl-C)."""
-    originals = {name: layers[name] for name in swaps}
-    for name, module in swaps.items():
-        layers[name] = module
-    try:
-        yield
-    finally:
-        for name, module in originals.items():
-            layers[name] = module
 
 
 @contextlib.contextmanager

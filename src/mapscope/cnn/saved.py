@@ -3,7 +3,7 @@
 Weights are safetensors (no code runs on load); the architecture is the JSON spec in
 ``config.json``; optimizer state for resuming is read with ``torch.load(weights_only=True)``.
 Only this module knows these file names; ``mapscope.runs`` asks it through the registry. An
-epoch's files are committed as a set (``mapscope.epochs``).
+epoch's files are committed as a set (``mapscope.runs.epochs``).
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from mapscope import epochs
 from mapscope.cnn.build import Network
 from mapscope.cnn.predict import predict_proba
 from mapscope.cnn.spec import NetSpec, spec_from_dict
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError, RunError
+from mapscope.history import EPOCH_KEYS
 from mapscope.report.curves import plot_cnn_history
-from mapscope.runfolder import COMMON_FILES, require_tables
+from mapscope.runs import epochs
+from mapscope.runs.folder import COMMON_FILES, require_tables
 from mapscope.weights import load_weights
 
 KIND = "cnn"
@@ -54,7 +55,7 @@ def check_files(run_dir: Path, config: dict[str, Any]) -> None:
     epochs.check_files(run_dir, config, load_module, HISTORY_KEYS)
 
 
-HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+HISTORY_KEYS = EPOCH_KEYS
 
 
 def check_history(run_dir: Path) -> list[dict]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from mapscope.cnn.build import Network, count_parameters
 from mapscope.cnn.spec import Conv, NetSpec, Pool
-from mapscope.inspect.summary import SummaryRow, format_rows
+from mapscope.report.summary import SummaryRow, format_rows
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,11 @@ class DataBundle:
 
     def train_positions(self, limit: int | None = None) -> np.ndarray:
         """Positions of the training part; only the first ``limit`` when given (quick runs)."""
-        n = len(self.split.train)
+        return self.first("train", limit)
+
+    def first(self, part: str, limit: int | None = None) -> np.ndarray:
+        """Positions of a part (train or test); only the first ``limit`` when given."""
+        n = len(self.split.train if part == "train" else self.split.test)
         return np.arange(min(limit or n, n))
 
     def raw(self, part: str, indices=None) -> np.ndarray:

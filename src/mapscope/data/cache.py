@@ -54,7 +54,8 @@ def sha256_file(path: Path, normalize_newlines: bool = False) -> str:
     return digest.hexdigest()
 
 
-def _stamp(path: Path) -> str:
+def file_stamp(path: Path) -> str:
+    """What changes when a file is replaced or edited: size, inode, and both timestamps."""
     st = path.stat()
     return f"{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
@@ -70,7 +71,11 @@ def verify_file(path: Path, expected_sha256: str, normalize_newlines: bool = Fal
     """Check ``path`` against its pinned hash; raise DataError naming the file when it differs."""
     key = str(path.resolve())
     record = _load_verified().get(key)
-    if record and record.get("stamp") == _stamp(path) and record.get("sha256") == expected_sha256:
+    if (
+        record
+        and record.get("stamp") == file_stamp(path)
+        and record.get("sha256") == expected_sha256
+    ):
         return expected_sha256
     actual = sha256_file(path, normalize_newlines)
     if actual != expected_sha256:
@@ -80,7 +85,7 @@ def verify_file(path: Path, expected_sha256: str, normalize_newlines: bool = Fal
             "or copy an original file into place."
         )
     verified = _load_verified()
-    verified[key] = {"stamp": _stamp(path), "sha256": actual}
+    verified[key] = {"stamp": file_stamp(path), "sha256": actual}
     with contextlib.suppress(OSError):  # a read-only cache only costs a re-hash next time
         write_json(user_cache_dir() / "verified.json", verified)
     return actual

@@ -7,12 +7,21 @@ by the 10000 test images). Splits are index arrays into that pool, which is what
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mapscope.data.cache import DATA_ENV, data_dir, download_file, user_cache_dir, verify_file
+from mapscope.data.cache import (
+    DATA_ENV,
+    data_dir,
+    download_file,
+    file_stamp,
+    user_cache_dir,
+    verify_file,
+)
 from mapscope.data.faces import FACE_SETS, read_faces
 from mapscope.data.folder import PREFIX as FOLDER
 from mapscope.data.folder import folder_of, read_folder
@@ -225,6 +234,23 @@ def fetch(name: str, root: str | Path | None = None) -> dict[str, str]:
     return verify(name, folder)
 
 
+@functools.lru_cache(maxsize=2)
+def _read_idx_set(files: tuple[tuple[str, Any], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of an MNIST-format set (train files, then test files), read once per
+    process for each version of the files (their size and modification time) and handed out
+    read-only, so that every command and test of one process shares one copy."""
+    x_train, y_train, x_test, y_test = (
+        read_idx(Path(path), shape)
+        for (path, _), shape in zip(
+            files, [(60000, 28, 28), (60000,), (10000, 28, 28), (10000,)], strict=True
+        )
+    )
+    x = np.concatenate([x_train, x_test])
+    y = np.concatenate([y_train, y_test]).astype(np.int64)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
 def load_dataset(
     name: str, root: str | Path | None = None, image_size: int = 64, colour: str = "grey"
 ) -> Dataset:
@@ -239,12 +265,7 @@ def load_dataset(
         signals, rooms = read_wifi(folder / info.files[0].relpath)
         return Dataset(name, signals, rooms - 1, info.class_names, None, folder, checksums)
     paths = [folder / f.relpath for f in info.files]
-    x_train = read_idx(paths[0], (60000, 28, 28))
-    y_train = read_idx(paths[1], (60000,))
-    x_test = read_idx(paths[2], (10000, 28, 28))
-    y_test = read_idx(paths[3], (10000,))
-    x = np.concatenate([x_train, x_test])
-    y = np.concatenate([y_train, y_test]).astype(np.int64)
+    x, y = _read_idx_set(tuple((str(p), file_stamp(p)) for p in paths))
     if y.max() >= len(info.class_names):
         raise DataError(f"{paths[1]}: label {y.max()} outside 0..{len(info.class_names) - 1}.")
     return Dataset(name, x, y, info.class_names, info.canonical_train, folder, checksums)

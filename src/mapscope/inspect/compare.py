@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mapscope.errors import ConfigError
+from mapscope.metrics import effect_size
 
 
 def as_maps(acts: np.ndarray) -> np.ndarray:
@@ -55,29 +56,33 @@ def group_difference(a: GroupPattern, b: GroupPattern) -> dict[str, np.ndarray]:
 @dataclass
 class Separation:
     units: np.ndarray  # unit indices ranked by |effect size|, strongest first
-    effect_size: np.ndarray  # Cohen's d of the unit's mean activation, class a minus class b
-    mean_a: np.ndarray  # (C,) mean over images of the per-image unit mean
+    effect_size: np.ndarray  # Cohen's d of the unit's per-image mean, class a minus class b
+    mean_a: np.ndarray  # (K,) mean over the images of class a of the per-image unit mean
     mean_b: np.ndarray
-    class_mean_a: np.ndarray  # (C, H, W) class-mean maps
-    class_mean_b: np.ndarray
+
+
+def unit_means(acts: np.ndarray) -> np.ndarray:
+    """(N, K) each unit's mean over its map per image (a dense unit's value)."""
+    return as_maps(acts).mean(axis=(2, 3))
 
 
 def class_separation(
-    acts: np.ndarray, labels: np.ndarray, class_a: int, class_b: int
+    per_image: np.ndarray, labels: np.ndarray, class_a: int, class_b: int
 ) -> Separation:
-    """Rank units by how well their mean activation separates two classes (Cohen's d, pooled SD)."""
-    maps = as_maps(acts)
+    """Rank units by how well their per-image mean (N, K) separates two classes (Cohen's d,
+    ``metrics.effect_size``)."""
     in_a, in_b = labels == class_a, labels == class_b
     if in_a.sum() < 2 or in_b.sum() < 2:
         raise ConfigError(
             f"classes {class_a} and {class_b} need at least two images each in the split."
         )
-    per_image = maps.mean(axis=(2, 3)).astype(np.float64)  # (N, C)
     xa, xb = per_image[in_a], per_image[in_b]
-    na, nb = len(xa), len(xb)
-    pooled = np.sqrt(
-        ((na - 1) * xa.var(axis=0, ddof=1) + (nb - 1) * xb.var(axis=0, ddof=1)) / (na + nb - 2)
-    )
-    d = np.divide(xa.mean(0) - xb.mean(0), pooled, out=np.zeros(pooled.shape), where=pooled > 1e-12)
+    d = effect_size(xa, xb)
     order = np.argsort(-np.abs(d), kind="stable")
-    return Separation(order, d, xa.mean(0), xb.mean(0), maps[in_a].mean(0), maps[in_b].mean(0))
+    return Separation(order, d, xa.mean(0, dtype=np.float64), xb.mean(0, dtype=np.float64))
+
+
+def class_mean_maps(acts: np.ndarray, labels: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
+    """(classes, C, H, W) the mean map of each class's images."""
+    maps = as_maps(acts)
+    return np.stack([maps[labels == c].mean(0) for c in classes])

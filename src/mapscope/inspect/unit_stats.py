@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mapscope.inspect.compare import Separation, class_separation
 from mapscope.inspect.taps import evaluation_mode, forward_to, module_device
 
 
@@ -72,6 +73,22 @@ class UnitStatistics:
         best = means.max(0)
         rest = (means.sum(0) - best) / max(n_classes - 1, 1)
         return np.where(best + rest > 0, (best - rest) / np.maximum(best + rest, 1e-12), 0.0)
+
+    def preferred_class(self, labels: np.ndarray, n_classes: int) -> np.ndarray:
+        """(K,) the class whose images drive each unit most on average; -1 for a dead unit."""
+        preferred = self.class_means(labels, n_classes).argmax(0)
+        return np.where(self.dead, -1, preferred)
+
+    def class_z_scores(self, labels: np.ndarray, cls: int) -> np.ndarray:
+        """(K,) how far the class's mean activation lies above the split's mean, in standard
+        deviations of the per-image activation over the split."""
+        spread = self.mean.std(0)
+        return (self.mean[labels == cls].mean(0) - self.mean.mean(0)) / np.maximum(spread, 1e-12)
+
+    def separation(self, labels: np.ndarray, class_a: int, class_b: int) -> Separation:
+        """Units ranked by Cohen's d of their per-image mean, class a against class b: what
+        ``mapscope compare --classes`` and the atlas's class pages show."""
+        return class_separation(self.mean, labels, class_a, class_b)
 
     def histogram(self, bins: int = 24) -> tuple[np.ndarray, np.ndarray]:
         """(K, bins) counts of the per-image mean activation, and (K, bins + 1) edges."""

@@ -12,15 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from mapscope.cluster.features import ClusterDistances
 from mapscope.data.bundle import DataBundle
+from mapscope.data.features import ClusterDistances
 from mapscope.errors import RunError
+from mapscope.history import from_stored
 from mapscope.io import read_json, write_json
-from mapscope.mlp.module import as_module
 from mapscope.mlp.network import HIDDEN, LOSSES, MLP
 from mapscope.report.curves import plot_mlp_history
 from mapscope.report.figures import save_figure
-from mapscope.runfolder import COMMON_FILES, create_run, require_tables, write_metrics
+from mapscope.runs.folder import COMMON_FILES, create_run, require_tables, write_metrics
 
 KIND = "mlp"
 FILES = {
@@ -28,6 +28,7 @@ FILES = {
     "model": "model.npz",
     "cluster_features": "cluster_features.npz",
     "history": "history.json",
+    "batches": "batches.json",  # per-batch records (runs before the one history schema: none)
     "curves": "curves.png",
 }
 NEURAL = True
@@ -62,17 +63,27 @@ def check_files(run_dir: Path, config: dict[str, Any]) -> None:
             f"{run_dir / FILES['cluster_features']}: {width} cluster distances, but the model "
             f"takes {model.layers[0]} inputs."
         )
+    read_history(run_dir)
+
+
+def read_history(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(per-epoch records, per-batch records) in the one history schema (``mapscope.history``),
+    also from a run written before it (one ``history.json`` of ``batch`` and ``epoch`` lists)."""
     path = run_dir / FILES["history"]
     try:
-        history = read_json(path)
+        stored = read_json(path)
+        batches = read_json(run_dir / FILES["batches"]) if isinstance(stored, list) else []
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise RunError(f"{path}: not readable JSON ({exc}).") from None
-    if not (
-        isinstance(history, dict)
-        and all(isinstance(history.get(k), list) for k in ("batch", "epoch"))
-        and all(isinstance(row, dict) for row in history["epoch"])
-    ):
-        raise RunError(f"{path}: damaged history: expected lists 'batch' and 'epoch' of rows.")
+    old = isinstance(stored, dict)  # per-batch and per-epoch lists in one file
+    if old:
+        stored, batches = stored.get("epoch"), stored.get("batch")
+    tables = all(isinstance(part, list) for part in (stored, batches)) and all(
+        isinstance(row, dict) for row in [*stored, *batches]
+    )
+    if not tables or not stored:
+        raise RunError(f"{path}: damaged history: expected a list of per-epoch records.")
+    return (from_stored({"epoch": stored, "batch": batches})[0] if old else stored), batches
 
 
 def layer_names(config: dict[str, Any]) -> list[str]:
@@ -86,7 +97,8 @@ def write_run(
     model: MLP,
     features: ClusterDistances | None,
     effective_l2: float,
-    history: dict,
+    history: list[dict],
+    batches: list[dict],
     metrics: dict,
 ) -> Path:
     spec = {"layers": list(model.layers), "activation": model.activation, "loss": model.loss}
@@ -105,7 +117,8 @@ def write_run(
         features.save(run / FILES["cluster_features"])
     model.save(run / FILES["model"])
     write_json(run / FILES["history"], history)
-    save_figure(plot_mlp_history(history), run / FILES["curves"])
+    write_json(run / FILES["batches"], batches)
+    save_figure(plot_mlp_history(history, batches), run / FILES["curves"], trim=False)
     write_metrics(run, metrics)
     return run
 
@@ -129,6 +142,8 @@ def load_module(run_dir: Path, config: dict[str, Any]):
             f"{run_dir} is trained on cluster distances, not pixels; the inspection tools need "
             "a run trained on pixels."
         )
+    from mapscope.mlp.module import as_module  # torch: only the inspection tools need it
+
     return as_module(load_network(run_dir, config))
 
 

@@ -17,11 +17,13 @@ from tqdm.auto import tqdm
 from mapscope.checks import Problems
 from mapscope.data.bundle import DataBundle
 from mapscope.data.datasets import DATASETS as DATASET_NAMES
+from mapscope.data.features import ClusterDistances
 from mapscope.data.prepare import SCALINGS, one_hot
 from mapscope.errors import ConfigError, TrainingDiverged
+from mapscope.history import epoch_record, total_seconds
 from mapscope.mlp import saved
 from mapscope.mlp.network import HIDDEN, LOSSES, MLP
-from mapscope.runfolder import writing
+from mapscope.runs.folder import writing
 
 # measured with the default network: pixels to [0, 1] beat per-pixel standardisation (which
 # overfits this small net) on MNIST; WIFI's signal strengths (-100..0 dBm) divided by 255 leave
@@ -154,34 +156,37 @@ def fit(
     x_test: np.ndarray,
     y_test: np.ndarray,
     n_classes: int,
-) -> tuple[dict[str, list], float]:
-    """Train ``model`` in place; returns (history, training seconds)."""
+) -> tuple[list[dict], list[dict]]:
+    """Train ``model`` in place; returns the history (per-epoch records of
+    ``mapscope.history``, per-batch records apart)."""
     rng = np.random.default_rng(config.seed)
-    targets = one_hot(y_train, n_classes)
+    targets, test_targets = one_hot(y_train, n_classes), one_hot(y_test, n_classes)
     velocity = Velocity.zeros(model)
-    history: dict[str, list] = {"batch": [], "epoch": []}
-    seconds = 0.0
+    epochs, batches = [], []
     for epoch in tqdm(range(config.epochs), desc="epochs", disable=None, unit="epoch"):
         began = time.perf_counter()
-        loss, rows = train_epoch(model, velocity, x_train, targets, config, epoch, rng)
+        cost, rows = train_epoch(model, velocity, x_train, targets, config, epoch, rng)
         if not all(np.isfinite(w).all() for w in (*model.weights_, *model.biases_)):
             raise TrainingDiverged(
                 f"the weights became non-finite in epoch {epoch + 1}; nothing was written. "
                 f"Lower --lr (now {config.lr})."
             )
-        seconds += time.perf_counter() - began
-        history["batch"] += rows
-        history["epoch"].append(
-            {
-                "epoch": epoch + 1,
-                "loss": loss,
-                "lr": config.lr_at(epoch),
-                "seconds": seconds,
-                "train_accuracy": float((model.predict(x_train) == y_train).mean()),
-                "test_accuracy": float((model.predict(x_test) == y_test).mean()),
-            }
+        seconds = time.perf_counter() - began
+        seen = min(len(x_train), len(rows) * config.batch_size)
+        test_outputs = model.predict_proba(x_test)
+        batches += rows
+        epochs.append(
+            epoch_record(
+                epoch + 1,
+                loss=cost / seen,
+                accuracy=float((model.predict(x_train) == y_train).mean()),
+                val_loss=model.data_loss(test_outputs, test_targets) / len(x_test),
+                val_accuracy=float((test_outputs.argmax(1) == y_test).mean()),
+                lr=config.lr_at(epoch),
+                seconds=seconds,
+            )
         )
-    return history, seconds
+    return epochs, batches
 
 
 def train(
@@ -208,23 +213,23 @@ def _train(config: MLPConfig, data_root: str | Path | None, folder: Path) -> dic
     y_train, y_test = bundle.labels("train", subset), bundle.labels("test")
     l2, features = config.l2, None
     if config.cluster_features:
-        from mapscope.cluster.features import ClusterDistances
-
         features = ClusterDistances(config.cluster_features, seed=config.seed).fit(x_train)
         x_train, x_test = features.transform(x_train), features.transform(x_test)
         l2 = config.l2 * config.cluster_features / 784  # the rule of the original study
     layers = resolve_layers(config, x_train.shape[1], bundle.dataset.n_classes)
     model = MLP(layers, config.activation, config.loss, config.init_scale, config.seed).initialize()
     effective = MLPConfig(**{**asdict(config), "layers": layers, "l2": l2})
-    history, seconds = fit(
+    history, batches = fit(
         model, effective, x_train, y_train, x_test, y_test, bundle.dataset.n_classes
     )
-    last = history["epoch"][-1]
+    last = history[-1]
     metrics = {
-        "test_accuracy": last["test_accuracy"],
-        "train_accuracy": last["train_accuracy"],
-        "best_test_accuracy": max(h["test_accuracy"] for h in history["epoch"]),
-        "train_seconds": seconds,
+        "test_accuracy": last["val_accuracy"],
+        "train_accuracy": last["accuracy"],
+        "best_test_accuracy": max(h["val_accuracy"] for h in history),
+        "test_loss": last["val_loss"],
+        "train_loss": last["loss"],
+        "train_seconds": total_seconds(history),
         "epochs": config.epochs,
         "seed": config.seed,
         "n_train": len(x_train),
@@ -233,17 +238,22 @@ def _train(config: MLPConfig, data_root: str | Path | None, folder: Path) -> dic
         "seconds_to_97": seconds_to_accuracy(history, 0.97),
         "data_checksums": bundle.dataset.checksums,
     }
-    saved.write_run(folder, config, bundle, model, features, l2, history, metrics)
+    saved.write_run(folder, config, bundle, model, features, l2, history, batches, metrics)
     return metrics
 
 
-def seconds_to_accuracy(history: dict[str, list], target: float) -> float | None:
+def seconds_to_accuracy(history: list[dict], target: float) -> float | None:
     """Training seconds until the test accuracy first reached ``target`` (None if never)."""
-    return next((h["seconds"] for h in history["epoch"] if h["test_accuracy"] >= target), None)
+    elapsed = 0.0
+    for row in history:
+        elapsed += row["seconds"]
+        if row["val_accuracy"] >= target:
+            return elapsed
+    return None
 
 
-def epochs_to_converge(history: dict[str, list], tolerance: float = 0.002) -> int:
+def epochs_to_converge(history: list[dict], tolerance: float = 0.002) -> int:
     """First epoch whose test accuracy is within ``tolerance`` of the best one reached."""
-    accs = [h["test_accuracy"] for h in history["epoch"]]
+    accs = [h["val_accuracy"] for h in history]
     best = max(accs)
     return next(i + 1 for i, a in enumerate(accs) if a >= best - tolerance)

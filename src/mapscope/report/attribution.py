@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-SIGNED = ("ig", "occlusion")  # methods whose maps have a sign worth showing
-
 
 def plot_attributions(
-    images: np.ndarray, maps: dict[str, np.ndarray], titles: list[str], names: dict[str, str]
+    images: np.ndarray,
+    maps: dict[str, np.ndarray],
+    titles: list[str],
+    names: dict[str, str],
+    signed: set[str],
 ) -> Figure:
-    """``images`` (N, H, W[, 3]) as stored; ``maps`` {method: (N, H, W)}; red helps the score,
-    blue (signed methods) hurts it."""
+    """``images`` (N, H, W[, 3]) as stored; ``maps`` {method: (N, H, W)}; ``names`` each
+    method's title; red helps the score, blue (the ``signed`` methods) hurts it."""
     n, columns = len(images), 1 + len(maps)
     fig = Figure(figsize=(2.1 * columns, 2.2 * n), layout="constrained")
     axes = np.asarray(fig.subplots(n, columns, squeeze=False))
@@ -25,7 +27,7 @@ def plot_attributions(
             grey = images[row] if images[row].ndim == 2 else images[row].mean(-1)
             ax.imshow(grey, cmap="gray", alpha=0.5)
             value = values[row]
-            if method in SIGNED:
+            if method in signed:
                 bound = max(float(np.abs(value).max()), 1e-12)
                 ax.imshow(value, cmap="RdBu_r", vmin=-bound, vmax=bound, alpha=0.75)
             else:

@@ -74,10 +74,14 @@ def plot_group_agreement(
     return fig
 
 
-def plot_separation(sep, names: tuple[str, str], layer: str, top: int = 16) -> Figure:
+def plot_separation(
+    sep, mean_maps: np.ndarray, names: tuple[str, str], layer: str, top: int = 16
+) -> Figure:
     """Bar chart of the strongest effect sizes, and below each bar the class-mean maps of that
-    unit: the bars and the map columns share one grid, so a unit's number labels both; one
-    colour scale for the two class means, one for their difference."""
+    unit (``mean_maps``: (2, C, H, W), class a then b): the bars and the map columns share one
+    grid, so a unit's number labels both; one colour scale for the two class means, one for
+    their difference."""
+    mean_a, mean_b = mean_maps
     units = sep.units[:top]
     n = len(units)
     fig = new_figure(1.0 + 0.8 * n, 6.4)
@@ -96,14 +100,14 @@ def plot_separation(sep, names: tuple[str, str], layer: str, top: int = 16) -> F
         fontsize=10,
     )
     ax.grid(alpha=0.3, axis="y")
-    spatial = sep.class_mean_a.shape[1] > 1 or sep.class_mean_a.shape[2] > 1
-    means = np.stack([sep.class_mean_a[units], sep.class_mean_b[units]])
+    spatial = mean_a.shape[1] > 1 or mean_a.shape[2] > 1
+    means = np.stack([mean_a[units], mean_b[units]])
     shared = float(np.abs(means).max()) or 1.0
-    difference = sep.class_mean_a - sep.class_mean_b
+    difference = mean_a - mean_b
     limit = float(np.abs(difference[units]).max()) or 1.0
     rows = [
-        (f"mean of {names[0]}", sep.class_mean_a, "viridis", 0.0, shared),
-        (f"mean of {names[1]}", sep.class_mean_b, "viridis", 0.0, shared),
+        (f"mean of {names[0]}", mean_a, "viridis", 0.0, shared),
+        (f"mean of {names[1]}", mean_b, "viridis", 0.0, shared),
         (f"{names[0]} - {names[1]}", difference, "RdBu_r", -limit, limit),
     ]
     for r, (label, maps, cmap, low, high) in enumerate(rows, start=1):

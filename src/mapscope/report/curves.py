@@ -8,7 +8,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mapscope.report.figures import new_figure, save_figure
+from mapscope.report.figures import fixed_layout, new_figure, save_figure
 
 
 def epoch_axis(ax, epochs: Sequence[int]) -> None:
@@ -37,8 +37,7 @@ def plot_cnn_history(history: Sequence[dict[str, float]]) -> Figure:
     epoch_axis(ax, epochs)
     ax.set_title("learning rate (end of epoch)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return fixed_layout(fig, left=0.05, bottom=0.15)
 
 
 def live_plot(path: str | Path | None = None):
@@ -52,12 +51,14 @@ def live_plot(path: str | Path | None = None):
 
     def callback(history):
         figure = (
-            plot_cnn_history(history) if "accuracy" in history[-1] else plot_ae_history(history)
+            plot_cnn_history(history)
+            if history[-1].get("accuracy") is not None
+            else plot_ae_history(history)
         )
         if display is not None:
             display(figure)
         elif path is not None:
-            save_figure(figure, path)
+            save_figure(figure, path, trim=False)
 
     return callback
 
@@ -79,9 +80,8 @@ def _notebook_display():
     return show
 
 
-def plot_mlp_history(history: dict[str, list]) -> Figure:
+def plot_mlp_history(history: Sequence[dict], batches: Sequence[dict]) -> Figure:
     """Batch costs, averaged error, regularisation share; loss and accuracy per epoch."""
-    batches, epochs = history["batch"], history["epoch"]
     fig = new_figure(14, 7)
     steps = range(1, len(batches) + 1)
     panels = [
@@ -95,26 +95,27 @@ def plot_mlp_history(history: dict[str, list]) -> Figure:
         ax.set_xlabel("mini-batch")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    e = [h["epoch"] for h in epochs]
+    e = [h["epoch"] for h in history]
     ax = fig.add_subplot(2, 3, 4)
-    ax.plot(e, [h["loss"] for h in epochs], "o-", ms=3)
-    ax.set_title("total training loss per epoch")
+    ax.plot(e, [h["loss"] for h in history], "o-", ms=3, label="train")
+    ax.plot(e, [h["val_loss"] for h in history], "s-", ms=3, label="test")
+    ax.set_title("loss per image")
     epoch_axis(ax, e)
+    ax.legend()
     ax.grid(alpha=0.3)
     ax = fig.add_subplot(2, 3, 5)
-    ax.plot(e, [h["train_accuracy"] for h in epochs], label="train")
-    ax.plot(e, [h["test_accuracy"] for h in epochs], label="test")
+    ax.plot(e, [h["accuracy"] for h in history], label="train")
+    ax.plot(e, [h["val_accuracy"] for h in history], label="test")
     ax.set_title("accuracy per epoch")
     epoch_axis(ax, e)
     ax.legend()
     ax.grid(alpha=0.3)
     ax = fig.add_subplot(2, 3, 6)
-    ax.plot(e, [h["lr"] for h in epochs], color="tab:green")
+    ax.plot(e, [h["lr"] for h in history], color="tab:green")
     ax.set_title("learning rate")
     epoch_axis(ax, e)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return fixed_layout(fig, left=0.05, bottom=0.08, top=0.95, hspace=0.4)
 
 
 def plot_ae_history(history: Sequence[dict[str, float]]) -> Figure:
@@ -133,5 +134,4 @@ def plot_ae_history(history: Sequence[dict[str, float]]) -> Figure:
     epoch_axis(ax, epochs)
     ax.set_title("learning rate (end of epoch)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return fixed_layout(fig, left=0.07, bottom=0.15, wspace=0.25)

@@ -1,7 +1,7 @@
 """Pictures of a run match: per-layer numbers beside their baselines, distributions of the
 matched correlations, the CKA map, matched units side by side, and units every run learned.
 
-Drawing only: each function takes a result of ``inspect/match_runs.py`` (duck-typed) or plain
+Drawing only: each function takes a result of ``workflows/match.py`` (duck-typed) or plain
 rows and returns a matplotlib Figure.
 """
 
@@ -176,7 +176,7 @@ def _show(ax, image: np.ndarray | None, note: str = "") -> None:
 def plot_pairs(result, layer: str, shown: list[tuple[int, int, float]], a: int, b: int) -> Figure:
     """The best (top rows) and worst (bottom rows) matched units of runs a and b in ``layer``,
     each as its OIP, and for the first conv layer its kernel, side by side."""
-    kernels = layer == result.layers[0] and a in result.kernels and b in result.kernels
+    kernels = layer == result.kernel_layer and a in result.kernels and b in result.kernels
     per_unit = 4 if kernels else 2
     best = shown[: min(6, len(shown))]
     worst = shown[len(best) :]

@@ -18,21 +18,51 @@ def image_tiles(
     suptitle: str | None = None,
     cmap: str = "gray_r",
 ) -> Figure:
-    """A grid of images, each with a short title (index, label, prediction ...)."""
+    """A grid of images, each with a short title (index, label, prediction ...) above it.
+
+    One axes spanning the figure, measured in inches, holds every image at its own place: a
+    hundred-image gallery draws in a fraction of a second, where an axes per image and a
+    tight layout took seconds. Each image keeps its own grey scale, as ``imshow`` gives it."""
     n = max(len(images), 1)
     cols = min(per_row, n)
     rows = math.ceil(n / cols)
     lines = max((t.count("\n") + 1 for t in titles), default=1)  # titles of several lines
-    fig = new_figure(1.3 * cols, (1.25 + 0.15 * lines) * rows + (0.5 if suptitle else 0))
-    for i in range(rows * cols):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.set_axis_off()
-        if i < len(images):
-            ax.imshow(images[i], cmap=cmap, interpolation="nearest")
-            ax.set_title(titles[i], fontsize=8)
+    cell_w, cell_h = 1.3, 1.25 + 0.15 * lines
+    head = 0.5 if suptitle else 0.0
+    width, height = cell_w * cols, cell_h * rows + head
+    fig = new_figure(width, height)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    side = 1.05  # the box an image is fitted into, in inches
+    for i, image in enumerate(images):
+        row, col = divmod(i, cols)
+        h, w = image.shape[:2]
+        scale = side / max(h, w)
+        x0 = col * cell_w + (cell_w - w * scale) / 2
+        y0 = height - head - (row + 1) * cell_h + 0.08
+        ax.imshow(
+            image,
+            cmap=cmap,
+            interpolation="nearest",
+            extent=(x0, x0 + w * scale, y0, y0 + h * scale),
+            aspect="auto",
+        )
+        if i < len(titles):
+            ax.text(
+                col * cell_w + cell_w / 2,
+                y0 + h * scale + 0.05,
+                titles[i],
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                linespacing=1.1,
+            )
+    ax.set_xlim(0, width)  # imshow resets the limits to its extent
+    ax.set_ylim(0, height)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
+        fig.suptitle(suptitle, fontsize=10, y=1 - 0.12 / height)
     return fig
 
 

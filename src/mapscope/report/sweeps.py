@@ -82,13 +82,14 @@ def plot_points(rows: list[dict], varied: list[str], metric: str, higher_is_bett
     return fig
 
 
-def plot_regularisation(param: str, histories: dict) -> Figure:
-    """The MLP sweep's second picture: the share of the L1/L2 terms in each batch's cost."""
+def plot_regularisation(param: str, batches: dict) -> Figure:
+    """The MLP sweep's second picture: the share of the L1/L2 terms in each batch's cost
+    (``batches``: value -> that run's per-batch records)."""
     fig = new_figure(7.5, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     window = 1
-    for value, history in histories.items():
-        ratios = np.array([b["reg_ratio"] for b in history["batch"]], dtype=float)
+    for value, rows in batches.items():
+        ratios = np.array([b["reg_ratio"] for b in rows], dtype=float)
         window = min(len(ratios) // 5, max(5, len(ratios) // 50)) or 1
         line = ax.plot(np.arange(1, len(ratios) + 1), ratios, lw=0.4, alpha=0.25)[0]
         ax.plot(*smoothed(ratios, window), lw=1.8, color=line.get_color(), label=f"{param}={value}")

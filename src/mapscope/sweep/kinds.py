@@ -8,20 +8,14 @@ name, folder, options).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import types
 import typing
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from typing import Any
 
-from mapscope.ae.train import AETrainConfig
-from mapscope.ae.train import train as train_ae
-from mapscope.cluster.saved import fit_run, write_run
-from mapscope.cnn.train import TrainConfig
-from mapscope.cnn.train import train as train_cnn
 from mapscope.errors import ConfigError
-from mapscope.mlp.train import MLPConfig
-from mapscope.mlp.train import train as train_mlp
 
 
 @dataclass(frozen=True)
@@ -49,22 +43,49 @@ class KMeansConfig:
         return self
 
 
+def _load(where: str) -> Any:
+    """``module:name``, imported when first asked for: a sweep worker imports its own kind
+    only (an MLP or KMeans worker never imports torch)."""
+    module, _, name = where.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str
-    config: type
+    config_at: str  # where its settings class lives, ``module:name``
     metric: str  # the number the sweep's table and plot are about
     higher_is_better: bool
     resumable: bool  # the run commits epochs, so an interrupted point continues
+    trainer_at: str  # its training function, ``module:name``
+
+    @property
+    def config(self) -> type:
+        return _load(self.config_at)
+
+    @property
+    def trainer(self):
+        return _load(self.trainer_at)
 
 
 KINDS = {
-    "cnn": Kind("cnn", TrainConfig, "test_accuracy", True, True),
-    "mlp": Kind("mlp", MLPConfig, "test_accuracy", True, False),
-    "ae": Kind("ae", AETrainConfig, "test_loss", False, True),
-    "kmeans": Kind("kmeans", KMeansConfig, "test_accuracy", True, False),
-}
-EPOCH_TRAINERS = {"cnn": train_cnn, "ae": train_ae}
+    "cnn": Kind(
+        "cnn", "mapscope.cnn.train:TrainConfig", "test_accuracy", True, True,
+        "mapscope.cnn.train:train",
+    ),
+    "mlp": Kind(
+        "mlp", "mapscope.mlp.train:MLPConfig", "test_accuracy", True, False,
+        "mapscope.mlp.train:train",
+    ),
+    "ae": Kind(
+        "ae", "mapscope.ae.train:AETrainConfig", "test_loss", False, True,
+        "mapscope.ae.train:train",
+    ),
+    "kmeans": Kind(
+        "kmeans", "mapscope.sweep.kinds:KMeansConfig", "test_accuracy", True, False,
+        "mapscope.sweep.kinds:train_kmeans",
+    ),
+}  # fmt: skip
 # set by the sweep itself, never a point's option
 RESERVED = {"threads", "device"}
 
@@ -164,16 +185,20 @@ def _train_point(kind_name, out, options, data_root, threads, resume_epochs) -> 
     k = kind(kind_name)
     config = make_config(k, options, threads)
     with threadpool_limits(limits=threads):
-        if kind_name in EPOCH_TRAINERS:  # the kinds that commit epochs, and so can continue
-            train = EPOCH_TRAINERS[kind_name]
+        if k.resumable:  # the kinds that commit epochs, and so can continue
             if resume_epochs:
                 more = dataclasses.replace(config, epochs=resume_epochs)
-                return train(out, more, resume=True, data_root=data_root)
-            return train(out, config, data_root=data_root, overwrite=True)
-        if kind_name == "mlp":
-            return train_mlp(out, config, data_root, overwrite=True)
-        result = fit_run(
-            config.dataset, config.clusters, config.mapping, config.pca, config.seed, data_root
-        )
-        write_run(result, out, overwrite=True)
-        return {"test_accuracy": result.test_accuracy, "train_seconds": result.seconds}
+                return k.trainer(out, more, resume=True, data_root=data_root)
+            return k.trainer(out, config, data_root=data_root, overwrite=True)
+        return k.trainer(out, config, data_root, overwrite=True)
+
+
+def train_kmeans(out: str, config: KMeansConfig, data_root: str | None, overwrite: bool) -> dict:
+    """One KMeans classifier fitted and saved as a run, as ``mapscope kmeans fit`` does."""
+    from mapscope.cluster.saved import fit_run, write_run
+
+    result = fit_run(
+        config.dataset, config.clusters, config.mapping, config.pca, config.seed, data_root
+    )
+    write_run(result, out, overwrite=overwrite)
+    return {"test_accuracy": result.test_accuracy, "train_seconds": result.seconds}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from mapscope.io import read_json
+from mapscope.mlp.saved import read_history
 from mapscope.mlp.train import MLPConfig
 from mapscope.report.figures import save_figure
 from mapscope.report.sweeps import plot_regularisation
@@ -36,12 +36,12 @@ def write_mlp_sweep(result: Sweep, out: str | Path) -> list[Path]:
     out = Path(out)
     written = write_sweep(result, out)
     param = result.grid.varied_names[0] if result.grid.varied_names else None
-    histories = {
-        o.point.options[param]: read_json(out / o.point.name / "history.json")
+    batches = {
+        o.point.options[param]: read_history(out / o.point.name)[1]
         for o in result.outcomes
         if param and o.status != "failed"
     }
-    if histories:
-        figure = plot_regularisation(param, histories)
+    if batches:
+        figure = plot_regularisation(param, batches)
         written.append(save_figure(figure, out / "regularisation.png"))
     return written

@@ -24,8 +24,8 @@ from mapscope.errors import ConfigError, MapscopeError
 from mapscope.io import read_json, write_csv, write_json
 from mapscope.report.figures import save_figure
 from mapscope.report.sweeps import plot_points
-from mapscope.runfolder import is_run
 from mapscope.runs import Run
+from mapscope.runs.folder import is_run
 from mapscope.sweep.engine import Task, local_layout, run_tasks
 from mapscope.sweep.grid import Grid, Point
 from mapscope.sweep.kinds import make_config, train_point

@@ -5,6 +5,7 @@ Small composable pieces, in the spirit of Lucent's optvis: ``start`` makes the i
 them (plain, precursor, coarse-to-fine).
 """
 
-from mapscope.inspect.oip.strategies import STRATEGIES, OIPResult, run_oip
+from mapscope.inspect.oip.settings import STRATEGIES, OIPSettings
+from mapscope.inspect.oip.strategies import OIPResult, run_oip
 
-__all__ = ["STRATEGIES", "OIPResult", "run_oip"]
+__all__ = ["STRATEGIES", "OIPResult", "OIPSettings", "run_oip"]

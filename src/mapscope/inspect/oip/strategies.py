@@ -13,7 +13,6 @@ it never wakes up.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -21,14 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mapscope.checks import Problems
-from mapscope.cnn.device import pick_device
+from mapscope.device import pick_device
 from mapscope.errors import ConfigError
-from mapscope.inspect.oip.ascent import DEFAULT_STEPS, Ascent, ascend, gradient, objective
+from mapscope.inspect.oip.ascent import Ascent, ascend, gradient, objective
 from mapscope.inspect.oip.objectives import check_units
+from mapscope.inspect.oip.settings import OIPSettings
 from mapscope.inspect.oip.start import (
-    DEFAULT_FACTORS,
-    DEFAULT_SCALES,
     check_scales,
     lowpass,
     multiscale_noise,
@@ -36,8 +33,6 @@ from mapscope.inspect.oip.start import (
     upscale,
 )
 from mapscope.inspect.taps import forward_to
-
-STRATEGIES = ("plain", "precursor", "coarse-to-fine")
 
 
 @dataclass
@@ -76,62 +71,30 @@ def _wake_dead(net, layer, start, units, node, generator, scales, factors, retri
     return start, tries, dead
 
 
-def check_search(
-    strategy: str,
-    steps: int,
-    epsilon: float,
-    retries: int,
-    precursors: int,
-    tol: float,
-    patience: int,
-    seed: int,
-    factors: tuple[float, ...],
-) -> None:
-    """Every search setting against its allowed values, all problems in one ConfigError."""
-    problems = Problems()
-    problems.choice("strategy", strategy, STRATEGIES)
-    for name, value, low in (
-        ("steps", steps, 1),
-        ("precursors", precursors, 1),
-        ("patience", patience, 1),
-        ("retries", retries, 0),
-    ):
-        problems.at_least(name, value, low)
-    problems.finite("epsilon", epsilon, strict=True)
-    problems.finite("tol", tol)
-    if not all(0 <= f < math.inf for f in factors):
-        problems.add(f"factors must be finite numbers >= 0, got {list(factors)}")
-    problems.seed("seed", seed)
-    problems.raise_any()
-
-
 def run_oip(
     net: nn.Module,
     layer: str,
     units: list[int] | None = None,
     node: tuple[int, int] | None = None,
-    strategy: str = "plain",
-    steps: int = DEFAULT_STEPS,
-    epsilon: float = 0.01,
-    scales: tuple[int, ...] = DEFAULT_SCALES,
-    factors: tuple[float, ...] = DEFAULT_FACTORS,
-    seed: int = 0,
-    retries: int = 5,
-    precursors: int = 16,
-    tol: float = 1e-3,
-    patience: int = 20,
+    settings: OIPSettings | None = None,
     snapshot_steps: tuple[int, ...] = (),
-    device: str = "auto",
     input_shape: tuple[int, int, int] | None = None,
+    **options,
 ) -> OIPResult:
     """OIPs for ``units`` of ``layer`` in one batched optimisation (row i drives unit i).
 
-    Works on any module whose layer ``layer`` is reached by a forward hook; ``input_shape``
-    (channels, height, width) defaults to the module's ``spec.input_shape``. The module passed
-    in is never changed: the search runs on a copy, on ``device`` (auto: a GPU when torch
-    sees one).
+    ``settings`` (default ``OIPSettings()``) with any of its fields changed by ``options``
+    (``steps=30, device="cpu"``). Works on any module whose layer ``layer`` is reached by a
+    forward hook; ``input_shape`` (channels, height, width) defaults to the module's
+    ``spec.input_shape``. The module passed in is never changed: the search runs on a copy, on
+    the settings' device (auto: a GPU when torch sees one).
     """
-    check_search(strategy, steps, epsilon, retries, precursors, tol, patience, seed, factors)
+    settings = (settings or OIPSettings()).with_options(**options)
+    strategy, steps, epsilon = settings.strategy, settings.steps, settings.epsilon
+    scales, factors, seed = tuple(settings.scales), tuple(settings.factors), settings.seed
+    retries, precursors = settings.retries, settings.precursors
+    tol, patience = settings.tol, settings.patience
+    device = settings.device
     device = pick_device(device)
     channels, *size = _input_shape(net, input_shape)
     size = tuple(size)

@@ -87,14 +87,15 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def pick_threads(threads: int | None = None, window: float = 0.25) -> int:
+def pick_threads(threads: int | None = None, window: float = 0.1) -> int:
     """Threads for training: ``threads`` if given, else the cores that are free right now.
 
     Spinning thread pools collapse beside other busy processes: one CNN epoch on 20000 images
     took 3.2 s idle with 2 threads, and 10.7 s beside one busy process, where 1 thread takes
     4.5 s (AMD EPYC, 2 cores; passive OpenMP waiting gave 4.9 s busy but 4.5 s idle). So the
     default counts the cores busy with other work over ``window`` seconds (Linux
-    ``/proc/stat``; elsewhere the 1-minute load average) and leaves them alone.
+    ``/proc/stat``, in 10 ms ticks: a tenth of a second gives each core 10, enough to tell a busy
+    core from an idle one; elsewhere the 1-minute load average) and leaves them alone.
     """
     if threads is not None:
         return threads

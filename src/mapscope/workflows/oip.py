@@ -4,31 +4,31 @@ a ``LayerOIPs``; ``write_oips`` writes its JSON, npz and pictures."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mapscope.inspect.oip.ascent import DEFAULT_STEPS
+from mapscope.inspect.inspection import Inspection
 from mapscope.inspect.oip.objectives import objective_values, oip_target
+from mapscope.inspect.oip.settings import OIPSettings
 from mapscope.inspect.oip.strategies import OIPResult, pictures, run_oip
-from mapscope.inspect.session import Inspection
 from mapscope.inspect.taps import layer_outputs
 from mapscope.io import write_json, write_npz
 from mapscope.report.figures import save_figure
 from mapscope.report.oip import plot_evolution, plot_oips
-from mapscope.runfolder import provenance
+from mapscope.runs.folder import provenance
 
 
 def test_reference(
-    session: Inspection, layer: str, units: list[int], node, n_images: int = 2000
+    inspection: Inspection, layer: str, units: list[int], node, n_images: int = 2000
 ) -> dict:
     """How strongly real test images drive each unit: the yardstick for an OIP's activation."""
-    n = min(n_images, len(session.bundle.split.test))
+    n = min(n_images, len(inspection.bundle.split.test))
     out = torch.from_numpy(
-        layer_outputs(session.net, session.inputs("test", np.arange(n)), [layer])[layer]
+        layer_outputs(inspection.net, inspection.inputs("test", np.arange(n)), [layer])[layer]
     )
     values = np.stack(
         [objective_values(out, torch.full((n,), u), node).numpy() for u in units], axis=1
@@ -114,29 +114,33 @@ class LayerOIPs:
 
 
 def oip_layer(
-    session: Inspection,
+    inspection: Inspection,
     layer: str,
     units: list[int] | None = None,
     node=None,
     snapshot_units: list[int] | None = None,
+    settings: OIPSettings | None = None,
     **options: Any,
 ) -> LayerOIPs:
-    """Search the OIPs of ``units`` (None: all) of ``layer`` and measure real images beside them.
+    """Search the OIPs of ``units`` (None: all) of ``layer`` and measure real images beside them;
+    ``settings`` (default ``OIPSettings()``) with any field changed by ``options``.
 
     A layer ending in a sigmoid or tanh is driven at that activation's input (``oip_target``),
     and the real images are measured there too, so that the two stay comparable."""
-    steps = options.get("steps", DEFAULT_STEPS)
-    snapshot_steps = tuple(int(s) for s in np.unique(np.geomspace(1, steps, 10).astype(int)))
+    settings = (settings or OIPSettings()).with_options(**options)
+    snapshot_steps = tuple(
+        int(s) for s in np.unique(np.geomspace(1, settings.steps, 10).astype(int))
+    )
     began = time.perf_counter()
-    options.setdefault("input_shape", session.bundle.dataset.image_shape)
-    searched = oip_target(session.net, layer)
-    result = run_oip(session.net, searched, units, node, snapshot_steps=snapshot_steps, **options)
+    shape = inspection.bundle.dataset.image_shape
+    searched = oip_target(inspection.net, layer)
+    result = run_oip(inspection.net, searched, units, node, settings, snapshot_steps, shape)
     result.layer = layer
     seconds = time.perf_counter() - began
-    reference = test_reference(session, searched, result.units, node)
-    checksums = session.bundle.dataset.checksums
+    reference = test_reference(inspection, searched, result.units, node)
+    checksums = inspection.bundle.dataset.checksums
     snapshots = list(snapshot_units or [])
-    return LayerOIPs(result, reference, seconds, options, checksums, snapshots, searched)
+    return LayerOIPs(result, reference, seconds, asdict(settings), checksums, snapshots, searched)
 
 
 def write_oips(result: LayerOIPs, out: str | Path) -> list[Path]:

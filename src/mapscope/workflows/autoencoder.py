@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from mapscope.ae.build import AutoEncoder, decode_array, encode_array
-from mapscope.ae.judge import Judge, Judgement
 from mapscope.ae.latent import LatentStudy, study
 from mapscope.ae.samplers import PAIRS, SAMPLERS, make_sampler
 from mapscope.data.bundle import DataBundle
+from mapscope.data.cache import file_stamp
 from mapscope.data.prepare import prepare_inputs
 from mapscope.errors import ConfigError
 from mapscope.io import write_csv, write_json
@@ -29,10 +29,25 @@ from mapscope.progress import stage
 from mapscope.report import ae as figures
 from mapscope.report.figures import save_figure
 from mapscope.runs import Run, provenance
+from mapscope.workflows.judge import Judge, Judgement
+
+# The training codes and the samplers fitted to them, per run weights and settings: the latent
+# study and generation both start from them, and a notebook or a test calls both on one run.
+_KEPT: dict[tuple, object] = {}
+_KEPT_AT_MOST = 8
+
+
+def _kept(key: tuple, compute):
+    """``compute()`` once per process for ``key`` (a few of the latest kept)."""
+    if key not in _KEPT:
+        if len(_KEPT) >= _KEPT_AT_MOST:
+            _KEPT.pop(next(iter(_KEPT)))
+        _KEPT[key] = compute()
+    return _KEPT[key]
 
 
 @dataclass
-class Model:
+class AutoencoderRun:
     """An autoencoder run opened for work: its network, its inputs and how to draw them."""
 
     run: Run
@@ -40,7 +55,7 @@ class Model:
     bundle: DataBundle
 
     @classmethod
-    def open(cls, path: str | Path, data_root: str | Path | None = None) -> Model:
+    def open(cls, path: str | Path, data_root: str | Path | None = None) -> AutoencoderRun:
         run = Run.open(path, "ae")
         return cls(run, run.module(), run.bundle(data_root))
 
@@ -55,6 +70,36 @@ class Model:
 
     def codes(self, part: str, indices=None) -> np.ndarray:
         return encode_array(self.net, self.bundle.inputs(part, indices, layout="nchw"))
+
+    @property
+    def weights_key(self) -> tuple:
+        """What identifies this run's trained network and its inputs within a process."""
+        files = self.run.files
+        return (
+            str(self.run.path.resolve()),
+            file_stamp(files["model"]),
+            file_stamp(files["config"]),
+            str(self.bundle.dataset.root),
+            tuple(sorted(self.bundle.dataset.checksums.items())),
+        )
+
+    def training_codes(self) -> np.ndarray:
+        """The codes of every training image, encoded once per process (read-only)."""
+
+        def encode():
+            codes = self.codes("train")
+            codes.flags.writeable = False
+            return codes
+
+        return _kept((*self.weights_key, "train codes"), encode)
+
+    def fitted_samplers(self, names, b, truncate, components, seed) -> dict:
+        """The samplers fitted to the training codes, once per process for these settings."""
+        key = (*self.weights_key, "samplers", tuple(names), b, truncate, components, seed)
+        return _kept(
+            key,
+            lambda: fit_samplers(self.training_codes(), names, b, truncate, components, seed),
+        )
 
     def provenance(self, **settings) -> dict:
         return provenance(self.bundle.dataset.checksums, model=str(self.run.path), **settings)
@@ -86,7 +131,7 @@ class Reconstruction:
 def reconstruct(
     model: str | Path, indices: Sequence[int], split: str = "test", data_root=None
 ) -> Reconstruction:
-    m = Model.open(model, data_root)
+    m = AutoencoderRun.open(model, data_root)
     indices = list(indices)
     originals = m.pixels(split, indices)
     out = decode_array(m.net, m.codes(split, indices))
@@ -176,12 +221,12 @@ def latent_study(
     over the region the codes occupy."""
     if n < 2:
         raise ConfigError(f"--n must be >= 2 to compare distributions, got {n}.")
-    m = Model.open(model, data_root)
+    m = AutoencoderRun.open(model, data_root)
     with stage("encoding the training and test images"):
-        codes, test_codes = m.codes("train"), m.codes("test")
+        codes, test_codes = m.training_codes(), m.codes("test")
     labels = m.bundle.labels("train")
     with stage("fitting the samplers"):
-        samplers = fit_samplers(codes, SAMPLERS, b, truncate, components, seed)
+        samplers = m.fitted_samplers(SAMPLERS, b, truncate, components, seed)
     names = m.bundle.dataset.class_names
     with stage("studying the codes and the samplers' vectors"):
         result = study(codes, labels, test_codes, draw(samplers, n, seed), names, seed)
@@ -285,11 +330,11 @@ def generate(
         )
     if n < 2:
         raise ConfigError(f"--n must be >= 2, got {n}.")
-    m = Model.open(model, data_root)
+    m = AutoencoderRun.open(model, data_root)
     referee = _open_judge(judge, m, judge_layer, data_root) if judge else None
     with stage("encoding the training images and fitting the samplers"):
-        codes = m.codes("train")
-        fitted = fit_samplers(codes, samplers, b, truncate, components, seed)
+        codes = m.training_codes()
+        fitted = m.fitted_samplers(samplers, b, truncate, components, seed)
         images = {name: decode_array(m.net, z) for name, z in draw(fitted, n, seed).items()}
     n_test = len(m.bundle.split.test)
     bad = [i for pair in between for i in pair if not 0 <= i < n_test]
@@ -322,7 +367,7 @@ def generate(
     return result
 
 
-def _judged(referee: Judge, m: Model, images: dict, n: int, seed: int) -> list[Judgement]:
+def _judged(referee: Judge, m: AutoencoderRun, images: dict, n: int, seed: int) -> list[Judgement]:
     """Every sampler's images judged against the real test images, after the two floors: real
     training images and reconstructions of test images."""
     referee.fit(m.pixels("test"))
@@ -351,7 +396,7 @@ def _traversals(net: AutoEncoder, codes: np.ndarray, steps: int, axes: int = 4) 
     ]
 
 
-def _open_judge(path, m: Model, layer: str | None, data_root) -> Judge:
+def _open_judge(path, m: AutoencoderRun, layer: str | None, data_root) -> Judge:
     run = Run.open(path)
     if not run.is_neural:
         raise ConfigError(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mapscope.inspect.session import Inspection
+from mapscope.inspect.inspection import Inspection
 from mapscope.io import write_csv, write_json
 from mapscope.metrics import (
     ClassReport,

@@ -11,8 +11,14 @@ import numpy as np
 import torch
 
 from mapscope.errors import ConfigError
-from mapscope.inspect.attribution import METHODS, attribute, check_methods, last_map_layer
-from mapscope.inspect.session import Inspection
+from mapscope.inspect.attribution import (
+    METHODS,
+    attribute,
+    check_methods,
+    last_map_layer,
+    signed_methods,
+)
+from mapscope.inspect.inspection import Inspection
 from mapscope.report.attribution import plot_attributions
 from mapscope.report.figures import save_figure
 
@@ -40,14 +46,14 @@ class ImageAttributions:
 
     def summary(self) -> str:
         lines = [f"{self.split} {t}" for t in self.titles()]
-        lines.append(f"methods: {', '.join(METHODS[m] for m in self.maps)}")
+        lines.append(f"methods: {', '.join(METHODS[m].title for m in self.maps)}")
         if self.gradcam_layer:
             lines.append(f"Grad-CAM on layer {self.gradcam_layer}")
         return "\n".join(lines)
 
 
 def attribute_images(
-    session: Inspection,
+    inspection: Inspection,
     indices: list[int],
     methods: list[str] | None = None,
     split: str = "test",
@@ -59,26 +65,33 @@ def attribute_images(
     methods = check_methods(list(methods or METHODS))
     if not indices:
         raise ConfigError("--index is needed: which images to explain, e.g. --index 1302.")
-    dataset = session.bundle.dataset
+    dataset = inspection.bundle.dataset
     if not dataset.is_image:
         raise ConfigError("attributions need an image dataset; this run was trained on tables.")
     n_classes = len(dataset.class_names)
     if target is not None and not 0 <= target < n_classes:
         raise ConfigError(f"--target must be a class 0..{n_classes - 1}, got {target}.")
-    inputs = session.inputs(split, indices)
-    net = session.net
+    inputs = inspection.inputs(split, indices)
+    net = inspection.net
     with torch.no_grad():
         probabilities = torch.softmax(net(torch.from_numpy(inputs)).float(), 1).numpy()
     targets = np.full(len(indices), target) if target is not None else probabilities.argmax(1)
     if "gradcam" in methods:
         gradcam_layer = gradcam_layer or last_map_layer(
-            net, session.layer_names, torch.from_numpy(inputs[:1])
+            net, inspection.layer_names, torch.from_numpy(inputs[:1])
         )
-    raw = session.bundle.raw(split, indices)
-    blank = session.bundle.prepare(np.zeros_like(raw[:1]), "nchw")
+    raw = inspection.bundle.raw(split, indices)
+    blank = inspection.bundle.prepare(np.zeros_like(raw[:1]), "nchw")
     maps = {
         m: attribute(
-            net, inputs, targets, m, blank, dataset.image_shape, session.layer_names, gradcam_layer
+            net,
+            inputs,
+            targets,
+            m,
+            blank,
+            dataset.image_shape,
+            inspection.layer_names,
+            gradcam_layer,
         ).maps
         for m in methods
     }
@@ -86,7 +99,7 @@ def attribute_images(
         split,
         list(indices),
         raw,
-        session.bundle.labels(split, indices),
+        inspection.bundle.labels(split, indices),
         probabilities,
         targets,
         maps,
@@ -96,5 +109,6 @@ def attribute_images(
 
 
 def write_attributions(result: ImageAttributions, out: str | Path) -> list[Path]:
-    figure = plot_attributions(result.raw, result.maps, result.titles(), METHODS)
+    names = {name: method.title for name, method in METHODS.items()}
+    figure = plot_attributions(result.raw, result.maps, result.titles(), names, signed_methods())
     return [save_figure(figure, out)]

@@ -78,7 +78,7 @@ class Inspection:
                 f"the module reads {_shape_text(input_shape)} images but {bundle.dataset.name} "
                 f"gives {_shape_text(shape)}; pass the matching --input or other data."
             )
-        session = cls(
+        inspection = cls(
             module,
             bundle,
             source or type(module).__name__,
@@ -89,8 +89,8 @@ class Inspection:
                 "data": {k: v for k, v in bundle.config().items() if k != "checksums"},
             },
         )
-        session.check_scores()
-        return session
+        inspection.check_scores()
+        return inspection
 
     def check_scores(self) -> None:
         """The module must turn two images into (2, classes) scores: found now, not mid-atlas."""

@@ -27,7 +27,7 @@ from typing import Any
 
 from mapscope.errors import ConfigError, RunError
 from mapscope.io import read_json, write_json
-from mapscope.runlock import locked
+from mapscope.runs.lock import locked
 
 CONFIG = "config.json"
 METRICS = "metrics.json"

@@ -11,14 +11,14 @@ import numpy as np
 from sklearn.metrics import silhouette_score
 from tqdm.auto import tqdm
 
-from mapscope.cluster.features import ClusterDistances
 from mapscope.cluster.inputs import clustering_bundle
+from mapscope.data.features import ClusterDistances
 from mapscope.errors import ConfigError
 from mapscope.io import write_csv, write_json
 from mapscope.mlp.train import MLPConfig, train
 from mapscope.report.cluster import plot_feature_sweep
 from mapscope.report.figures import save_figure
-from mapscope.runfolder import check_new_run, provenance
+from mapscope.runs.folder import check_new_run, provenance
 
 
 @dataclass
@@ -57,9 +57,11 @@ def feature_sweep(
     mlp_epochs: int = 40,
     data_root: str | Path | None = None,
     overwrite: bool = False,
+    max_train: int | None = None,
 ) -> FeatureSweep:
     """``train_mlp_into``: a folder for one MLP run per K and one on the pixels (None: no MLPs);
-    MLP runs of an earlier sweep there are replaced only with ``overwrite``."""
+    MLP runs of an earlier sweep there are replaced only with ``overwrite``. ``max_train``:
+    cluster and train on the first N training images only (quick experiments)."""
     if dataset == "wifi":
         raise ConfigError(
             "dataset wifi has no image pixels for cluster features to replace; use mnist or "
@@ -69,7 +71,9 @@ def feature_sweep(
         for name in [*(f"mlp_k{k}" for k in ks), "mlp_pixels"]:
             check_new_run(Path(train_mlp_into) / name, overwrite)
     bundle = clustering_bundle(dataset, seed, data_root=data_root)
-    x = bundle.inputs("train")
+    if max_train is not None and max_train < 2:
+        raise ConfigError(f"--max-train must be >= 2, got {max_train}.")
+    x = bundle.inputs("train", bundle.train_positions(max_train))
     if not 2 <= silhouette_sample <= len(x):
         raise ConfigError(f"silhouette_sample must lie in 2..{len(x)}, got {silhouette_sample}.")
     rows, runs = [], []
@@ -92,7 +96,13 @@ def feature_sweep(
         }
         if train_mlp_into is not None:
             run = Path(train_mlp_into) / f"mlp_k{n_clusters}"
-            config = MLPConfig(dataset, epochs=mlp_epochs, cluster_features=n_clusters, seed=seed)
+            config = MLPConfig(
+                dataset,
+                epochs=mlp_epochs,
+                cluster_features=n_clusters,
+                seed=seed,
+                max_train=max_train,
+            )
             metrics = train(run, config, data_root, overwrite)
             runs.append(run)
             row.update(
@@ -104,14 +114,19 @@ def feature_sweep(
     pixels = None
     if train_mlp_into is not None:
         run = Path(train_mlp_into) / "mlp_pixels"
-        config = MLPConfig(dataset, epochs=mlp_epochs, seed=seed)
+        config = MLPConfig(dataset, epochs=mlp_epochs, seed=seed, max_train=max_train)
         metrics = train(run, config, data_root, overwrite)
         runs.append(run)
         pixels = {
             "test_accuracy": metrics["test_accuracy"],
             "mlp_seconds": metrics["train_seconds"],
         }
-    settings = {"seed": seed, "k": list(ks), "mlp_epochs": mlp_epochs if runs else None}
+    settings = {
+        "seed": seed,
+        "k": list(ks),
+        "mlp_epochs": mlp_epochs if runs else None,
+        "max_train": max_train,
+    }
     return FeatureSweep(
         dataset, rows, time.perf_counter() - began, settings, bundle.dataset.checksums, pixels, runs
     )

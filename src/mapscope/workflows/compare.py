@@ -16,18 +16,19 @@ from mapscope.errors import ConfigError
 from mapscope.inspect.compare import (
     GroupPattern,
     Separation,
-    class_separation,
+    class_mean_maps,
     group_difference,
     group_pattern,
 )
-from mapscope.inspect.session import Inspection
+from mapscope.inspect.inspection import Inspection
 from mapscope.inspect.taps import layer_outputs
+from mapscope.inspect.unit_stats import statistics_and_scores
 from mapscope.io import write_csv, write_json
 from mapscope.report.activations import plot_activation_grid
 from mapscope.report.compare import plot_group_agreement, plot_separation
 from mapscope.report.figures import save_figure
 from mapscope.report.samples import image_tiles
-from mapscope.runfolder import provenance
+from mapscope.runs.folder import provenance
 
 
 @dataclass
@@ -66,7 +67,7 @@ class GroupComparison:
 
 
 def compare_groups(
-    session: Inspection,
+    inspection: Inspection,
     layer: str,
     part: str,
     group_a: list[int],
@@ -77,19 +78,19 @@ def compare_groups(
     named = {"A": group_a} if group_b is None else {"A": group_a, "B": group_b}
     groups = {}
     for name, indices in named.items():
-        acts = session.activations(layer, part, indices)
+        acts = inspection.activations(layer, part, indices)
         groups[name] = Group(
             list(indices),
             acts,
-            session.bundle.raw(part, indices),
-            session.titles(part, indices),
+            inspection.bundle.raw(part, indices),
+            inspection.titles(part, indices),
             group_pattern(acts, threshold),
         )
     difference = (
         group_difference(groups["A"].pattern, groups["B"].pattern) if group_b is not None else None
     )
     return GroupComparison(
-        layer, part, threshold, groups, difference, session.bundle.dataset.checksums
+        layer, part, threshold, groups, difference, inspection.bundle.dataset.checksums
     )
 
 
@@ -99,6 +100,7 @@ class ClassComparison:
     split: str
     class_names: tuple[str, str]
     separation: Separation
+    mean_maps: np.ndarray  # (2, C, H, W) the class-mean maps of class a and class b
     a_as_b: np.ndarray  # positions of class a predicted as b
     b_as_a: np.ndarray
     confused_images: np.ndarray
@@ -135,7 +137,7 @@ class ClassComparison:
 
 
 def compare_classes(
-    session: Inspection,
+    inspection: Inspection,
     layer: str,
     part: str,
     class_a: int | str,
@@ -145,19 +147,19 @@ def compare_classes(
     """Units of ``layer`` ranked by how well they separate two classes (given by number or
     name), and the images the network confuses between them (one forward pass taps the layer
     and the logits)."""
-    bundle, names = session.bundle, session.bundle.dataset.class_names
+    bundle, names = inspection.bundle, inspection.bundle.dataset.class_names
     class_a, class_b = (bundle.dataset.class_index(c, "--classes") for c in (class_a, class_b))
     if top < 1:
         raise ConfigError(f"top must be >= 1, got {top}.")
     labels = bundle.labels(part)
-    output_layer = session.layer_names[-1]
-    taps = layer_outputs(
-        session.net, session.inputs(part), list(dict.fromkeys([layer, output_layer]))
-    )
-    sep = class_separation(taps[layer], labels, class_a, class_b)
-    scores = taps[output_layer]
-    # logits have the argmax of the probabilities; a network whose output is not class scores
-    # (an autoencoder's is an image) confuses nothing
+    inputs = inspection.inputs(part)
+    # the same streamed pass as the atlas, so both report the same per-image means and d
+    stats, scores = statistics_and_scores(inspection.net, inputs, [layer])
+    sep = stats[layer].separation(labels, class_a, class_b)
+    pair = np.flatnonzero((labels == class_a) | (labels == class_b))
+    maps = layer_outputs(inspection.net, inputs[pair], [layer])[layer]
+    mean_maps = class_mean_maps(maps, labels[pair], (class_a, class_b))
+    # a network whose output is not class scores (an autoencoder's is an image) confuses nothing
     classifier = scores.ndim == 2 and scores.shape[1] == len(names)
     predicted = scores.argmax(1) if classifier else labels
     a_as_b = np.flatnonzero((labels == class_a) & (predicted == class_b))
@@ -170,6 +172,7 @@ def compare_classes(
         part,
         (names[class_a], names[class_b]),
         sep,
+        mean_maps,
         a_as_b,
         b_as_a,
         images,
@@ -236,7 +239,9 @@ def _write_classes(result: ClassComparison, out: Path) -> list[Path]:
         ),
         write_csv(out / "separation.csv", list(rows[0]), [list(r.values()) for r in rows]),
         save_figure(
-            plot_separation(result.separation, result.class_names, result.layer, result.top),
+            plot_separation(
+                result.separation, result.mean_maps, result.class_names, result.layer, result.top
+            ),
             out / "separation.png",
         ),
     ]

@@ -23,7 +23,7 @@ from mapscope.data.bundle import DataBundle
 from mapscope.errors import RunError
 from mapscope.io import read_json, write_json
 from mapscope.report.figures import save_figure
-from mapscope.runfolder import METRICS, create_run, write_metrics
+from mapscope.runs.folder import METRICS, create_run, write_metrics
 from mapscope.weights import load_state, load_weights, save_state, save_weights
 
 POINTER = "epoch.json"
@@ -148,7 +148,7 @@ def save_epoch(
     save_weights(net, folder / EPOCH_FILES["model"])
     save_state(state, folder / EPOCH_FILES["checkpoint"])
     write_json(folder / EPOCH_FILES["history"], history)
-    save_figure(curves, folder / EPOCH_FILES["curves"])
+    save_figure(curves, folder / EPOCH_FILES["curves"], trim=False)
     write_metrics(folder, metrics)
     write_json(run_dir / POINTER, {"epoch": epoch})
     for other in (run_dir / EPOCHS).iterdir():

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mapscope.cluster.distances import squared_distances
 from mapscope.data.prepare import Standardizer
 from mapscope.errors import ConfigError, RunError
 from mapscope.io import read_arrays, write_npz
+from mapscope.metrics import squared_distances
 
 
 class ClusterDistances:

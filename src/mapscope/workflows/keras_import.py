@@ -24,7 +24,8 @@ from mapscope.cnn.train import TrainConfig
 from mapscope.data.bundle import DataBundle
 from mapscope.data.cache import sha256_file
 from mapscope.errors import ConfigError
-from mapscope.runfolder import writing
+from mapscope.history import epoch_record
+from mapscope.runs.folder import writing
 
 
 def import_keras(
@@ -65,24 +66,14 @@ def import_keras(
     accuracy = float((probabilities.argmax(1) == labels).mean())
     loss = float(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1)).mean())
     digest = sha256_file(Path(model_file))
-    history = [
-        {
-            "epoch": 1,
-            "loss": None,
-            "accuracy": None,
-            "val_loss": loss,
-            "val_accuracy": accuracy,
-            "lr": None,
-            "seconds": 0.0,
-        }
-    ]
+    history = [epoch_record(1, None, None, loss, accuracy, None, 0.0)]  # scored, not trained
     metrics = {
         "test_accuracy": accuracy,
         "test_loss": loss,
         "imported_from": str(model_file),
         "data_checksums": bundle.dataset.checksums,
     }
-    checkpoint = {  # no optimizer state: the run holds Keras' weights, not a training session
+    checkpoint = {  # no optimizer state: the run holds Keras' weights, not a training state
         "optimizer": {},
         "generator": torch.Generator().manual_seed(seed).get_state(),
         "step": 0,

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
+import torch
 
 from mapscope.errors import ConfigError
+from mapscope.inspect.inspection import Inspection
+from mapscope.inspect.kernels import first_conv_kernels
 from mapscope.inspect.match import (
     RELIABLE,
     LayerFeatures,
@@ -34,8 +36,8 @@ from mapscope.inspect.match import (
     weighted_layers,
 )
 from mapscope.inspect.oip.objectives import oip_target
+from mapscope.inspect.oip.settings import OIPSettings
 from mapscope.inspect.oip.strategies import run_oip
-from mapscope.inspect.session import Inspection
 from mapscope.inspect.taps import find_layer
 from mapscope.io import write_csv, write_json
 from mapscope.progress import bar, stage
@@ -72,7 +74,8 @@ class RunMatch:
     positions: bool
     seconds: float
     oips: dict[tuple[int, str], dict[int, np.ndarray]] = field(default_factory=dict)
-    kernels: dict[int, np.ndarray] = field(default_factory=dict)  # run -> first layer's kernels
+    kernels: dict[int, np.ndarray] = field(default_factory=dict)  # run -> first conv's kernels
+    kernel_layer: str | None = None  # the layer those kernels belong to
     checksums: dict[str, str] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
@@ -154,10 +157,10 @@ class RunMatch:
         return "\n".join(lines)
 
 
-def _check_same_images(sessions: list[Inspection], labels: list[str]) -> None:
-    first = sessions[0].bundle
-    for session, label in zip(sessions[1:], labels[1:], strict=True):
-        bundle = session.bundle
+def _check_same_images(inspections: list[Inspection], labels: list[str]) -> None:
+    first = inspections[0].bundle
+    for inspection, label in zip(inspections[1:], labels[1:], strict=True):
+        bundle = inspection.bundle
         if bundle.dataset.name != first.dataset.name or not np.array_equal(
             bundle.split.test, first.split.test
         ):
@@ -168,17 +171,17 @@ def _check_same_images(sessions: list[Inspection], labels: list[str]) -> None:
             )
 
 
-def choose_layers(sessions: list[Inspection], layers: list[str] | None) -> list[str]:
+def choose_layers(inspections: list[Inspection], layers: list[str] | None) -> list[str]:
     """The layers to match: ``layers`` (present in every run), else every layer with weights
     that every run has."""
     if layers:
-        for session in sessions:
+        for inspection in inspections:
             for name in layers:
-                find_layer(session.net, name)
+                find_layer(inspection.net, name)
         return list(layers)
-    common = weighted_layers(sessions[0].net)
-    for session in sessions[1:]:
-        theirs = set(weighted_layers(session.net))
+    common = weighted_layers(inspections[0].net)
+    for inspection in inspections[1:]:
+        theirs = set(weighted_layers(inspection.net))
         common = [n for n in common if n in theirs]
     if not common:
         raise ConfigError("the runs share no layer names; give --layers to choose them.")
@@ -186,7 +189,7 @@ def choose_layers(sessions: list[Inspection], layers: list[str] | None) -> list[
 
 
 def match_runs(
-    sessions: list[Inspection],
+    inspections: list[Inspection],
     labels: list[str],
     layers: list[str] | None = None,
     images: int | None = None,
@@ -194,33 +197,34 @@ def match_runs(
     positions: bool = True,
     oips: bool = True,
     seed: int = 0,
-    **oip_options: Any,
+    oip: OIPSettings | None = None,
 ) -> RunMatch:
-    """Match the units of every pair of ``sessions`` in ``layers`` over the first ``images``
+    """Match the units of every pair of ``inspections`` in ``layers`` over the first ``images``
     test images (default: all; map units over every spatial position of the first ``sample``
     of them, unless not ``positions``), CKA between every pair of layers and the untrained
-    baseline over the ``sample``, and (``oips``) the OIPs of the units the pictures show."""
-    if len(sessions) < 2:
+    baseline over the ``sample``, and (``oips``) the OIPs of the units the pictures show, searched
+    with ``oip`` (default ``OIPSettings(seed=seed)``)."""
+    if len(inspections) < 2:
         raise ConfigError("give at least two runs to match.")
     if sample < 2 or (images is not None and images < 2):
         raise ConfigError("--images and --sample must be at least 2.")
-    _check_same_images(sessions, labels)
-    layers = choose_layers(sessions, layers)
+    _check_same_images(inspections, labels)
+    layers = choose_layers(inspections, layers)
     n = (
-        len(sessions[0].bundle.split.test)
+        len(inspections[0].bundle.split.test)
         if images is None
-        else min(images, len(sessions[0].bundle.split.test))
+        else min(images, len(inspections[0].bundle.split.test))
     )
     indices = np.arange(n)
     began = time.perf_counter()
-    cka_layers = [weighted_layers(s.net) for s in sessions]
+    cka_layers = [weighted_layers(s.net) for s in inspections]
     trained, untrained = [], []
-    for k, session in enumerate(bar(sessions, "forward passes", unit="run")):
-        inputs = session.inputs("test", indices)
+    for k, inspection in enumerate(bar(inspections, "forward passes", unit="run")):
+        inputs = inspection.inputs("test", indices)
         wanted = list(dict.fromkeys([*layers, *cka_layers[k]]))
-        trained.append(layer_features(session.net, inputs, wanted, sample, positions))
+        trained.append(layer_features(inspection.net, inputs, wanted, sample, positions))
         # the baseline's own forward pass only over the sample: a fifth of a run's cost
-        fresh = untrained_copy(session.net, seed + 1000 + k)
+        fresh = untrained_copy(inspection.net, seed + 1000 + k)
         untrained.append(
             layer_features(fresh, inputs[:sample], layers, sample, positions, gram=False)
         )
@@ -228,7 +232,7 @@ def match_runs(
     rng = np.random.default_rng(seed)
     shuffle, shuffle_sample = rng.permutation(n), rng.permutation(k_sample)
     pairs = []
-    for a, b in itertools.combinations(range(len(sessions)), 2):
+    for a, b in itertools.combinations(range(len(inspections)), 2):
         per_layer = {}
         for layer in layers:
             fa, fb = trained[a][layer], trained[b][layer]
@@ -256,13 +260,15 @@ def match_runs(
         min(sample, n),
         positions,
         seconds,
-        checksums=sessions[0].bundle.dataset.checksums,
+        checksums=inspections[0].bundle.dataset.checksums,
     )
-    result.kernels = {k: first_kernels(s.net) for k, s in enumerate(sessions)}
-    result.kernels = {k: v for k, v in result.kernels.items() if v is not None}
+    for k, s in enumerate(inspections):
+        found = first_conv_kernels(s.net, x=torch.from_numpy(s.inputs("test", [0])))
+        if found is not None:
+            result.kernel_layer, result.kernels[k] = found
     if oips:
         with stage("OIPs of the units shown"):
-            result.oips = _shown_oips(result, sessions, **{"seed": seed, **oip_options})
+            result.oips = _shown_oips(result, inspections, oip or OIPSettings(seed=seed))
     return result
 
 
@@ -274,14 +280,6 @@ def _shuffled(
     return LayerFeatures(features.units[order], spots, features.gram)
 
 
-def first_kernels(net: nn.Module) -> np.ndarray | None:
-    """(units, height, width) kernels of the first conv layer, averaged over input channels."""
-    conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
-    if conv is None:
-        return None
-    return conv.weight.detach().float().mean(1).cpu().numpy()
-
-
 def shown_units(result: RunMatch, layer: str) -> list[tuple[int, int, float]]:
     """(unit of run A, unit of run B, r) of the first pair: the best and the worst matches."""
     match = result.pairs[0].layers[layer]["trained"]
@@ -291,7 +289,7 @@ def shown_units(result: RunMatch, layer: str) -> list[tuple[int, int, float]]:
     return [(int(u), int(match.partner[u]), float(match.matched[u])) for u in picked]
 
 
-def _shown_oips(result: RunMatch, sessions: list[Inspection], **options: Any):
+def _shown_oips(result: RunMatch, inspections: list[Inspection], settings: OIPSettings):
     needed: dict[tuple[int, str], set[int]] = {}
     pair = result.pairs[0]
     for layer in result.layers:
@@ -304,9 +302,9 @@ def _shown_oips(result: RunMatch, sessions: list[Inspection], **options: Any):
     found: dict[tuple[int, str], dict[int, np.ndarray]] = {}
     for (run, layer), units in bar(list(needed.items()), "OIP searches", unit="layer"):
         chosen = sorted(units)
-        shape = sessions[run].bundle.dataset.image_shape
-        net = sessions[run].net
-        search = run_oip(net, oip_target(net, layer), chosen, input_shape=shape, **options)
+        shape = inspections[run].bundle.dataset.image_shape
+        net = inspections[run].net
+        search = run_oip(net, oip_target(net, layer), chosen, None, settings, input_shape=shape)
         found[(run, layer)] = dict(zip(chosen, search.images, strict=True))
     return found
 

@@ -1,1 +1,0 @@
-"""Evaluation shared by every model kind: confusion matrix, per-class metrics, galleries."""

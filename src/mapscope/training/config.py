@@ -1,0 +1,106 @@
+"""Training settings shared by every neural kind (the CNN and the autoencoder), checked in one
+place: ``TrainConfig.validate()`` returns the config it checked, the convention of every settings
+object in mapscope (``MLPConfig``, ``OIPSettings``); callers use what it returns."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from mapscope.checks import Problems
+from mapscope.data.prepare import SCALINGS
+from mapscope.training.schedules import SCHEDULES
+
+OPTIMIZERS = ("rmsprop", "sgd", "adam", "nadam", "adamax")
+DECAYING = ("power", "exponential")  # the schedules that read decay_rate and decay_steps
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = "mnist"
+    epochs: int = 4
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    momentum: float = 0.9
+    schedule: str = "onecycle"
+    decay_rate: float | None = None  # None: the schedule's default (power 1.0, exponential 0.5)
+    decay_steps: int = 1000
+    seed: int = 0
+    resplit: bool = False
+    scaling: str = "standard"
+    device: str = "auto"
+    precision: str = "auto"
+    max_train: int | None = None  # train on the first N training images (quick experiments)
+    max_test: int | None = None  # validate each epoch on the first N test images (quick ones)
+    threads: int | None = None  # None: the cores free at the start (``pick_threads``)
+
+    def validate(self) -> TrainConfig:
+        """Every field against its allowed values; all problems in one ConfigError (the CLI
+        and the Python API share this check)."""
+        self.problems().raise_any()
+        return self
+
+    def problems(self) -> Problems:
+        problems = Problems()
+        problems.choice("optimizer", self.optimizer, OPTIMIZERS)
+        problems.choice("schedule", self.schedule, SCHEDULES)
+        self.check_dataset(problems)
+        problems.choice("scaling", self.scaling, SCALINGS)
+        problems.choice("precision", self.precision, ("auto", "fp32", "bf16"))
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
+            problems.add(f"device {self.device!r} unknown; use auto, cpu, cuda or cuda:N")
+        for name in ("epochs", "batch_size", "decay_steps"):
+            problems.at_least(name, getattr(self, name), 1)
+        problems.at_least("max_train", self.max_train, 1, optional=True)
+        problems.at_least("max_test", self.max_test, 1, optional=True)
+        problems.at_least("threads", self.threads, 1, optional=True)
+        problems.finite("lr", self.lr, strict=True)
+        problems.fraction("momentum", self.momentum)
+        if self.decay_rate is not None:
+            problems.finite("decay_rate", self.decay_rate, strict=True)
+            if self.schedule == "exponential" and self.decay_rate >= 1:
+                problems.add(
+                    f"decay_rate {self.decay_rate} never lowers an exponential schedule; give a "
+                    "rate below 1 (0.5 halves the learning rate every decay_steps steps)"
+                )
+        problems.seed("seed", self.seed)
+        self.check_used(problems)
+        return problems
+
+    def check_used(self, problems: Problems) -> None:
+        """No setting is recorded and then ignored: one that the chosen optimizer or schedule
+        does not read is refused unless it keeps its default."""
+        if self.optimizer != "sgd" and self.momentum != TrainConfig.momentum:
+            problems.add(
+                f"momentum {self.momentum} is read by the sgd optimizer only; leave it out with "
+                f"optimizer {self.optimizer!r}, or choose sgd"
+            )
+        if self.schedule not in DECAYING:
+            if self.decay_rate is not None:
+                problems.add(
+                    f"decay_rate is read by the power and exponential schedules only; leave it "
+                    f"out with schedule {self.schedule!r}"
+                )
+            if self.decay_steps != TrainConfig.decay_steps:
+                problems.add(
+                    f"decay_steps is read by the power and exponential schedules only; leave it "
+                    f"out with schedule {self.schedule!r}"
+                )
+
+    def check_dataset(self, problems: Problems) -> None:
+        problems.choice("dataset", self.dataset, ("mnist", "fashion-mnist"))
+
+
+def make_optimizer(name: str, params, lr: float, momentum: float) -> torch.optim.Optimizer:
+    """Adam and SGD use torch's fused kernels: one pass over all parameters instead of ~10 small
+    ops per tensor, about 0.4 ms of a 10 ms CPU step for the reference network."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, fused=True)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7)  # Keras defaults
+    return {"nadam": torch.optim.NAdam, "adamax": torch.optim.Adamax}[name](params, lr=lr)

@@ -1,0 +1,81 @@
+"""What a kind of network supplies to the one trainer: its run files, its data, its network, its
+targets, its loss and what counts as right.
+
+The trainer (``training/trainer.py``) owns everything else: set-up, shuffled mini-batches, the
+optimizer and its schedule, precision and threads, the epoch loop, the NaN guard, committing and
+resuming. A kind is a ``Task`` subclass of a dozen lines (``cnn/train.py``, ``ae/train.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mapscope.data.bundle import DataBundle
+from mapscope.training.config import TrainConfig
+
+
+class Task:
+    """The kind-specific half of training. ``saved`` is the kind's run module (``start``,
+    ``save_epoch``, ``load_epoch``, ``FILES``, ...), ``config_type`` its settings class."""
+
+    saved: ModuleType
+    config_type: type[TrainConfig] = TrainConfig
+
+    def data(self, config: TrainConfig, data_root: str | Path | None) -> DataBundle:
+        """A new run's inputs: the dataset, the split (``resplit``: a shuffled one drawn with
+        the run's seed) and the scaler fitted on the training part."""
+        mode = "resplit" if config.resplit else "canonical"
+        return DataBundle.create(
+            config.dataset,
+            config.scaling,
+            mode,
+            config.seed,
+            data_root=data_root,
+            **self.data_options(config),
+        )
+
+    def data_options(self, config: TrainConfig) -> dict[str, Any]:
+        """How the dataset is read (image size and colour for image folders and face sets)."""
+        return {}
+
+    def fit_spec(self, spec: Any, bundle: DataBundle) -> Any:
+        """The network spec a new run trains, checked against the data."""
+        raise NotImplementedError
+
+    def build(self, spec: Any, seed: int) -> nn.Module:
+        raise NotImplementedError
+
+    def targets(self, bundle: DataBundle, part: str, positions=None) -> np.ndarray:
+        """What the network should answer for the images of ``part``."""
+        return bundle.labels(part, positions)
+
+    @contextlib.contextmanager
+    def training_steps(self, net: nn.Module, on_cpu: bool) -> Iterator[None]:
+        """The block of an epoch's steps: the kind's fast path is swapped in here."""
+        yield
+
+    def step_loss(self, net: nn.Module, output: torch.Tensor, target: torch.Tensor):
+        """The loss a step minimises (inside ``training_steps``)."""
+        return self.loss(net, output, target)
+
+    def loss(
+        self, net: nn.Module, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
+    ):
+        """The loss per target value (per image for classes, per pixel for images), float32."""
+        raise NotImplementedError
+
+    def correct(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+        """How many outputs are right (None: the kind has no accuracy)."""
+        return None
+
+    def metrics(self, net: nn.Module) -> dict[str, Any]:
+        """The kind's own entries of metrics.json, beside the shared ones."""
+        return {}

@@ -1,0 +1,157 @@
+"""No training option is recorded and ignored: every field of every kind's settings, given a
+value other than its default, changes the run it trains or is refused with a ConfigError.
+
+The runs are real but small (a narrow network, 64-500 training images, one or two epochs), so
+that the whole table trains in seconds; what is compared is what a run keeps: its weights, its
+split and scaler, its history's length and what its metrics say it trained on."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import fields, replace
+from pathlib import Path
+
+import pytest
+from small_nets import SMALL_CNN  # noqa: E402
+
+from mapscope.ae.spec import AESpec
+from mapscope.ae.train import AETrainConfig
+from mapscope.ae.train import train as train_ae
+from mapscope.cnn.train import TrainConfig
+from mapscope.cnn.train import train as train_cnn
+from mapscope.errors import ConfigError
+from mapscope.io import read_json
+from mapscope.mlp.train import MLPConfig
+from mapscope.mlp.train import train as train_mlp
+from mapscope.runs import Run
+
+SMALL_AE = AESpec(latent=2, filters=(4, 8))
+TRAIN = {
+    "epochs": 1,
+    "max_train": 64,
+    "max_test": 500,
+    "batch_size": 32,
+    "threads": 2,
+    "scaling": "unit",
+}
+KINDS = {
+    "cnn": (
+        TrainConfig(**TRAIN),
+        lambda out, c, root: train_cnn(out, c, SMALL_CNN, data_root=root),
+    ),
+    "ae": (AETrainConfig(**TRAIN), lambda out, c, root: train_ae(out, c, SMALL_AE, data_root=root)),
+    "mlp": (
+        MLPConfig(epochs=2, max_train=500, batch_size=100),
+        lambda out, c, root: train_mlp(out, c, root),
+    ),
+}
+# (field, value, settings both runs share): the value differs from the kind's default;
+# "precision" is filled in below with the one that "auto" does not pick on this machine
+TRAINER = [
+    ("dataset", "fashion-mnist", {}),
+    ("epochs", 2, {}),
+    ("batch_size", 16, {}),
+    ("optimizer", "sgd", {}),
+    ("lr", 1e-2, {}),
+    ("momentum", 0.5, {}),  # refused: adam reads no momentum
+    ("momentum", 0.5, {"optimizer": "sgd"}),
+    ("schedule", "none", {}),
+    ("decay_rate", 0.1, {}),  # refused: onecycle reads no decay rate
+    ("decay_rate", 0.1, {"schedule": "power", "decay_steps": 1}),
+    ("decay_steps", 1, {}),  # refused
+    ("decay_steps", 1, {"schedule": "power"}),
+    ("seed", 1, {}),
+    ("resplit", True, {}),
+    ("scaling", "standard", {}),
+    ("device", "cuda", {}),  # refused where torch sees no GPU
+    ("precision", None, {}),
+    ("max_train", 32, {}),
+    ("max_test", 100, {}),
+    ("threads", 1, {}),
+]
+CASES = {
+    "cnn": TRAINER,
+    "ae": [
+        *TRAINER,
+        ("image_size", 32, {}),  # refused: MNIST images are read as stored
+        ("colour", "rgb", {}),  # refused
+    ],
+    "mlp": [
+        ("dataset", "fashion-mnist", {}),
+        ("layers", (784, 20, 10), {}),
+        ("activation", "relu", {}),
+        ("loss", "crossentropy", {}),
+        ("batch_size", 50, {}),
+        ("epochs", 3, {}),
+        ("max_batches", 2, {}),
+        ("lr", 1e-2, {}),
+        ("decrease", 0.5, {}),
+        ("momentum", 0.5, {}),
+        ("l2", 0.5, {}),
+        ("l1", 0.01, {}),
+        ("init_scale", 0.5, {}),
+        ("seed", 1, {}),
+        ("resplit", True, {}),
+        ("scaling", "standard", {}),
+        ("cluster_features", 8, {}),
+        ("max_train", 300, {}),
+    ],
+}
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "-"
+
+
+def fingerprint(run: Path) -> tuple:
+    """What a run keeps of its training, leaving out the settings it merely records."""
+    files = Run.open(run).files
+    metrics = read_json(files["metrics"])
+    kept = ("n_train", "n_test", "epochs", "precision", "threads", "device", "data_checksums")
+    return (
+        *(_digest(files[r]) if r in files else "-" for r in ("model", "split", "scaler")),
+        len(read_json(files["history"])),
+        tuple(str(metrics.get(k)) for k in kept),
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(real_data, tmp_path_factory):
+    """Each (kind, shared settings) trained once: the run every changed option is held to."""
+    folder, runs = tmp_path_factory.mktemp("options"), {}
+
+    def run(kind: str, shared: dict, change: dict | None = None):
+        base, fit = KINDS[kind]
+        key = (kind, tuple(sorted(shared.items())), tuple(sorted((change or {}).items())))
+        if key not in runs:
+            out = folder / f"run{len(runs)}"
+            fit(out, replace(base, **shared, **(change or {})), real_data)
+            runs[key] = fingerprint(out)
+        return runs[key]
+
+    return run
+
+
+def test_the_table_names_every_option_of_every_kind():
+    for kind, (config, _) in KINDS.items():
+        named = {name for name, _, _ in CASES[kind]}
+        assert named == {f.name for f in fields(config)}, kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "value", "shared"),
+    [(kind, *case) for kind, cases in CASES.items() for case in cases],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_an_option_changes_the_run_or_is_refused(kind, name, value, shared, trained, real_data):
+    base, _ = KINDS[kind]
+    if name == "precision":  # the precision "auto" does not choose here
+        auto = trained(kind, shared)[-1][2]
+        value = "fp32" if auto == "bf16" else "bf16"
+    assert value != getattr(base, name), "the table must give a value other than the default"
+    try:
+        changed = trained(kind, shared, {name: value})
+    except ConfigError as refused:
+        assert name in str(refused) or "device" in str(refused), refused
+        return
+    assert changed != trained(kind, shared), f"{kind} {name}={value!r} trained the same run"
