@@ -13,7 +13,7 @@ from hypothesis import settings
 
 # Hypothesis profiles: "ci" (the default) is sized to the suite's five minutes; "thorough" digs
 # longer before a release or after a change to option checking (HYPOTHESIS_PROFILE=thorough).
-settings.register_profile("ci", max_examples=100, deadline=None)
+settings.register_profile("ci", max_examples=60, deadline=None)
 settings.register_profile("thorough", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
@@ -125,7 +125,7 @@ def small_atlas(run, data_root, site):
     return build_atlas(
         run,
         layers=ATLAS_LAYERS,
-        oip_steps=40,
+        oip_steps=20,
         confused=4,
         images=[1302],
         data_root=data_root,

@@ -46,6 +46,12 @@ def _kept(key: tuple, compute):
     return _KEPT[key]
 
 
+def _run_key(run: Run) -> tuple:
+    """A run folder and the stamps of its weights and config: changes when it is retrained."""
+    files = run.files
+    return (str(run.path.resolve()), file_stamp(files["model"]), file_stamp(files["config"]))
+
+
 @dataclass
 class AutoencoderRun:
     """An autoencoder run opened for work: its network, its inputs and how to draw them."""
@@ -74,11 +80,8 @@ class AutoencoderRun:
     @property
     def weights_key(self) -> tuple:
         """What identifies this run's trained network and its inputs within a process."""
-        files = self.run.files
         return (
-            str(self.run.path.resolve()),
-            file_stamp(files["model"]),
-            file_stamp(files["config"]),
+            *_run_key(self.run),
             str(self.bundle.dataset.root),
             tuple(sorted(self.bundle.dataset.checksums.items())),
         )
@@ -332,6 +335,7 @@ def generate(
         raise ConfigError(f"--n must be >= 2, got {n}.")
     m = AutoencoderRun.open(model, data_root)
     referee = _open_judge(judge, m, judge_layer, data_root) if judge else None
+    judge_key = _run_key(Run.open(judge, check_files=False)) if judge else None
     with stage("encoding the training images and fitting the samplers"):
         codes = m.training_codes()
         fitted = m.fitted_samplers(samplers, b, truncate, components, seed)
@@ -352,7 +356,7 @@ def generate(
     )
     if referee is not None:
         with stage(f"judging {len(images)} x {n} images with {judge}"):
-            result.judgements = _judged(referee, m, images, n, seed)
+            result.judgements = _judged(referee, judge_key, m, images, n, seed)
     settings = {
         "samplers": list(samplers),
         "n": n,
@@ -367,10 +371,20 @@ def generate(
     return result
 
 
-def _judged(referee: Judge, m: AutoencoderRun, images: dict, n: int, seed: int) -> list[Judgement]:
+def _judged(
+    referee: Judge, judge_key: tuple, m: AutoencoderRun, images: dict, n: int, seed: int
+) -> list[Judgement]:
     """Every sampler's images judged against the real test images, after the two floors: real
-    training images and reconstructions of test images."""
-    referee.fit(m.pixels("test"))
+    training images and reconstructions of test images. The judge's statistics of the real
+    test images are computed once per process for a judge, layer and test split."""
+    test = m.bundle.split.test
+    key = (*judge_key, referee.feature_layer, m.weights_key[3:], test.tobytes())
+
+    def statistics():
+        referee.fit(m.pixels("test"))
+        return referee.mean_, referee.covariance_
+
+    referee.mean_, referee.covariance_ = _kept(key, statistics)
     rng = np.random.default_rng(seed)
     n_test, n_train = len(m.bundle.split.test), len(m.bundle.split.train)
     chosen_test = np.sort(rng.choice(n_test, min(n, n_test), replace=False))
