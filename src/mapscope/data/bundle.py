@@ -111,13 +111,10 @@ class DataBundle:
             )  # raises the range error naming the valid range
         return rows[indices]
 
-    def train_positions(self, limit: int | None = None) -> np.ndarray:
-        """Positions of the training part; only the first ``limit`` when given (quick runs)."""
-        return self.first("train", limit)
-
     def first(self, part: str, limit: int | None = None) -> np.ndarray:
-        """Positions of a part (train or test); only the first ``limit`` when given."""
-        n = len(self.split.train if part == "train" else self.split.test)
+        """Positions of a part (train or test); only the first ``limit`` when given (quick
+        runs: ``max_train``, ``max_test``)."""
+        n = len(self.split.indices(part))
         return np.arange(min(limit or n, n))
 
     def raw(self, part: str, indices=None) -> np.ndarray:

@@ -208,7 +208,7 @@ def _train(config: MLPConfig, data_root: str | Path | None, folder: Path) -> dic
     bundle = DataBundle.create(
         config.dataset, config.scaling, mode, config.seed, data_root=data_root
     )
-    subset = bundle.train_positions(config.max_train)
+    subset = bundle.first("train", config.max_train)
     x_train, x_test = bundle.inputs("train", subset), bundle.inputs("test")
     y_train, y_test = bundle.labels("train", subset), bundle.labels("test")
     l2, features = config.l2, None

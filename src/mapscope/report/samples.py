@@ -33,8 +33,6 @@ def image_tiles(
     fig = new_figure(width, height)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
-    ax.set_xlim(0, width)
-    ax.set_ylim(0, height)
     side = 1.05  # the box an image is fitted into, in inches
     for i, image in enumerate(images):
         row, col = divmod(i, cols)
@@ -59,7 +57,7 @@ def image_tiles(
                 fontsize=8,
                 linespacing=1.1,
             )
-    ax.set_xlim(0, width)  # imshow resets the limits to its extent
+    ax.set_xlim(0, width)  # after the images: each imshow sets the limits to its own extent
     ax.set_ylim(0, height)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10, y=1 - 0.12 / height)

@@ -187,7 +187,7 @@ def set_up(
         bundle = task.data(config, data_root)
         spec = task.fit_spec(spec, bundle)
     device = pick_device(config.device)
-    subset = bundle.train_positions(config.max_train)
+    subset = bundle.first("train", config.max_train)
     tested = bundle.first("test", config.max_test)
     net = task.build(spec, config.seed)
     if init_from is not None:

@@ -78,13 +78,14 @@ class AutoencoderRun:
         return encode_array(self.net, self.bundle.inputs(part, indices, layout="nchw"))
 
     @property
+    def data_key(self) -> tuple:
+        """What identifies the data this run reads: its folder and the files' checksums."""
+        return str(self.bundle.dataset.root), tuple(sorted(self.bundle.dataset.checksums.items()))
+
+    @property
     def weights_key(self) -> tuple:
         """What identifies this run's trained network and its inputs within a process."""
-        return (
-            *_run_key(self.run),
-            str(self.bundle.dataset.root),
-            tuple(sorted(self.bundle.dataset.checksums.items())),
-        )
+        return (*_run_key(self.run), *self.data_key)
 
     def training_codes(self) -> np.ndarray:
         """The codes of every training image, encoded once per process (read-only)."""
@@ -334,8 +335,7 @@ def generate(
     if n < 2:
         raise ConfigError(f"--n must be >= 2, got {n}.")
     m = AutoencoderRun.open(model, data_root)
-    referee = _open_judge(judge, m, judge_layer, data_root) if judge else None
-    judge_key = _run_key(Run.open(judge, check_files=False)) if judge else None
+    referee, judge_key = _open_judge(judge, m, judge_layer, data_root) if judge else (None, ())
     with stage("encoding the training images and fitting the samplers"):
         codes = m.training_codes()
         fitted = m.fitted_samplers(samplers, b, truncate, components, seed)
@@ -378,7 +378,7 @@ def _judged(
     training images and reconstructions of test images. The judge's statistics of the real
     test images are computed once per process for a judge, layer and test split."""
     test = m.bundle.split.test
-    key = (*judge_key, referee.feature_layer, m.weights_key[3:], test.tobytes())
+    key = (*judge_key, referee.feature_layer, *m.data_key, test.tobytes())
 
     def statistics():
         referee.fit(m.pixels("test"))
@@ -410,7 +410,8 @@ def _traversals(net: AutoEncoder, codes: np.ndarray, steps: int, axes: int = 4) 
     ]
 
 
-def _open_judge(path, m: AutoencoderRun, layer: str | None, data_root) -> Judge:
+def _open_judge(path, m: AutoencoderRun, layer: str | None, data_root) -> tuple[Judge, tuple]:
+    """The judge, and the key of its run for the statistics kept per process."""
     run = Run.open(path)
     if not run.is_neural:
         raise ConfigError(
@@ -436,7 +437,7 @@ def _open_judge(path, m: AutoencoderRun, layer: str | None, data_root) -> Judge:
         pixels = figures.to_display(images) * 255.0
         return inspection.bundle.prepare(pixels, layout=layout)
 
-    return Judge(inspection.net, prepare, layer)
+    return Judge(inspection.net, prepare, layer), _run_key(run)
 
 
 def write_generation(result: Generation, out: str | Path) -> list[Path]:

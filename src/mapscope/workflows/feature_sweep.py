@@ -73,7 +73,7 @@ def feature_sweep(
     bundle = clustering_bundle(dataset, seed, data_root=data_root)
     if max_train is not None and max_train < 2:
         raise ConfigError(f"--max-train must be >= 2, got {max_train}.")
-    x = bundle.inputs("train", bundle.train_positions(max_train))
+    x = bundle.inputs("train", bundle.first("train", max_train))
     if not 2 <= silhouette_sample <= len(x):
         raise ConfigError(f"silhouette_sample must lie in 2..{len(x)}, got {silhouette_sample}.")
     rows, runs = [], []
