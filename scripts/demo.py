@@ -113,6 +113,10 @@ def main(out: Path) -> None:
         f"\ndemo done in {int(minutes)} min {seconds:.0f} s; outputs are in {out}; open "
         f"{out / 'atlas' / 'index.html'} in a browser to browse the CNN"
     )
+    print(
+        "draw a digit and watch the CNN think, live (Ctrl-C stops it):\n"
+        f"  mapscope live --model {out / 'cnn'} --atlas {out / 'atlas'} --open"
+    )
 
 
 if __name__ == "__main__":

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import settings
+
+sys.path.insert(0, str(Path(__file__).parent))  # the test networks (user_nets.py)
 
 # Hypothesis profiles: "ci" (the default) is sized to the suite's five minutes; "thorough" digs
 # longer before a release or after a change to option checking (HYPOTHESIS_PROFILE=thorough).
@@ -59,6 +64,38 @@ def mlp_run(real_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("mlp") / "run"
     train(run, MLPConfig(epochs=8, max_train=30000, lr=5e-4), data_root=real_data)
     return run
+
+
+@pytest.fixture(scope="session")
+def ae_run(real_data, tmp_path_factory):
+    """An MNIST autoencoder (latent 8) trained for 2 epochs on 4096 images (validated on 2000)."""
+    from mapscope.ae.spec import AESpec
+    from mapscope.ae.train import AETrainConfig, train
+
+    run = tmp_path_factory.mktemp("ae") / "run"
+    config = AETrainConfig(epochs=2, max_train=4096, max_test=2000, seed=0)
+    train(run, config, AESpec(latent=8, filters=(16, 32)), data_root=real_data)
+    return run
+
+
+@pytest.fixture(scope="session")
+def lenet(real_data, tmp_path_factory):
+    """LeNet-5 trained on 6000 real MNIST images with ToTensor + Normalize(0.1307, 0.3081)."""
+    from safetensors.torch import save_file
+    from user_nets import LeNet5, fit
+
+    from mapscope.data.bundle import DataBundle
+
+    bundle = DataBundle.create("mnist", "none", data_root=real_data)
+    x = bundle.inputs("train", np.arange(6000), "nchw") / 255.0
+    x = torch.from_numpy((x - 0.1307) / 0.3081)
+    y = torch.from_numpy(bundle.labels("train", np.arange(6000)))
+    net = fit(LeNet5(), x, y, epochs=2)
+    folder = tmp_path_factory.mktemp("lenet")
+    save_file(net.state_dict(), folder / "lenet.safetensors")
+    torch.save(net.state_dict(), folder / "lenet.pt")
+    torch.jit.script(net).save(str(folder / "lenet_script.pt"))
+    return net, folder
 
 
 @pytest.fixture()
@@ -142,3 +179,37 @@ def atlas_site(cnn_run, real_data, tmp_path_factory):
     atlas = small_atlas(cnn_run, real_data, site)
     write_atlas(atlas, site)
     return atlas, site
+
+
+BROWSER_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail(
+        "the browser test needs Chromium: `apt-get install -y chromium` (make test installs it "
+        "when it may), or put a chromium binary on PATH."
+    )
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright, one per test session (atlas and live tests)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=BROWSER_FLAGS)
+        yield browser
+        browser.close()

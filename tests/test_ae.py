@@ -73,15 +73,6 @@ QUICK = AETrainConfig(
 )
 
 
-@pytest.fixture(scope="module")
-def ae_run(real_data, tmp_path_factory):
-    """An MNIST autoencoder (latent 8) trained for 2 epochs on 4096 images (validated on 2000)."""
-    run = tmp_path_factory.mktemp("ae") / "run"
-    config = AETrainConfig(epochs=2, max_train=4096, max_test=2000, seed=0)
-    train(run, config, AESpec(latent=8, filters=(16, 32)), data_root=real_data)
-    return run
-
-
 def test_training_writes_an_ae_run_that_reconstructs(ae_run, real_data):
     run = Run.open(ae_run)
     assert run.kind == "ae" and run.is_neural

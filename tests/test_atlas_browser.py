@@ -10,43 +10,8 @@ missing browser is a failure with the command that installs it, never a skip.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
-
-import pytest
-
-BROWSER_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail(
-        "the browser test needs Chromium: `apt-get install -y chromium` (make test installs it "
-        "when it may), or put a chromium binary on PATH."
-    )
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = _chromium()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=BROWSER_FLAGS)
-        yield browser
-        browser.close()
 
 
 class Visit:

@@ -21,39 +21,10 @@ from mapscope.inspect.inspection import Inspection
 from mapscope.inspect.taps import layer_outputs
 
 sys.path.insert(0, str(Path(__file__).parent))
-from user_nets import ColourNet, LeNet5  # noqa: E402
+from user_nets import ColourNet, LeNet5, fit  # noqa: E402
 
 NETS = Path(__file__).parent / "user_nets.py"
 SHAPES = ("square", "disc", "bar")
-
-
-def fit(net, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int = 0):
-    """A plain PyTorch training loop, as the user would have written it."""
-    torch.manual_seed(seed)
-    optimizer = torch.optim.Adam(net.parameters(), 2e-3)
-    for _ in range(epochs):
-        for i in range(0, len(x), 100):
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(net(x[i : i + 100]), y[i : i + 100]).backward()
-            optimizer.step()
-    return net.eval()
-
-
-@pytest.fixture(scope="module")
-def lenet(real_data, tmp_path_factory):
-    """LeNet-5 trained on 6000 real MNIST images with ToTensor + Normalize(0.1307, 0.3081)."""
-    from mapscope.data.bundle import DataBundle
-
-    bundle = DataBundle.create("mnist", "none", data_root=real_data)
-    x = bundle.inputs("train", np.arange(6000), "nchw") / 255.0
-    x = torch.from_numpy((x - 0.1307) / 0.3081)
-    y = torch.from_numpy(bundle.labels("train", np.arange(6000)))
-    net = fit(LeNet5(), x, y, epochs=2)
-    folder = tmp_path_factory.mktemp("lenet")
-    save_file(net.state_dict(), folder / "lenet.safetensors")
-    torch.save(net.state_dict(), folder / "lenet.pt")
-    torch.jit.script(net).save(str(folder / "lenet_script.pt"))
-    return net, folder
 
 
 def draw_shapes(folder: Path, per_class: int = 40, size: int = 32, seed: int = 0) -> Path:

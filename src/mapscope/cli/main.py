@@ -17,6 +17,7 @@ from mapscope.cli import (
     importing,
     inspect,
     kmeans,
+    live,
     match,
     mlp,
     sweep,
@@ -48,6 +49,7 @@ app.command()(sweep.sweep)
 app.command()(match.match)
 app.command()(atlas.atlas)
 app.command()(atlas.attribute)
+app.command()(live.live)
 
 
 def _version(value: bool) -> None:

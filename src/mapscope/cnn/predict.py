@@ -30,11 +30,13 @@ def predict_proba(net: Network, inputs: np.ndarray, batch: int = 1000) -> np.nda
 MAX_PIXELS = 4096 * 4096
 
 
-def read_drawing(path: str | Path, size: int = 28) -> np.ndarray:
+def read_drawing(path, size: int = 28, name: str | None = None) -> np.ndarray:
     """A user's image as a (1, size, size) uint8 image in MNIST convention (bright digit on
     dark). Drawings are usually dark ink on white paper, so an image whose border is bright is
     inverted; transparency is laid on the paper the ink is not, 16-bit images are scaled, and
-    an image with nothing on it is refused rather than predicted."""
+    an image with nothing on it is refused rather than predicted. ``path`` may be an open
+    binary file (an upload); ``name`` is what messages call it."""
+    label = name or str(path)
     try:
         with warnings.catch_warnings():  # PIL warns of large images; the check below refuses
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -42,22 +44,22 @@ def read_drawing(path: str | Path, size: int = 28) -> np.ndarray:
     except Image.DecompressionBombError:
         image = None
     except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc}); give a PNG of a digit.") from exc
+        raise DataError(f"{label}: not a readable image ({exc}); give a PNG of a digit.") from exc
     if image is None or image.width * image.height > MAX_PIXELS:
         shape = "" if image is None else f"{image.width}x{image.height} pixels "
         raise DataError(
-            f"{path}: {shape}is too large for a drawing (at most {MAX_PIXELS} pixels; a huge "
+            f"{label}: {shape}is too large for a drawing (at most {MAX_PIXELS} pixels; a huge "
             "image header is how decompression bombs work)."
         )
     try:
         grey = _grey(image)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: the image data cannot be read ({exc}).") from exc
+        raise DataError(f"{label}: the image data cannot be read ({exc}).") from exc
     small = Image.fromarray(grey).resize((size, size), Image.Resampling.LANCZOS)
     pixels = np.asarray(small, dtype=np.uint8)
     if int(pixels.max()) - int(pixels.min()) < 16:
         raise DataError(
-            f"{path}: the image is blank (all pixels nearly equal after conversion); draw a "
+            f"{label}: the image is blank (all pixels nearly equal after conversion); draw a "
             "digit in dark ink on a light background, or light on dark."
         )
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])

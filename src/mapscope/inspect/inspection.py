@@ -147,6 +147,15 @@ class Inspection:
         """The predictor interface of runs, so that ``evaluate`` takes a module too."""
         return self.predict_proba(part, indices).argmax(1)
 
+    def live(self, port: int = 0, atlas: str | Path | None = None, **options):
+        """Serve the live app (draw, and watch every layer answer) for this network from a
+        background thread on 127.0.0.1; returns the running ``LiveServer``, which Jupyter shows
+        inline. ``options`` go to ``LiveModel`` (``alike_images=5000``). Stop it with
+        ``.stop()``."""
+        from mapscope.live import start  # a door up to the web app (tests/test_house.py)
+
+        return start(self, port, atlas, **options)
+
 
 def _preprocess(preprocess) -> tuple[str, Any]:
     if isinstance(preprocess, ChannelNormalizer):

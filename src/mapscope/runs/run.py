@@ -104,3 +104,11 @@ class Run:
     def inspection(self, data_root: str | Path | None = None) -> Inspection:
         """The trained network with its exact inputs, for activations, compare and OIPs."""
         return Inspection(self.module(), self.bundle(data_root), str(self.path), self.config)
+
+    def live(self, port: int = 0, atlas: str | Path | None = None, data_root=None, **options):
+        """``Inspection.live()`` for this run; its unit pages are the pages of ``atlas``, by
+        default an atlas of this run found inside or beside its folder."""
+        from mapscope.live import atlas_beside  # a door up to the web app (tests/test_house.py)
+
+        atlas = atlas if atlas is not None else atlas_beside(self.path)
+        return self.inspection(data_root).live(port, atlas, **options)
