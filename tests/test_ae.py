@@ -196,7 +196,7 @@ def test_ks_distance_is_scipys_statistic():
 def test_latent_study_of_a_trained_autoencoder(ae_run, real_data):
     result = latent_study(ae_run, n=300, data_root=real_data)
     s = result.study
-    assert result.codes.shape == (60000, 8) and s.latent == 8
+    assert result.codes.shape == (4096, 8) and s.latent == 8  # the images it trained on
     assert set(s.radii) == {"data", *SAMPLERS} and len(s.radii["uniform"]) == 300
     frag = s.fragmentation()
     assert frag["gmm"]["share_in_empty_space"] < frag["normal"]["share_in_empty_space"]

@@ -4,6 +4,7 @@ resolves, that the HTML parses without error, that a rebuild reuses the cache.""
 from __future__ import annotations
 
 import json
+import os
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -37,7 +38,7 @@ def _local_targets(page: Path) -> tuple[list[Path], list[str]]:
         if url.scheme == "data" or (not url.path and url.fragment):
             continue
         assert not url.scheme and not ref.startswith("/"), f"{page}: non-relative link {ref}"
-        targets.append((page.parent / unquote(url.path)).resolve())
+        targets.append(Path(os.path.normpath(page.parent / unquote(url.path))))
     return targets, parser.ids
 
 
@@ -61,14 +62,27 @@ def test_every_page_parses_and_every_link_and_picture_resolves(atlas_site):
     galleries = int((atlas.confusion() > 0).sum())
     assert len(pages) == 1 + len(ATLAS_LAYERS) + units + len(atlas.images) + n_classes + galleries
     strict = html5lib.HTMLParser(strict=True)
-    for page in pages:
+    for page in _one_of_each_kind(atlas, site, pages):
         strict.parse(page.read_text())  # raises on any HTML parse error
+    files = {p for p in site.rglob("*") if p.is_file()}
+    for page in pages:
         targets, ids = _local_targets(page)
-        missing = [str(t) for t in targets if not t.is_file()]
+        missing = [str(t) for t in targets if t not in files]
         assert not missing, f"{page}: broken links {missing[:3]}"
         assert len(ids) == len(set(ids)), f"{page}: duplicate ids"
     assert (site / "layers/Conv2D_3/units/28.html").is_file()  # a stable URL per unit
     assert 1302 in atlas.images and (site / "images/1302.html").is_file()
+
+
+def _one_of_each_kind(atlas, site, pages):
+    """Every page but the unit pages, and per layer its first, last and dead unit pages: unit
+    pages of a layer come from one template, and html5lib reads about 40 pages a second."""
+    chosen = [p for p in pages if "units" not in p.parts]
+    for name, layer in atlas.layers.items():
+        dead = np.flatnonzero(layer.stats.dead)
+        for unit in {0, layer.stats.units - 1, *dead[:1].tolist()}:
+            chosen.append(site / f"layers/{name}/units/{unit}.html")
+    return chosen
 
 
 def test_unit_page_content(atlas_site):

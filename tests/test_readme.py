@@ -32,6 +32,7 @@ PROMISES = {
             r"Conv2D_3: units separating 4 from 9 best \(Cohen's d\):",
             r"unit\s+\d+: d = [+-]\d+\.\d\d",
             r"\bnormal\b.*\d",  # a row of the generation table per sampler
+            r"^http://127\.0\.0\.1:\d+/$",  # the live app's address
         ],
         ["runs/cnn/config.json", "runs/cnn/epoch.json", "runs/ae/config.json"],
     ),

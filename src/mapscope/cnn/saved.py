@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from mapscope.cnn.build import Network
 from mapscope.cnn.predict import predict_proba
@@ -92,10 +93,12 @@ def load_epoch(run_dir: Path, net: Network) -> tuple[dict, list[dict]]:
 
 
 def load_module(run_dir: Path, config: dict[str, Any], which: str = "model") -> Network:
-    """The trained network (``which``: model or initial weights) in eval mode."""
+    """The trained network (``which``: model or initial weights) in eval mode, its weights in
+    the channels-last layout it was trained in (oneDNN's convolutions and pooling run about
+    twice as fast on it as on NCHW weights)."""
     net = Network(spec_of(config, f"{run_dir}/config.json"))
     load_weights(net, paths(run_dir)[which])
-    return net.eval()
+    return net.to(memory_format=torch.channels_last).eval()
 
 
 class Predictor:

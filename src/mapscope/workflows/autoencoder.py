@@ -87,11 +87,17 @@ class AutoencoderRun:
         """What identifies this run's trained network and its inputs within a process."""
         return (*_run_key(self.run), *self.data_key)
 
+    def positions(self, part: str) -> np.ndarray:
+        """The images of ``part`` this run was trained (train) or validated (test) on: the
+        first ``max_train`` / ``max_test`` of its split for a quick run, else all of them."""
+        return self.bundle.first(part, self.run.config.get("train", {}).get(f"max_{part}"))
+
     def training_codes(self) -> np.ndarray:
-        """The codes of every training image, encoded once per process (read-only)."""
+        """The codes of the images the run was trained on, encoded once per process
+        (read-only)."""
 
         def encode():
-            codes = self.codes("train")
+            codes = self.codes("train", self.positions("train"))
             codes.flags.writeable = False
             return codes
 
@@ -220,15 +226,16 @@ def latent_study(
     data_root=None,
     manifold_side: int = 20,
 ) -> LatentResult:
-    """Encode the training and test images, fit the four samplers, draw ``n`` from each and
+    """Encode the training and test images (those the run trained and was validated on), fit
+    the four samplers, draw ``n`` from each and
     study where everything lies (``ae/latent.py``); for a 2-D latent space also decode a grid
     over the region the codes occupy."""
     if n < 2:
         raise ConfigError(f"--n must be >= 2 to compare distributions, got {n}.")
     m = AutoencoderRun.open(model, data_root)
     with stage("encoding the training and test images"):
-        codes, test_codes = m.training_codes(), m.codes("test")
-    labels = m.bundle.labels("train")
+        codes, test_codes = m.training_codes(), m.codes("test", m.positions("test"))
+    labels = m.bundle.labels("train", m.positions("train"))
     with stage("fitting the samplers"):
         samplers = m.fitted_samplers(SAMPLERS, b, truncate, components, seed)
     names = m.bundle.dataset.class_names
