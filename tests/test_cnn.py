@@ -110,18 +110,20 @@ def assert_sums_close(have: torch.Tensor, want: torch.Tensor, msg: str | None = 
     torch.testing.assert_close(have, want, rtol=1e-4, atol=1e-5 * scale, msg=msg)
 
 
-# Kernels are compiled per layer size (numba, cached on disk by the sizes they read): cases
-# share sizes where the size is not what they test, so a first run compiles fewer of them.
+# Kernels are compiled per layer size and per ReLU folded in or not (numba, cached on disk):
+# cases share sizes where the size is not what they test, and the ReLU switch is tried both
+# ways on the reference sizes only, so that a first run compiles fewer of them (2-3 s each).
 @pytest.mark.parametrize(
-    ("n_in", "n_out", "kernel", "pool", "side", "padding", "size"),
+    ("n_in", "n_out", "kernel", "pool", "side", "padding", "size", "relu"),
     [
-        (1, 32, 3, 2, 28, "valid", None),  # Conv2D_1 + Max_Pool_1 of the reference network
-        (3, 5, 5, 3, 17, "same", None),
-        (1, 4, 3, 2, 15, 1, None),  # padding as the spec builds it (an int)
-        (1, 32, 3, 2, 28, "valid", (12, 11)),  # only the part the next layer reads
+        (1, 32, 3, 2, 28, "valid", None, False),  # Conv2D_1 + Max_Pool_1 of the reference network
+        (1, 32, 3, 2, 28, "valid", None, True),
+        (3, 5, 5, 3, 17, "same", None, True),
+        (1, 4, 3, 2, 15, 1, None, True),  # padding as the spec builds it (an int)
+        (1, 32, 3, 2, 28, "valid", (12, 11), False),  # only the part the next layer reads
+        (1, 32, 3, 2, 28, "valid", (12, 11), True),
     ],
 )
-@pytest.mark.parametrize("relu", [False, True])
 def test_fused_conv_max_pool_equals_torch(n_in, n_out, kernel, pool, side, padding, size, relu):
     from mapscope.cnn.conv_pool import applies, conv_max_pool
 
@@ -144,17 +146,18 @@ def test_fused_conv_max_pool_equals_torch(n_in, n_out, kernel, pool, side, paddi
 
 
 @pytest.mark.parametrize(
-    ("n_in", "n_out", "kernel", "pool", "side", "padding", "size", "bias"),
+    ("n_in", "n_out", "kernel", "pool", "side", "padding", "size", "bias", "relu"),
     [
-        (32, 64, 3, 2, 12, "valid", None, 0.0),  # Conv2D_2 + Max_Pool_2 of the reference network
-        (32, 64, 3, 2, 12, "valid", None, -0.5),  # most pooled values below 0: sparser gradient
-        (3, 5, 5, 3, 17, "same", None, 0.0),
-        (32, 64, 3, 2, 15, 1, None, 0.0),  # padding as the spec builds it (an int)
-        (32, 64, 3, 2, 28, "valid", (6, 5), 0.0),  # only the part the next layer reads
-        (7, 9, 1, 2, 9, "valid", None, 0.0),
+        # Conv2D_2 + Max_Pool_2 of the reference network, the ReLU folded in and not
+        *[(32, 64, 3, 2, 12, "valid", None, 0.0, relu) for relu in (False, True)],
+        # most pooled values below 0: a sparser gradient
+        *[(32, 64, 3, 2, 12, "valid", None, -0.5, relu) for relu in (False, True)],
+        (3, 5, 5, 3, 17, "same", None, 0.0, False),
+        (32, 64, 3, 2, 15, 1, None, 0.0, True),  # padding as the spec builds it (an int)
+        (32, 64, 3, 2, 28, "valid", (6, 5), 0.0, False),  # only the part the next layer reads
+        (7, 9, 1, 2, 9, "valid", None, 0.0, True),
     ],
 )
-@pytest.mark.parametrize("relu", [False, True])
 def test_sparse_backward_equals_torch(n_in, n_out, kernel, pool, side, padding, size, bias, relu):
     from mapscope.cnn.conv_pool import applies, conv_max_pool
 

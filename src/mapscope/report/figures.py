@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 from mapscope.io import atomic_path
 
@@ -43,11 +45,28 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100, trim: bool = True
     """Write ``fig`` atomically; ``trim`` cuts the canvas to what is drawn (and measures every
     label to do so; figures with a ``fixed_layout`` leave it out)."""
     path = Path(path)
+    kind = path.suffix.lstrip(".").lower() or "png"
     with atomic_path(path) as tmp:
-        fig.savefig(
-            tmp,
-            format=path.suffix.lstrip(".") or "png",
-            dpi=dpi,
-            bbox_inches="tight" if trim else None,
-        )
+        if not (trim and kind == "png" and _save_trimmed_png(fig, tmp, dpi)):
+            fig.savefig(tmp, format=kind, dpi=dpi, bbox_inches="tight" if trim else None)
     return path
+
+
+def _save_trimmed_png(fig: Figure, path: Path, dpi: int, pad_inches: float = 0.1) -> bool:
+    """What ``savefig(bbox_inches="tight")`` writes, drawn once instead of twice: the figure is
+    rendered, then cut to the same tight box (labels measured by that one drawing). False when
+    the box reaches outside the canvas (a legend put outside): matplotlib then enlarges it."""
+    if fig.dpi != dpi or not isinstance(fig.canvas, FigureCanvasAgg):
+        return False
+    canvas = fig.canvas
+    canvas.draw()
+    box = fig.get_tightbbox(canvas.get_renderer()).padded(pad_inches)
+    pixels = np.asarray(canvas.buffer_rgba())
+    height, width = pixels.shape[:2]
+    x0, y0, x1, y1 = (float(v) * dpi for v in box.extents)
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+        return False
+    top, bottom = round(height - y1), round(height - y0)
+    crop = pixels[top:bottom, round(x0) : round(x1)]
+    Image.fromarray(crop).save(path, format="png")
+    return True
