@@ -153,6 +153,8 @@ class LiveModel:
         self._index = None
         self._index_lock = threading.Lock()
         self.closed = threading.Event()  # set by close(): background work stops early
+        self._features_kept = None
+        self._features_lock = threading.Lock()
         self._oips: dict[tuple[str, int], np.ndarray] = {}
         self._oip_net = copy.deepcopy(net)  # searches never touch the net that answers drawings
         self._oip_lock = threading.Lock()
@@ -377,6 +379,14 @@ class LiveModel:
         return out.reshape(len(x), -1)
 
     def _training_features(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, last-hidden-layer features) of the training images searched; computed
+        once, for the neighbour index and an autoencoder's principal axes alike."""
+        with self._features_lock:
+            if self._features_kept is None:
+                self._features_kept = self._compute_training_features()
+        return self._features_kept
+
+    def _compute_training_features(self) -> tuple[np.ndarray, np.ndarray]:
         positions = self.bundle.first("train", self.alike_images)
         if len(positions) == 0:
             raise ConfigError(
