@@ -16,7 +16,7 @@ from pathlib import Path
 from mapscope.inspect.inspection import Inspection
 from mapscope.live.app import create_app
 from mapscope.live.model import LiveModel
-from mapscope.live.server import DEFAULT_PORT, LOCAL, LiveServer
+from mapscope.live.server import DEFAULT_PORT, LOCAL, LiveServer, bind
 
 __all__ = ["LiveModel", "LiveServer", "atlas_beside", "create_app", "serve", "start"]
 
@@ -42,12 +42,18 @@ def serve(
     allowed_hosts: list[str] | None = None,
     **model_options,
 ) -> LiveServer:
-    """A ``LiveServer`` for ``inspection``, bound but not yet serving."""
-    model = LiveModel(inspection, **model_options)
-    hosts = allowed_hosts or (["127.0.0.1", "localhost"] if host == LOCAL else ["*"])
-    app = create_app(model, Path(atlas) if atlas else None, hosts)
+    """A ``LiveServer`` for ``inspection``, bound but not yet serving. The port is taken
+    first, so that a port in use is refused before any work."""
+    sock = bind(host, port)
+    try:
+        model = LiveModel(inspection, **model_options)
+        hosts = allowed_hosts or (["127.0.0.1", "localhost"] if host == LOCAL else ["*"])
+        app = create_app(model, Path(atlas) if atlas else None, hosts)
+    except BaseException:
+        sock.close()
+        raise
     model.build_index_in_background()  # ready for the first pause; drawings answered meanwhile
-    return LiveServer(app, host, port)
+    return LiveServer(app, host, port, sock)
 
 
 def start(inspection: Inspection, port: int = 0, atlas: str | Path | None = None, **options):

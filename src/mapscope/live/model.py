@@ -29,7 +29,13 @@ from mapscope.inspect.attribution import METHODS, attribute
 from mapscope.inspect.inspection import Inspection
 from mapscope.inspect.oip import OIPSettings, run_oip
 from mapscope.inspect.oip.objectives import oip_target
-from mapscope.inspect.taps import at_call, evaluation_mode, find_layer, layer_outputs
+from mapscope.inspect.taps import (
+    at_call,
+    evaluation_mode,
+    find_layer,
+    layer_outputs,
+    module_device,
+)
 
 # the methods a drawing is explained by while it pauses (occlusion is too slow to feel live)
 LIVE_METHODS = ("saliency", "ig", "gradcam")
@@ -131,6 +137,7 @@ class LiveModel:
                 "network trained on images."
             )
         self.net = net
+        self.device = module_device(net)  # a network on a GPU answers there
         self.bundle = bundle
         self.input_shape = tuple(bundle.dataset.image_shape)
         self.class_names = tuple(bundle.dataset.class_names)
@@ -194,7 +201,8 @@ class LiveModel:
             code = None
             if self.autoencoder:
                 with torch.no_grad(), evaluation_mode(self.net):
-                    code = self.net.encode(torch.from_numpy(x)).float().numpy()[0]
+                    code = self.net.encode(torch.from_numpy(x).to(self.device))
+                    code = code.float().cpu().numpy()[0]
         layers = {name: out[0] for name, out in outputs.items()}
         if self.autoencoder:
             probabilities, reconstruction = None, np.clip(final[0].mean(0), 0, 1)
@@ -284,7 +292,8 @@ class LiveModel:
         if code.shape != (latent,) or not np.isfinite(code).all():
             raise ConfigError(f"a code must be {latent} finite numbers; got shape {code.shape}.")
         with self.lock, torch.no_grad(), evaluation_mode(self.net):
-            image = self.net.decode(torch.from_numpy(code[None])).float().numpy()[0]
+            image = self.net.decode(torch.from_numpy(code[None]).to(self.device))
+            image = image.float().cpu().numpy()[0]
         return np.clip(image.mean(0), 0, 1)
 
     def code_from_axes(self, coefficients: np.ndarray) -> np.ndarray:
@@ -344,7 +353,7 @@ class LiveModel:
         handles = [
             self._module(name).register_forward_hook(at_call(name, keep(name))) for name in names
         ]
-        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
         try:
             with torch.no_grad():
                 if any(m.training for m in self._submodules):  # the caller's flags come back
@@ -356,10 +365,10 @@ class LiveModel:
             for handle in handles:
                 handle.remove()
         outputs = {
-            name: captured[name].float().reshape(len(x), *_shape(captured[name])).numpy()
+            name: captured[name].float().reshape(len(x), *_shape(captured[name])).cpu().numpy()
             for name in names
         }
-        return outputs, final.float().numpy()
+        return outputs, final.float().cpu().numpy()
 
     def _module(self, name: str) -> nn.Module:
         if name not in self._modules:

@@ -48,9 +48,9 @@ def bind(host: str, port: int) -> socket.socket:
 class LiveServer:
     """A live app served on ``url``; ``stop()`` ends it. Jupyter displays it inline."""
 
-    def __init__(self, app, host: str = LOCAL, port: int = DEFAULT_PORT):
+    def __init__(self, app, host: str = LOCAL, port: int = DEFAULT_PORT, sock=None):
         self.app = app
-        self.socket = bind(host, port)
+        self.socket = sock if sock is not None else bind(host, port)
         self.host = host
         self.port = self.socket.getsockname()[1]
         config = uvicorn.Config(
