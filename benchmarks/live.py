@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -164,7 +165,7 @@ def main() -> None:
         try:
             url = server.stdout.readline().split(" at ")[1].strip()
             ws_url = url.replace("http", "ws") + "ws"
-            json.load(__import__("urllib.request").request.urlopen(url + "api/model"))
+            json.load(urllib.request.urlopen(url + "api/model"))  # the app answers
             time.sleep(20)  # the nearest-neighbour index is built at start; let it finish
             server_ms, trip_ms = asyncio.run(sequential(ws_url, images, args.updates))
             many = asyncio.run(crowd(ws_url, images, 10, args.crowd_seconds, 20))

@@ -124,7 +124,7 @@ class AppState:
         self.compute = CapacityLimiter(1)  # one model call at a time, shared by every client
         self.searches = CapacityLimiter(1)  # OIP searches run beside drawings, one at a time
         self.connections = 0
-        self._hello = self._make_hello()
+        self.greeting = self._make_hello()  # the hello message: layers, scales, classes
 
     # --- pages -------------------------------------------------------------------------------
 
@@ -158,7 +158,7 @@ class AppState:
     # --- JSON API ----------------------------------------------------------------------------
 
     async def hello(self, request: Request) -> Response:
-        return JSONResponse(self._hello, headers=SECURITY_HEADERS)
+        return JSONResponse(self.greeting, headers=SECURITY_HEADERS)
 
     def _make_hello(self) -> dict:
         model = self.model
@@ -351,7 +351,7 @@ class Connection:
         self.dropped = 0
 
     async def run(self) -> None:
-        await self.send_text({"type": "hello", **self.state._hello})
+        await self.send_text({"type": "hello", **self.state.greeting})
         worker = asyncio.create_task(self.work())
         try:
             while True:

@@ -163,7 +163,7 @@ class LiveModel:
         self._features_kept = None
         self._features_lock = threading.Lock()
         self._oips: dict[tuple[str, int], np.ndarray] = {}
-        self._oip_net = copy.deepcopy(net)  # searches never touch the net that answers drawings
+        self._oip_net: nn.Module | None = None  # made on the first OIP request
         self._oip_lock = threading.Lock()
         self._axes = None
 
@@ -328,7 +328,10 @@ class LiveModel:
         self.check_unit(layer, unit)
         key = (layer, unit)
         with self._oip_lock:
-            if key not in self._oips:
+            if self._oip_net is None:  # copied between forward passes: no hook of theirs on it
+                with self.lock:
+                    self._oip_net = copy.deepcopy(self.net)
+            if key not in self._oips:  # searches never touch the net that answers drawings
                 result = run_oip(
                     self._oip_net,
                     oip_target(self._oip_net, layer),
