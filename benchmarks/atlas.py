@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import data_root, table  # noqa: E402
 
 from mapscope.atlas import build_atlas, write_atlas  # noqa: E402
-from mapscope.atlas.build import CACHE  # noqa: E402
+from mapscope.atlas.build import cache_folder  # noqa: E402
 from mapscope.cnn.train import TrainConfig, train  # noqa: E402
 from mapscope.inspect.oip import run_oip  # noqa: E402
 from mapscope.runs import Run  # noqa: E402
@@ -38,15 +38,13 @@ def main() -> None:
             train(model, TrainConfig(epochs=2), data_root=data_root())
         site = Path(tmp) / "atlas"
         began = time.perf_counter()
-        atlas = build_atlas(model, data_root=data_root(), cache_dir=site / CACHE)
+        atlas = build_atlas(model, data_root=data_root(), cache_dir=cache_folder(site))
         written = write_atlas(atlas, site)
         total = time.perf_counter() - began
-        on_disk = sum(
-            p.stat().st_size for p in site.rglob("*") if p.is_file() and CACHE not in p.parts
-        )
+        on_disk = sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
 
         began = time.perf_counter()
-        again = build_atlas(model, data_root=data_root(), cache_dir=site / CACHE)
+        again = build_atlas(model, data_root=data_root(), cache_dir=cache_folder(site))
         write_atlas(again, site)
         rebuild = time.perf_counter() - began
 

@@ -156,8 +156,9 @@ ATLAS_LAYERS = ["Conv2D_1", "Max_Pool_2", "Conv2D_3", "Dense_1", "Dense_2"]
 
 def small_atlas(run, data_root, site):
     """The atlas the tests browse: five layers, short OIP searches, image 1302 and the four
-    most frequent confusions (cached in ``site/.cache``)."""
+    most frequent confusions (cached beside the site)."""
     from mapscope.atlas import build_atlas
+    from mapscope.atlas.build import cache_folder
 
     return build_atlas(
         run,
@@ -166,7 +167,7 @@ def small_atlas(run, data_root, site):
         confused=4,
         images=[1302],
         data_root=data_root,
-        cache_dir=site / ".cache",
+        cache_dir=cache_folder(site),
     )
 
 

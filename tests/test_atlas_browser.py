@@ -13,6 +13,13 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import numpy as np
+import torch
+
+from mapscope.inspect.inspection import Inspection
+from mapscope.runs import Run
+from mapscope.workflows.attribute import attribute_images
+
 
 class Visit:
     """A page with every console error, page error and failed request recorded."""
@@ -55,7 +62,7 @@ def _tile_order(page) -> list[str]:
     return page.eval_on_selector_all("#tiles .tile:not([hidden])", "ts => ts.map(t => t.id)")
 
 
-def test_browse_the_atlas(atlas_site, browser, tmp_path):
+def test_browse_the_atlas(atlas_site, browser, tmp_path, cnn_run, real_data):
     atlas, site = atlas_site
     shots = Path(os.environ.get("MAPSCOPE_SCREENSHOTS", tmp_path / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
@@ -76,17 +83,65 @@ def test_browse_the_atlas(atlas_site, browser, tmp_path):
     assert sorted(by_mean) == sorted(by_unit) and by_mean != by_unit  # same tiles, new order
     means = atlas.layers["Conv2D_3"].stats.mean.mean(0)
     assert by_mean[0] == f"unit-{int(means.argmax())}"
+    conv3 = atlas.layers["Conv2D_3"].stats
     page.select_option("#filter", "dead")
-    assert len(_tile_order(page)) == int(atlas.layers["Conv2D_3"].stats.dead.sum())
+    assert len(_tile_order(page)) == int(conv3.dead.sum())
     page.select_option("#filter", "all")
+    # by selectivity: units that rarely or never fire go last, whatever their index
+    page.select_option("#sort", "selectivity")
+    quiet = conv3.dead | conv3.rarely_fires()
+    by_selectivity = [int(t.split("-")[1]) for t in _tile_order(page)]
+    assert not quiet[by_selectivity[: int((~quiet).sum())]].any()
+    # a preferred class and a minimum selectivity: the state goes into the address
+    preferred = conv3.preferred_class(atlas.labels, 10)
+    selectivity = conv3.selectivity(atlas.labels, 10)
+    cls = int(preferred[np.argmax(np.where(quiet, -1, selectivity))])  # the most selective's
+    page.select_option("#cls", str(cls))
+    page.eval_on_selector(
+        "#minsel", "e => { e.value = '0.2'; e.dispatchEvent(new Event('input')); }"
+    )
+    chosen = _tile_order(page)
+    expected = np.flatnonzero((preferred == cls) & (selectivity >= 0.2))
+    assert len(chosen) > 0 and sorted(int(t.split("-")[1]) for t in chosen) == sorted(expected)
+    assert "sort=selectivity" in page.url and f"class={cls}" in page.url
+    assert "minsel=0.2" in page.url
     visit.check("2-layer-sorted")
-
-    page.click("#unit-28")  # layer -> unit
-    assert page.url.endswith("layers/Conv2D_3/units/28.html")
-    assert page.locator(".rf").count() == 9
+    page.click(f"#{chosen[0]}")  # open a unit and come back: the same tiles in the same order
+    assert "/units/" in page.url
+    page.go_back()
+    page.wait_for_load_state("load")
+    assert page.input_value("#sort") == "selectivity" and page.input_value("#cls") == str(cls)
+    assert _tile_order(page) == chosen
+    page.goto((site / "layers/Conv2D_3/index.html").as_uri())
+    page.fill("#goto", "28")  # jump to a unit by its number
+    page.press("#goto", "Enter")
+    page.wait_for_url("**/layers/Conv2D_3/units/28.html")
+    examples = page.locator(".examples").first
+    assert examples.locator(".rf").count() == 9 and examples.locator("img.crop").count() == 9
     visit.check("3-unit")
-    page.click("a[rel=next]")
-    assert page.url.endswith("units/29.html")
+    page.keyboard.press("ArrowRight")  # arrow keys: next and previous unit
+    page.wait_for_url("**/units/29.html")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_url("**/units/28.html")
+
+    # a thumbnail without a page of its own opens the viewer, which runs the network here
+    viewer = page.locator(".examples a.thumb[href*='view.html#']").first
+    index = int(viewer.get_attribute("href").split("#")[1])
+    viewer.click()
+    page.wait_for_selector(f"body[data-ready='{index}']")
+    visit.check("8-viewer")
+    assert page.locator("#layers canvas").count() == sum(
+        d.stats.units for d in atlas.layers.values()
+    )
+    logits = page.evaluate("Array.from(window.ATLAS_VIEW.seen.at(-1).output.data)")
+    np.testing.assert_allclose(
+        torch.softmax(torch.tensor(logits), 0).numpy(), atlas.probabilities[index], atol=1e-4
+    )
+    saliency = np.array(page.evaluate("Array.from(window.ATLAS_VIEW.saliency)"))
+    run = Run.open(cnn_run)
+    inspection = Inspection(run.module(), run.bundle(real_data))
+    captum = attribute_images(inspection, [index], ["saliency"]).maps["saliency"][0]
+    np.testing.assert_allclose(saliency.reshape(captum.shape), captum, rtol=1e-3, atol=1e-5)
     page.go_back()
 
     page.goto((site / "layers/Dense_2/units/3.html").as_uri())
@@ -116,4 +171,4 @@ def test_browse_the_atlas(atlas_site, browser, tmp_path):
     assert overflow <= 1, f"the unit page is {overflow}px wider than a phone screen"
     visit.check("7-unit-phone")
     page.close()
-    assert len(list(shots.glob("*.png"))) == 10
+    assert len(list(shots.glob("*.png"))) == 11

@@ -160,3 +160,88 @@ def test_oip_target_skips_a_saturating_activation():
     assert oip_target(mlp, "Dense_1") == "layers.Dense_1.0"  # the Linear before the sigmoid
     assert oip_target(mlp, "Dense_2") == "Dense_2"  # logits: Identity does not saturate
     assert oip_target(small_cnn(), "relu2") == "relu2"
+
+
+def test_masked_peaks_bottom_and_range_equal_a_direct_computation():
+    net = small_cnn(dead_unit=2)
+    x = torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(3)).numpy()
+    inside = np.zeros((8, 8), dtype=bool)
+    inside[2:6, 1:7] = True
+    s = unit_statistics(net, x, ["relu1"], batch=7, inside={"relu1": inside})["relu1"]
+    maps = layer_outputs(net, x, ["relu1"])["relu1"]  # (40, 4, 8, 8)
+    np.testing.assert_allclose(s.peak, maps[:, :, inside].max(2), rtol=1e-6)
+    np.testing.assert_allclose(s.highest, maps.reshape(40, 4, -1).max(2), rtol=1e-6)
+    rows, cols = np.divmod(s.where, 8)
+    assert inside[rows, cols].all()  # the peak's position lies inside the mask
+    # least: by peak, weakest first; across the range: one per equal-count slice
+    np.testing.assert_array_equal(np.sort(s.peak[s.bottom(5)[1], 1]), s.peak[s.bottom(5)[1], 1])
+    assert s.peak[s.bottom(5)[1], 1].max() <= np.sort(s.peak[:, 1])[4]
+    spread = s.across_range(4, seed=1)[1]
+    ranks = np.argsort(np.argsort(s.peak[:, 1], kind="stable"), kind="stable")[spread]
+    assert [r // 10 for r in ranks] == [0, 1, 2, 3]
+    # an all-True or all-False mask means "every position"
+    plain = unit_statistics(net, x, ["relu1"], inside={"relu1": np.ones((8, 8), bool)})["relu1"]
+    assert plain.inside is None and plain.peak_anywhere is None
+
+
+def test_rarely_firing_units_are_told_apart_from_dead_ones():
+    from mapscope.inspect.unit_stats import UnitStatistics
+
+    peak = np.zeros((200, 3))
+    peak[:, 0] = 1.0  # fires on every image
+    peak[0, 1] = 0.5  # fires on one image in 200
+    s = UnitStatistics("layer", (3,), peak.copy(), peak, np.zeros((200, 3), int))
+    assert s.dead.tolist() == [False, False, True]
+    assert s.rarely_fires().tolist() == [False, True, False]
+    assert s.firing_rate().tolist() == [1.0, 0.005, 0.0]
+
+
+def test_positions_away_from_rare_pixels():
+    from mapscope.atlas.build import positions_away_from
+    from mapscope.inspect.receptive import Field
+
+    reach = np.ones((8, 8))
+    reach[0, :] = 50.0  # the top row is almost never inked
+    field = Field(size=(3, 3), stride=(1, 1), offset=(1.0, 1.0))  # a valid 3x3 conv: 6x6 map
+    mask = positions_away_from(field, (4, 6, 6), reach)
+    assert mask.shape == (6, 6) and not mask[0].any() and mask[1:].all()
+    assert positions_away_from(None, (10,), reach) is None
+
+
+def test_the_exported_chain_runs_like_the_network():
+    from mapscope.atlas.network import _run, export_chain
+
+    net = small_cnn()
+    net.conv2 = nn.Conv2d(4, 6, 3, stride=2)  # the chain has no dilated convolutions
+    net.dense = nn.Linear(6, 3)
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0)).numpy()
+    chain, why = export_chain(net, x, ["relu1", "pool1", "dense"])
+    assert chain is not None, why
+    out, outputs = _run(chain, torch.from_numpy(x))
+    with torch.no_grad():
+        torch.testing.assert_close(out, net(torch.from_numpy(x)))
+    pooled = layer_outputs(net, x, ["pool1"])["pool1"]
+    np.testing.assert_allclose(outputs[chain.ends["pool1"]].numpy(), pooled, rtol=1e-5)
+
+    class Functional(nn.Module):  # a reshape the chain cannot follow: x * 2 between modules
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(64, 5), nn.Linear(5, 2)
+
+        def forward(self, x):
+            return self.b(self.a(x.flatten(1)) * 2)
+
+    chain, why = export_chain(Functional().eval(), x, ["a", "b"])
+    assert chain is None and "b does not read the output" in why
+    larger = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)).numpy()
+    dilated, why = export_chain(small_cnn(), larger, ["relu1"])
+    assert dilated is None and "dilated" in why
+
+
+def test_colour_scales_end_below_a_single_extreme_pixel():
+    from mapscope.atlas.site import clipped_bound
+
+    values = np.linspace(0, 1, 1000)
+    assert clipped_bound(values) == 1.0  # no outlier: the largest value
+    values[0] = 500.0
+    assert clipped_bound(values) == pytest.approx(2 * np.percentile(values, 99))

@@ -4,12 +4,13 @@
 split (one streamed forward pass for all layers), every unit's OIP (one batched search per
 layer), receptive fields, kernels and connections; per chosen image its prediction and its
 attributions. The expensive arrays (statistics, OIPs, attributions, predictions) are cached
-under the site folder, keyed by the model's weights, the data and the options, so a rebuild
+beside the site folder (``cache_folder``), keyed by the model's weights, the data and the options, so a rebuild
 with the same arguments only renders (``site.write_atlas``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -21,11 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from mapscope.atlas.network import Chain, export_chain, input_affine
 from mapscope.data.cache import sha256_file
 from mapscope.errors import ConfigError
 from mapscope.inspect.attribution import METHODS, attribute, check_methods, last_map_layer
 from mapscope.inspect.inspection import Inspection
-from mapscope.inspect.kernels import first_conv_kernels
+from mapscope.inspect.kernels import first_layer_weights
 from mapscope.inspect.oip.objectives import oip_target
 from mapscope.inspect.oip.settings import OIPSettings
 from mapscope.inspect.oip.strategies import pictures, run_oip
@@ -39,7 +41,17 @@ from mapscope.progress import bar
 from mapscope.runs import Run
 from mapscope.runs.folder import provenance
 
-CACHE = ".cache"  # inside the site folder
+CACHE = ".cache"  # where atlases before 0.2 kept their cache: inside the site folder
+
+
+def cache_folder(site: str | Path) -> Path:
+    """Where the rebuild cache of the site in ``site`` lives: beside it, never inside, so the
+    site folder is exactly what one publishes (``.NAME.atlas-cache`` next to ``NAME``)."""
+    site = Path(site)
+    return site.parent / f".{site.name}.atlas-cache"
+
+
+RARE_REACH = 10.0  # a pixel whose prepared value can exceed this is "rarely inked"
 
 
 @dataclass
@@ -53,6 +65,13 @@ class LayerData:
     outgoing: list[list[tuple[str, int, float]]] | None = None
     top: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=int))  # (K, k)
     top_maps: np.ndarray | None = None  # (K, k, h, w) the unit's map on each top image
+    bottom: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=int))  # (K, k)
+    sampled: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=int))  # (K, k)
+    oip_peak: np.ndarray | None = None  # (K,) each unit's peak on its own OIP (same measure)
+    p99: np.ndarray | None = None  # (K,) 99th percentile of the peak over the split
+    crowding: dict[str, Any] | None = None  # the image most shared by the units' top 3
+    border: dict[str, Any] | None = None  # set when top examples avoid rarely inked pixels
+    activation: str | None = None  # the activation function the layer ends in, if any
 
 
 @dataclass
@@ -71,6 +90,11 @@ class Atlas:
     summary: list[dict[str, Any]]
     history: list[dict[str, Any]]
     images: dict[int, dict[str, Any]]  # position -> probabilities, attributions, top units
+    pixel_reach: np.ndarray  # (H, W) the largest input value each pixel can take
+    chain: Chain | None  # the network for the image viewer to run, or None (``chain_reason``)
+    chain_reason: str
+    input_affine: tuple[np.ndarray, np.ndarray] | None  # prepared = a * pixels + b
+    map_scales: dict[str, tuple[float, float]]  # per layer: the colour range of its maps
     attribution_layer: str | None
     classes: list[dict[str, Any]]  # per class: its confuser, its top units, what separates them
     provenance: dict[str, Any]
@@ -81,7 +105,7 @@ class Atlas:
     def classifier(self) -> bool:
         return self.probabilities is not None
 
-    @property
+    @functools.cached_property
     def predicted(self) -> np.ndarray | None:
         return self.probabilities.argmax(1) if self.classifier else None
 
@@ -94,6 +118,13 @@ class Atlas:
         counts as recognised."""
         predicted = self.predicted if self.classifier else self.labels
         return confusion_matrix(self.labels, predicted, len(self.class_names))
+
+    def top_units(self, position: int, n: int = 8) -> dict[str, list[int]]:
+        """Per layer, the units with the highest map mean on image ``position``."""
+        return {
+            name: np.argsort(-d.stats.mean[position], kind="stable")[:n].tolist()
+            for name, d in self.layers.items()
+        }
 
     def summary_text(self) -> str:
         units = sum(d.stats.units for d in self.layers.values())
@@ -127,7 +158,7 @@ def _cache_key(run: Run | None, inspection: Inspection, options: dict[str, Any])
             "config": inspection.config,
             "weights": weights,
             "options": options,
-            "version": 1,
+            "version": 2,
         },
         sort_keys=True,
         default=str,
@@ -197,6 +228,21 @@ def _top_maps(net, inputs, data: LayerData) -> np.ndarray | None:
     return outputs[where, units]
 
 
+def _oip_peaks(net: nn.Module, data: LayerData, input_shape) -> np.ndarray | None:
+    """(K,) each unit's peak on its own OIP, measured exactly as on the split's images (after
+    the layer's activation, over the same positions): the search may drive the module before
+    a sigmoid, and its objective is the map's mean, not its peak."""
+    images = (data.oip or {}).get("images")
+    if images is None:
+        return None
+    batch = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+    batch = np.ascontiguousarray(batch, dtype=np.float32).reshape(len(images), *input_shape)
+    inside = {data.name: data.stats.inside} if data.stats.inside is not None else None
+    stats = unit_statistics(net, batch, [data.name], inside=inside)[data.name]
+    units = np.arange(data.stats.units)
+    return stats.peak[units, units]
+
+
 def _oips(net, layer, settings: OIPSettings, input_shape) -> dict[str, np.ndarray]:
     steps = settings.steps
     snapshot_steps = tuple(int(s) for s in np.unique(np.geomspace(1, steps, 6).astype(int)))
@@ -209,6 +255,60 @@ def _oips(net, layer, settings: OIPSettings, input_shape) -> dict[str, np.ndarra
     }
     out.update({f"snapshot_{s}": pictures(v) for s, v in r.snapshots.items()})
     return out
+
+
+def positions_away_from(
+    field: Field | None, shape: tuple[int, ...], reach: np.ndarray, limit: float = RARE_REACH
+) -> np.ndarray | None:
+    """(h, w) the positions of a map whose receptive field holds no pixel that can reach more
+    than ``limit`` (None for a dense layer or one without a known field). Under per-pixel
+    standardisation a pixel inked in under about 1 % of the training images reaches 10
+    standard deviations (sqrt((1 - f) / f) for a share f), and a unit that sees it answers any
+    image that touches it with a huge value: its top examples say more about the scaler than
+    about the unit."""
+    if field is None or len(shape) != 3:
+        return None
+    height, width = reach.shape
+    mask = np.zeros(shape[1:], dtype=bool)
+    for row in range(shape[1]):
+        for col in range(shape[2]):
+            t, left, b, right = field.box(row, col, height, width)
+            mask[row, col] = reach[t:b, left:right].max(initial=0.0) <= limit
+    return mask
+
+
+ACTIVATIONS = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.SELU, nn.LeakyReLU, nn.GELU, nn.Softmax)
+
+
+def activation_of(module: nn.Module) -> str | None:
+    """The class name of the activation a layer ends in (``ReLU``), None when it has none."""
+    leaves = [m for m in module.modules() if not list(m.children())]
+    if leaves and isinstance(leaves[-1], ACTIVATIONS):
+        return type(leaves[-1]).__name__
+    return None
+
+
+def _crowding(
+    stats: UnitStatistics, inputs: np.ndarray, image_shape, anywhere: bool
+) -> dict[str, Any] | None:
+    """The image most often among the top 3 of the layer's live units and how many of them
+    share it; with the input value that stands out most in it (a rarely inked pixel, under
+    standardisation)."""
+    ranking = (stats.highest if anywhere else stats.peak)[:, ~stats.dead]
+    if ranking.shape[1] == 0:
+        return None
+    top3 = np.argsort(-ranking, axis=0, kind="stable")[:3]  # (3, live units)
+    images, counts = np.unique(top3, return_counts=True)
+    image = int(images[counts.argmax()])
+    values = np.abs(inputs[image].reshape(image_shape)).max(0)  # (H, W) over channels
+    row, col = divmod(int(values.argmax()), values.shape[1])
+    return {
+        "image": image,
+        "units": int(counts.max()),
+        "of": ranking.shape[1],
+        "pixel": (row, col),
+        "value": float(values[row, col]),
+    }
 
 
 def default_layers(
@@ -365,8 +465,11 @@ def build_atlas(
     seconds: dict[str, float] = {}
 
     began = time.perf_counter()
+    fields = receptive_fields(net, image_shape, names)
+    reach = bundle.pixel_reach()
+    inside = {n: positions_away_from(fields[n], probe[n].shape, reach) for n in names}
     if stored is None:
-        stats, scores = statistics_and_scores(net, inputs, names, scores=classifier)
+        stats, scores = statistics_and_scores(net, inputs, names, scores=classifier, inside=inside)
         probabilities = torch.softmax(torch.from_numpy(scores), 1).numpy() if classifier else None
     else:
         stats = {
@@ -376,16 +479,33 @@ def build_atlas(
                 stored[f"mean/{name}"],
                 stored[f"peak/{name}"],
                 stored[f"where/{name}"],
+                inside[name] if f"anywhere/{name}" in stored else None,
+                stored.get(f"anywhere/{name}"),
             )
             for name in names
         }
         probabilities = stored.get("probabilities")
-    fields = receptive_fields(net, image_shape, names)
-    data = {name: LayerData(name, stats[name], fields[name], None) for name in names}
+    data = {
+        name: LayerData(
+            name, stats[name], fields[name], None, activation=activation_of(find_layer(net, name))
+        )
+        for name in names
+    }
     for d in data.values():
         d.top = d.stats.top(examples)
+        d.bottom = d.stats.bottom(examples)
+        d.sampled = d.stats.across_range(examples, seed)
         d.top_maps = _top_maps(net, inputs, d)
-    found = first_conv_kernels(net, all_layers)
+        d.p99 = np.percentile(d.stats.peak, 99, axis=0)
+        d.crowding = _crowding(d.stats, inputs, image_shape, anywhere=False)
+        if d.stats.inside is not None and d.crowding is not None:
+            d.border = {
+                **_crowding(d.stats, inputs, image_shape, anywhere=True),
+                "positions": int(d.stats.inside.sum()),
+                "total": int(d.stats.inside.size),
+                "limit": RARE_REACH,
+            }
+    found = first_layer_weights(net, all_layers, image_shape)
     if found is not None and found[0] in data:
         data[found[0]].kernels = found[1]
     _connections(data, net)
@@ -400,6 +520,7 @@ def build_atlas(
             }
         else:
             data[name].oip = _oips(net, name, oip_settings, image_shape)
+        data[name].oip_peak = _oip_peaks(net, data[name], inputs.shape[1:])
     seconds["OIPs"] = time.perf_counter() - began
 
     began = time.perf_counter()
@@ -426,9 +547,6 @@ def build_atlas(
         page_data[position] = {
             "probabilities": probabilities[position] if classifier else None,
             "attributions": {m: a[k] for m, a in attributions.items()},
-            "top_units": {
-                name: np.argsort(-d.stats.mean[position])[:8].tolist() for name, d in data.items()
-            },
         }
     seconds["attributions"] = time.perf_counter() - began
 
@@ -437,11 +555,23 @@ def build_atlas(
         for name, d in data.items():
             arrays.update({f"mean/{name}": d.stats.mean, f"peak/{name}": d.stats.peak})
             arrays[f"where/{name}"] = d.stats.where
+            if d.stats.peak_anywhere is not None:
+                arrays[f"anywhere/{name}"] = d.stats.peak_anywhere
             arrays.update({f"oip/{name}/{k}": v for k, v in d.oip.items()})
         arrays.update({f"attr/{m}": a for m, a in attributions.items()})
         for old in cache.parent.glob("atlas-*.npz"):  # one cached build per site folder
             old.unlink()
         write_npz(cache, **arrays)
+
+    chain, chain_reason = export_chain(net, inputs[:4], names)
+    affine = input_affine(bundle, bundle.raw(split, np.arange(min(8, n))))
+    if chain is not None and affine is None:
+        chain, chain_reason = None, f"the run's scaling ({bundle.scaling}) is not per pixel"
+    map_scales = {}
+    for name, d in data.items():
+        highest = d.stats.highest
+        bound = float(np.percentile(np.abs(highest), 99.5)) or 1.0
+        map_scales[name] = (-bound, bound) if highest.min() < 0 else (0.0, bound)
 
     history = _history(run) if run is not None else []
     checksums = bundle.dataset.checksums
@@ -461,6 +591,11 @@ def build_atlas(
         summary=_summary(net, probe, data, all_layers),
         history=history,
         images=page_data,
+        pixel_reach=reach,
+        chain=chain,
+        chain_reason=chain_reason,
+        input_affine=affine,
+        map_scales=map_scales,
         attribution_layer=gradcam_layer,
         classes=class_profiles(data, labels, matrix),
         provenance={

@@ -3,16 +3,18 @@
 ``write_atlas(atlas, out)`` builds the whole site in a temporary folder beside ``out`` and then
 swaps it in, so a browser never sees half a site and a failed build leaves the old one. Links
 are relative; the pages need no server, no network and no CDN. The cache of computed arrays
-(``out/.cache``) is carried over to the new site.
+lives beside the site (``build.cache_folder``), so the folder holds only what one publishes.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import tempfile
 import time
+import zlib
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,12 @@ import numpy as np
 
 from mapscope import __version__
 from mapscope.atlas import pictures
-from mapscope.atlas.build import CACHE, Atlas, LayerData
+from mapscope.atlas.build import CACHE, RARE_REACH, Atlas, LayerData
 from mapscope.inspect.attribution import METHODS
 from mapscope.metrics import per_class
 
 GALLERY_SIZE = 48
+MAP_COLOURS = "magma"  # a unit's map; attributions use RdBu_r (signed) or inferno
 
 
 def _environment():
@@ -58,6 +61,22 @@ class _Writer:
         self.bytes += len(data)
 
 
+def clipped_bound(magnitude: np.ndarray) -> float:
+    """Where a colour scale of non-negative values ends: at the largest value, unless that is
+    more than twice the 99th percentile (one pixel of huge value, such as a rarely inked pixel
+    under standardisation, would leave the rest black); then at twice the 99th percentile."""
+    top = float(magnitude.max())
+    p99 = float(np.percentile(magnitude, 99))
+    return (min(top, 2 * p99) if p99 > 0 else top) or 1.0
+
+
+def image_href(atlas: Atlas, index: int) -> str:
+    """Where a thumbnail of image ``index`` leads, from the site's root: its own page when it
+    has one (with Captum's attributions), else the image viewer, which runs the network on it."""
+    index = int(index)
+    return f"images/{index}.html" if index in atlas.images else f"images/view.html#{index}"
+
+
 class _Thumbnails:
     """Inline PNGs of split images, each encoded once however many pages show it."""
 
@@ -78,6 +97,7 @@ class _Thumbnails:
             "label": a.class_names[a.labels[index]],
             "predicted": a.class_names[a.predicted[index]] if a.classifier else None,
             "page": int(index) in a.images,
+            "href": image_href(a, index),
         }
 
 
@@ -95,8 +115,20 @@ def _cell_colours(matrix: np.ndarray) -> list[list[str]]:
     return colours
 
 
+SHORT_RUN = 3  # fewer epochs than this: a table, not charts of one or two points
+
+
+def _history_table(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A short run's history as rows of numbers (a chart of one point says nothing)."""
+    if not history or len(history) >= SHORT_RUN:
+        return None
+    keys = [k for k in history[0] if k != "epoch" and isinstance(history[0][k], int | float)]
+    rows = [[row.get("epoch", i + 1), *(row.get(k) for k in keys)] for i, row in enumerate(history)]
+    return {"keys": keys, "rows": rows}
+
+
 def _curves(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if not history:
+    if not history or len(history) < SHORT_RUN:
         return []
     keys = [
         k
@@ -116,7 +148,7 @@ def _unit_rows(atlas: Atlas, data: LayerData) -> list[dict[str, Any]]:
     s, n_classes = data.stats, len(atlas.class_names)
     selectivity = s.selectivity(atlas.labels, n_classes)
     preferred = s.preferred_class(atlas.labels, n_classes)
-    dead = s.dead
+    dead, rare, rate = s.dead, s.rarely_fires(), s.firing_rate()
     rows = []
     for unit in range(s.units):
         rows.append(
@@ -126,6 +158,8 @@ def _unit_rows(atlas: Atlas, data: LayerData) -> list[dict[str, Any]]:
                 "peak": float(s.peak[:, unit].max()),
                 "selectivity": float(selectivity[unit]),
                 "dead": bool(dead[unit]),
+                "rare": bool(rare[unit]),
+                "firing": float(rate[unit]),
                 "best_class": None if preferred[unit] < 0 else int(preferred[unit]),
             }
         )
@@ -141,7 +175,86 @@ def _layer_info(atlas: Atlas, data: LayerData) -> dict[str, Any]:
         "field": list(data.field.size) if data.field else None,
         "stride": list(data.field.stride) if data.field else None,
         "dead": int(data.stats.dead.sum()),
+        "rare": int(data.stats.rarely_fires().sum()),
+        "activation": data.activation,
     }
+
+
+def _measure(data: LayerData) -> dict[str, str]:
+    """The name and the definition of the one activation measure a unit page shows."""
+    after = (
+        f"after its {data.activation}"
+        if data.activation
+        else "the layer's output (it applies no activation function of its own)"
+    )
+    if not data.stats.is_map:
+        return {"name": "value", "text": f"the node's output on an image, {after}"}
+    h, w = data.stats.shape[1:]
+    where = f"of the unit's {h}x{w} map"
+    if data.stats.inside is not None:
+        where += (
+            f", over the {int(data.stats.inside.sum())} positions whose receptive field holds no "
+            "rarely inked pixel (see below)"
+        )
+    return {"name": "peak", "text": f"the largest value {where} on an image, {after}"}
+
+
+def _box(atlas: Atlas, data: LayerData, index: int, unit: int) -> tuple[int, int, int, int] | None:
+    if data.field is None:
+        return None
+    row, col = data.stats.peak_position(index, unit)
+    height, width = atlas.raw.shape[1:3]
+    return data.field.box(row, col, height, width)
+
+
+def _examples(
+    atlas, data, unit, positions, thumbs, maps=None, scale=None, crops=True
+) -> list[dict]:
+    """Images with their value on the page's measure; the receptive field of the winning
+    position as a box (percent of the image) and a zoomed crop; the unit's map when given."""
+    s = data.stats
+    height, width = atlas.raw.shape[1:3]
+    items = []
+    for rank, index in enumerate(positions):
+        item = {"image": thumbs.image(index), "value": float(s.peak[index, unit])}
+        item["map"], item["box"], item["crop"] = None, None, None
+        if maps is not None:
+            item["map"] = pictures.data_uri(
+                pictures.colour(maps[rank], MAP_COLOURS, lo=scale[0], hi=scale[1])
+            )
+        box = _box(atlas, data, index, unit)
+        if box is not None:
+            t, left, b, right = box
+            item["box"] = {
+                "top": 100 * t / height,
+                "left": 100 * left / width,
+                "height": 100 * (b - t) / height,
+                "width": 100 * (right - left) / width,
+            }
+            if crops and (b - t) * (right - left) < height * width:
+                crop = atlas.raw[index][t:b, left:right]
+                item["crop"] = pictures.data_uri(pictures.raw_image(crop))
+        items.append(item)
+    return items
+
+
+def _border_note(atlas: Atlas, data: LayerData) -> dict[str, Any] | None:
+    """What the page says when a layer's top examples are shared by many units: why, in the
+    numbers of the data."""
+    chosen = data.border
+    crowding = data.crowding
+    note = None
+    if chosen is not None:
+        note = {**chosen, "avoided": True}
+    if crowding is not None and 4 * crowding["units"] > crowding["of"]:
+        note = {**crowding, "avoided": False, "after": chosen is not None}
+    if note is None:
+        return None
+    row, col = note["pixel"]
+    note["reach"] = float(atlas.pixel_reach[row, col])
+    note["limit"] = RARE_REACH
+    note["label"] = atlas.class_names[atlas.labels[note["image"]]]
+    return note
 
 
 def _write_layer(atlas, data, render, out: _Writer, thumbs: _Thumbnails, common) -> None:
@@ -151,54 +264,78 @@ def _write_layer(atlas, data, render, out: _Writer, thumbs: _Thumbnails, common)
     prefix = f"layers/{name}"
     oip = data.oip or {}
     snapshots = sorted(int(k.split("_")[1]) for k in oip if k.startswith("snapshot_"))
-    for unit in range(s.units):
+    for unit in range(s.units):  # tiles and unit links everywhere show this one picture
         if "images" in oip:
             out.write(f"{prefix}/img/oip_{unit}.png", pictures.grey(oip["images"][unit]))
-            out.write(f"{prefix}/img/oipc_{unit}.png", pictures.contrast(oip["images"][unit]))
-        if snapshots:
-            frames = np.stack([oip[f"snapshot_{k}"][unit] for k in snapshots])
-            out.write(f"{prefix}/img/evo_{unit}.png", pictures.strip(frames))
+    border = _border_note(atlas, data)
+    if border is not None:
+        thumbs.image(border["image"])  # the note links to it: the viewer must know it
     page = {**common, "root": "../../", "current_layer": name, "title": name, "layer": info}
-    out.write(
-        f"{prefix}/index.html",
-        render(
-            "layer.html",
-            **page,
-            units=rows,
-        ),
-    )
-    counts, edges = s.histogram()
-    class_means = s.class_means(atlas.labels, len(atlas.class_names))
+    out.write(f"{prefix}/index.html", render("layer.html", **page, units=rows, border=border))
+    measure = _measure(data)
+    counts, edges = s.histogram(of="peak")
+    class_means = s.class_means(atlas.labels, len(atlas.class_names), of="peak")
     correlated, r = s.correlated()
-    height, width = atlas.raw.shape[1:3]
+    signed_maps = s.highest.min() < 0
     for unit in range(s.units):
-        top = []
-        for rank, index in enumerate(data.top[unit]):
-            item = {"image": thumbs.image(index), "value": float(s.peak[index, unit])}
-            item["map"], item["box"] = None, None
-            if data.top_maps is not None:
-                item["map"] = pictures.data_uri(pictures.grey(data.top_maps[unit, rank], lo=0.0))
-            if data.field is not None:
-                row, col = s.peak_position(index, unit)
-                t, left, b, right = data.field.box(row, col, height, width)
-                item["box"] = {
-                    "top": 100 * t / height,
-                    "left": 100 * left / width,
-                    "height": 100 * (b - t) / height,
-                    "width": 100 * (right - left) / width,
-                }
-            top.append(item)
         u = dict(rows[unit])
+        context = {
+            **page,
+            "root": "../../../",
+            "title": f"{name} unit {unit}",
+            "u": u,
+            "measure": measure,
+            "previous": unit - 1 if unit > 0 else None,
+            "next": unit + 1 if unit + 1 < s.units else None,
+            "class_links": [f"../../../classes/{c}.html" for c in range(len(atlas.class_names))],
+        }
+        if u["dead"]:  # one line: nothing it could show
+            out.write(f"{prefix}/units/{unit}.html", render("unit.html", **context))
+            continue
+        scale = None
+        if data.top_maps is not None:  # up to the best example's peak: brighter is beyond
+            bound = float(np.abs(s.peak[data.top[unit], unit]).max()) or 1.0
+            scale = (-bound, bound) if signed_maps else (0.0, bound)
+        added, added_bound = None, None
+        if "images" in oip and "start" in oip:  # what the ascent changed in the start noise
+            added = oip["images"][unit] - oip["start"][unit]
+            added_bound = clipped_bound(np.abs(added))
+        p99 = float(data.p99[unit])
+        oip_peak = None if data.oip_peak is None else float(data.oip_peak[unit])
         u.update(
             hist_counts=counts[unit].tolist(),
             hist_edges=edges[unit].tolist(),
             class_means=class_means[:, unit].tolist(),
-            oip_final=float(oip["final"][unit]) if "final" in oip else float("nan"),
+            oip_peak=oip_peak,
+            oip_ratio=oip_peak / p99 if oip_peak is not None and p99 > 0 else None,
+            p99=p99,
+            highest=float(s.highest[:, unit].max()),
             evolution=snapshots,
+            evolution_src=(
+                pictures.data_uri(
+                    pictures.strip(np.stack([oip[f"snapshot_{k}"][unit] for k in snapshots]))
+                )
+                if snapshots
+                else None
+            ),
+            added_src=(
+                pictures.data_uri(pictures.signed(added, added_bound))
+                if added is not None
+                else None
+            ),
+            added_bound=added_bound,
+            contrast_src=(
+                pictures.data_uri(pictures.contrast(oip["images"][unit]))
+                if "images" in oip
+                else None
+            ),
             kernel=(
                 pictures.data_uri(pictures.colour(data.kernels[unit], "RdBu_r", symmetric=True))
                 if data.kernels is not None
                 else None
+            ),
+            kernel_bound=(
+                float(np.abs(data.kernels[unit]).max()) if data.kernels is not None else None
             ),
             incoming=[(*c, True) for c in data.incoming[unit]] if data.incoming else None,
             outgoing=[(*c, True) for c in data.outgoing[unit]] if data.outgoing else None,
@@ -208,25 +345,44 @@ def _write_layer(atlas, data, render, out: _Writer, thumbs: _Thumbnails, common)
             f"{prefix}/units/{unit}.html",
             render(
                 "unit.html",
-                **{**page, "root": "../../../", "title": f"{name} unit {unit}"},
-                u=u,
-                top=top,
-                previous=unit - 1 if unit > 0 else None,
-                next=unit + 1 if unit + 1 < s.units else None,
-                class_links=[f"../../../classes/{c}.html" for c in range(len(atlas.class_names))],
+                **context,
+                top=_examples(
+                    atlas,
+                    data,
+                    unit,
+                    data.top[unit],
+                    thumbs,
+                    data.top_maps[unit] if data.top_maps is not None else None,
+                    scale,
+                ),
+                bottom=_examples(atlas, data, unit, data.bottom[unit], thumbs, crops=False),
+                sampled=_examples(atlas, data, unit, data.sampled[unit], thumbs, crops=False),
+                map_scale=scale,
+                border=border,
             ),
         )
 
 
 def _write_images(atlas, render, out, thumbs, common) -> None:
-    names = list(atlas.layers)
     for index, page in atlas.images.items():
         probabilities = page["probabilities"]
         attributions = []
         for method, values in page["attributions"].items():
             signed = METHODS[method].signed
-            heat = pictures.colour(values, "RdBu_r" if signed else "inferno", symmetric=signed)
-            attributions.append({"name": METHODS[method].title, "src": pictures.data_uri(heat)})
+            cmap = "RdBu_r" if signed else "inferno"
+            magnitude = np.abs(values)
+            bound = clipped_bound(magnitude)
+            heat = pictures.colour(values, cmap, symmetric=signed, lo=0.0, hi=bound)
+            attributions.append(
+                {
+                    "name": METHODS[method].title,
+                    "src": pictures.data_uri(heat),
+                    "bar": cmap,
+                    "lo": -bound if signed else 0.0,
+                    "hi": bound,
+                    "beyond": int((magnitude > bound).sum()),
+                }
+            )
         image = {
             **thumbs.image(index),
             "label_index": int(atlas.labels[index]),
@@ -234,7 +390,7 @@ def _write_images(atlas, render, out, thumbs, common) -> None:
             "confidence": float(probabilities.max()) if atlas.classifier else None,
             "probabilities": probabilities.tolist() if atlas.classifier else None,
             "attributions": attributions,
-            "top_units": [(n, page["top_units"][n]) for n in names],
+            "top_units": list(atlas.top_units(index).items()),
         }
         out.write(
             f"images/{index}.html",
@@ -319,6 +475,10 @@ def render_site(atlas: Atlas, root: Path) -> _Writer:
         ],
         "attribution_layer": atlas.attribution_layer,
         "classifier": atlas.classifier,
+        "colour_bars": {
+            name: pictures.data_uri(pictures.colour_bar(name))
+            for name in (MAP_COLOURS, "RdBu_r", "inferno")
+        },
     }
     for data in atlas.layers.values():
         _write_layer(atlas, data, render, out, thumbs, common)
@@ -341,6 +501,7 @@ def render_site(atlas: Atlas, root: Path) -> _Writer:
             summary=atlas.summary,
             total_parameters=sum(row["parameters"] for row in atlas.summary),
             curves=_curves(atlas.history),
+            history_table=_history_table(atlas.history),
             confusion=matrix.tolist() if matrix is not None else None,
             cell_colours=_cell_colours(matrix) if matrix is not None else None,
             image_pages=[thumbs.image(i) for i in atlas.images],
@@ -349,8 +510,77 @@ def render_site(atlas: Atlas, root: Path) -> _Writer:
             built=time.strftime("%Y-%m-%d %H:%M:%S"),
         ),
     )
+    _write_viewer(atlas, render, out, thumbs, common)  # last: it knows every image shown
     out.write("atlas.json", json.dumps(atlas_numbers(atlas), indent=2))
     return out
+
+
+def _colour_table(name: str) -> list[int]:
+    return pictures.colour_table(name).ravel().tolist()
+
+
+def _write_viewer(atlas: Atlas, render, out: _Writer, thumbs: _Thumbnails, common) -> None:
+    """``images/view.html#N``: the page every thumbnail without a page of its own opens. The
+    pixels of every image the site shows are embedded once (``images/data.js``), the network
+    once (``images/model.js``); the page runs one on the other."""
+    shown = sorted(thumbs.cache)
+    raw = np.stack([pictures.raw_pixels(atlas.raw[i]) for i in shown])
+    pixels = raw[:, None] if raw.ndim == 3 else raw.transpose(0, 3, 1, 2)  # (N, C, H, W)
+    channels = 1 if raw.ndim == 3 else raw.shape[3]
+    data = {
+        "split": atlas.split,
+        "classNames": list(atlas.class_names),
+        "layers": [
+            {
+                "name": name,
+                "units": d.stats.units,
+                "scale": list(atlas.map_scales[name]),
+                "colours": "RdBu_r" if atlas.map_scales[name][0] < 0 else MAP_COLOURS,
+            }
+            for name, d in atlas.layers.items()
+        ],
+        "images": {
+            "index": [int(i) for i in shown],
+            "labels": atlas.labels[shown].tolist(),
+            "pages": [int(i) in atlas.images for i in shown],
+            "channels": channels,
+            "height": int(raw.shape[1]),
+            "width": int(raw.shape[2]),
+            # zlib-compressed (the page inflates them with DecompressionStream): digits are
+            # mostly blank, and the site must stay small enough to publish
+            "pixels": base64.b64encode(
+                zlib.compress(np.ascontiguousarray(pixels).tobytes(), 9)
+            ).decode("ascii"),
+        },
+        "probabilities": (
+            np.round(atlas.probabilities[shown], 4).tolist() if atlas.classifier else None
+        ),
+        "colours": {name: _colour_table(name) for name in (MAP_COLOURS, "RdBu_r", "inferno")},
+        "bars": common["colour_bars"],
+    }
+    out.write("images/data.js", "window.ATLAS_DATA = " + json.dumps(data) + ";\n")
+    if atlas.chain is not None:
+        network = atlas.chain.to_json()
+        a, b = atlas.input_affine
+        network["affine"] = {
+            "a": base64.b64encode(np.ascontiguousarray(a, "<f4").tobytes()).decode("ascii"),
+            "b": base64.b64encode(np.ascontiguousarray(b, "<f4").tobytes()).decode("ascii"),
+        }
+        out.write("images/model.js", "window.ATLAS_NETWORK = " + json.dumps(network) + ";\n")
+    static = files("mapscope.atlas") / "static"
+    out.write("viewer.js", (static / "viewer.js").read_bytes())
+    out.write(
+        "images/view.html",
+        render(
+            "view.html",
+            **common,
+            root="../",
+            current_layer=None,
+            title=f"{atlas.split} image",
+            chain=atlas.chain is not None,
+            chain_reason=atlas.chain_reason,
+        ),
+    )
 
 
 def atlas_numbers(atlas: Atlas) -> dict[str, Any]:
@@ -404,8 +634,6 @@ def write_atlas(atlas: Atlas, out: str | Path) -> dict[str, Any]:
         os.umask(mask)
         os.chmod(staging, 0o777 & ~mask)  # mkdtemp makes 0700; a site folder is a plain folder
         writer = render_site(atlas, staging)
-        if (out / CACHE).is_dir():
-            shutil.copytree(out / CACHE, staging / CACHE)
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"

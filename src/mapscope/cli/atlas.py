@@ -41,7 +41,7 @@ def atlas(
     """A browsable, offline website of the model: a page per layer, unit, class and chosen
     image (open index.html in any browser)."""
     from mapscope.atlas import build_atlas, write_atlas
-    from mapscope.atlas.build import CACHE
+    from mapscope.atlas.build import cache_folder
     from mapscope.atlas.site import check_site_folder
     from mapscope.cli.common import parse_ints
     from mapscope.inspect.attribution import check_methods
@@ -70,7 +70,7 @@ def atlas(
             seed=seed,
             device=device,
             data_root=network.data_dir,
-            cache_dir=out / CACHE,
+            cache_dir=cache_folder(out),
         )
         site = write_atlas(result, out)
     typer.echo(result.summary_text())

@@ -129,3 +129,17 @@ class DataBundle:
     def prepare(self, raw: np.ndarray, layout: str = "flat") -> np.ndarray:
         """Scale samples from outside the dataset (a user's PNG) exactly like the training data."""
         return prepare_inputs(raw, self.scaling, self.scaler, layout)
+
+    def pixel_reach(self) -> np.ndarray:
+        """(H, W) how large an input value each pixel can become: the largest |prepared value|
+        of a blank or a fully inked pixel (over colour channels). Under per-pixel
+        standardisation a pixel that is almost always blank in the training set reaches tens
+        of standard deviations when ink touches it; under plain scaling every pixel reaches 1."""
+        channels, height, width = self.dataset.image_shape
+        stored = self.dataset.x
+        full = 255 if stored.dtype == np.uint8 else float(stored.max())
+        shape = (1, *stored.shape[1:])
+        blank = np.zeros(shape, dtype=stored.dtype)
+        inked = np.full(shape, full, dtype=stored.dtype)
+        reach = np.maximum(np.abs(self.prepare(blank, "nchw")), np.abs(self.prepare(inked, "nchw")))
+        return reach.reshape(channels, height, width).max(0)

@@ -21,3 +21,26 @@ def first_conv_kernels(
         if len(convs) == 1:
             return name, convs[0].weight.detach().float().mean(1).cpu().numpy()
     return None
+
+
+def first_layer_weights(
+    net: nn.Module, layers: list[str], image_shape: tuple[int, int, int]
+) -> tuple[str, np.ndarray] | None:
+    """(layer, (units, h, w)) what the first weighted layer looks for, as pictures: the kernels
+    of a first convolution, or, for a first dense layer that reads the whole flattened image
+    (an MLP), each unit's weights laid out as the image (the unit's template: its
+    pre-activation is the dot product of this picture with the input). None otherwise."""
+    for name in layers:
+        module = find_layer(net, name)
+        convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+        dense = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        if len(convs) == 1:
+            return name, convs[0].weight.detach().float().mean(1).cpu().numpy()
+        if len(dense) == 1 and not convs:
+            weight = dense[0].weight.detach().float().cpu().numpy()
+            if weight.shape[1] != int(np.prod(image_shape)):
+                return None
+            return name, weight.reshape(len(weight), *image_shape).mean(1)
+        if convs or dense:
+            return None
+    return None

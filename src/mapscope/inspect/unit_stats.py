@@ -25,8 +25,10 @@ class UnitStatistics:
     layer: str
     shape: tuple[int, ...]  # one image's output: (C, H, W) or (F,)
     mean: np.ndarray  # (N, K) per-image mean over the map (dense: the value)
-    peak: np.ndarray  # (N, K) per-image maximum over the map
+    peak: np.ndarray  # (N, K) per-image maximum over the map (over ``inside`` when given)
     where: np.ndarray  # (N, K) flat position of that maximum (dense: 0)
+    inside: np.ndarray | None = None  # (H, W) the positions ``peak`` looks at; None: all
+    peak_anywhere: np.ndarray | None = None  # (N, K) maximum over every position, with ``inside``
 
     @property
     def units(self) -> int:
@@ -50,17 +52,54 @@ class UnitStatistics:
         return divmod(int(self.where[image, unit]), self.shape[2])
 
     @property
+    def highest(self) -> np.ndarray:
+        """(N, K) the maximum over every position of the map, whatever ``inside`` says."""
+        return self.peak if self.peak_anywhere is None else self.peak_anywhere
+
+    @property
     def dead(self) -> np.ndarray:
         """Units that never fire on the split: never above zero in a layer that is never
         negative (after a ReLU), or constant over every image in any other layer."""
-        if self.peak.min() >= 0:
-            return self.peak.max(0) <= 0
-        return np.ptp(self.peak, axis=0) == 0
+        highest = self.highest
+        if highest.min() >= 0:
+            return highest.max(0) <= 0
+        return np.ptp(highest, axis=0) == 0
 
-    def class_means(self, labels: np.ndarray, n_classes: int) -> np.ndarray:
-        """(classes, K) mean per-image activation of each class."""
+    def firing_rate(self) -> np.ndarray:
+        """(K,) the share of images on which the unit is above zero anywhere (1 for every unit
+        of a layer that can be negative: there, zero is not silence)."""
+        highest = self.highest
+        if highest.min() < 0:
+            return np.ones(self.units)
+        return (highest > 0).mean(0)
+
+    def rarely_fires(self, rate: float = 0.01) -> np.ndarray:
+        """(K,) units alive but above zero on fewer than ``rate`` of the images: their class
+        selectivity is computed from a handful of images and means little."""
+        return ~self.dead & (self.firing_rate() < rate)
+
+    def bottom(self, k: int) -> np.ndarray:
+        """(K, k) positions of the images that drive each unit least (by peak, then by map
+        mean), weakest first."""
+        k = min(k, len(self.peak))
+        order = np.lexsort((self.mean, self.peak), axis=0)  # by peak, ties by mean
+        return order[:k].T
+
+    def across_range(self, k: int, seed: int = 0) -> np.ndarray:
+        """(K, k) images spread evenly over each unit's range of peak values (one at random from
+        each of k equal-count slices, as OpenAI Microscope samples), weakest first."""
+        k = min(k, len(self.peak))
+        order = np.argsort(self.peak, axis=0, kind="stable")  # (N, K)
+        edges = np.linspace(0, len(self.peak), k + 1).astype(int)
+        rng = np.random.default_rng(seed)
+        picks = np.array([rng.integers(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)])
+        return order[picks].T
+
+    def class_means(self, labels: np.ndarray, n_classes: int, of: str = "mean") -> np.ndarray:
+        """(classes, K) each class's average of the per-image map mean (``of="mean"``) or of
+        the per-image peak (``of="peak"``)."""
         sums = np.zeros((n_classes, self.units))
-        np.add.at(sums, labels, self.mean)
+        np.add.at(sums, labels, self.peak if of == "peak" else self.mean)
         counts = np.bincount(labels, minlength=n_classes)[:, None]
         return sums / np.maximum(counts, 1)
 
@@ -90,11 +129,13 @@ class UnitStatistics:
         ``mapscope compare --classes`` and the atlas's class pages show."""
         return class_separation(self.mean, labels, class_a, class_b)
 
-    def histogram(self, bins: int = 24) -> tuple[np.ndarray, np.ndarray]:
-        """(K, bins) counts of the per-image mean activation, and (K, bins + 1) edges."""
+    def histogram(self, bins: int = 24, of: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+        """(K, bins) counts of the per-image map mean (or ``of="peak"``), and (K, bins + 1)
+        edges."""
+        values = self.peak if of == "peak" else self.mean
         counts, edges = [], []
         for unit in range(self.units):
-            c, e = np.histogram(self.mean[:, unit], bins=bins)
+            c, e = np.histogram(values[:, unit], bins=bins)
             counts.append(c)
             edges.append(e)
         return np.array(counts), np.array(edges)
@@ -111,18 +152,29 @@ class UnitStatistics:
 
 
 def unit_statistics(
-    net: nn.Module, inputs: np.ndarray, layers: list[str], batch: int = 500
+    net: nn.Module,
+    inputs: np.ndarray,
+    layers: list[str],
+    batch: int = 500,
+    inside: dict[str, np.ndarray] | None = None,
 ) -> dict[str, UnitStatistics]:
     """{layer: UnitStatistics} over all ``inputs`` (prepared, in the layout the network reads).
 
     One forward pass per batch feeds every layer; it stops after the deepest one asked for.
+    ``inside``: per map layer, an (H, W) mask of the positions whose maximum counts as the
+    unit's peak (``peak_anywhere`` keeps the maximum over all of them).
     """
-    return statistics_and_scores(net, inputs, layers, batch, scores=False)[0]
+    return statistics_and_scores(net, inputs, layers, batch, scores=False, inside=inside)[0]
 
 
 @torch.no_grad()
 def statistics_and_scores(
-    net: nn.Module, inputs: np.ndarray, layers: list[str], batch: int = 500, scores: bool = True
+    net: nn.Module,
+    inputs: np.ndarray,
+    layers: list[str],
+    batch: int = 500,
+    scores: bool = True,
+    inside: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, UnitStatistics], np.ndarray | None]:
     """``unit_statistics`` and, with ``scores``, the network's outputs (N, classes) from the
     same pass (which then runs to the end).
@@ -130,6 +182,7 @@ def statistics_and_scores(
     On the CPU the pass runs on a private channels-last copy of the network: convolutions and
     pooling are about 1.7x faster that way, and the caller's module is left as it was.
     """
+    masks = {name: _usable_mask(m) for name, m in (inside or {}).items()}
     device = module_device(net)
     if device.type == "cpu" and inputs.ndim == 4:
         net = copy.deepcopy(net).to(memory_format=torch.channels_last)
@@ -152,18 +205,31 @@ def statistics_and_scores(
                     shapes[name] = tuple(out.shape[1:])
                     flat = out.flatten(2) if out.dim() == 4 else out.unsqueeze(2)
                     peak, where = flat.max(2)
-                    parts[name].append(
-                        (flat.mean(2).cpu().numpy(), peak.cpu().numpy(), where.cpu().numpy())
-                    )
+                    part = [flat.mean(2), peak, where]
+                    if masks.get(name) is not None:
+                        allowed = torch.from_numpy(masks[name].reshape(-1)).to(flat.device)
+                        part += list(flat.masked_fill(~allowed, -torch.inf).max(2))
+                    parts[name].append(tuple(t.cpu().numpy() for t in part))
     finally:
         if keep is not None:
             keep.remove()
-    stats = {
-        name: UnitStatistics(
-            name,
-            shapes[name],
-            *(np.concatenate([p[j] for p in parts[name]]) for j in range(3)),
+    stats = {}
+    for name in layers:
+        mean, peak, where, *masked = (
+            np.concatenate([p[j] for p in parts[name]]) for j in range(len(parts[name][0]))
         )
-        for name in layers
-    }
+        if masked:  # the peak inside the mask; the maximum anywhere kept beside it
+            stats[name] = UnitStatistics(
+                name, shapes[name], mean, masked[0], masked[1], masks[name], peak
+            )
+        else:
+            stats[name] = UnitStatistics(name, shapes[name], mean, peak, where)
     return stats, np.concatenate(outputs) if scores else None
+
+
+def _usable_mask(mask: np.ndarray | None) -> np.ndarray | None:
+    """A boolean mask that leaves at least one position, or None (all positions)."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    return mask if mask.any() and not mask.all() else None
