@@ -71,6 +71,7 @@ def test_browse_the_atlas(atlas_site, browser, tmp_path, cnn_run, real_data):
 
     page.goto((site / "index.html").as_uri())
     assert "accuracy" in page.inner_text("main")
+    assert page.locator("#history").is_visible()  # one epoch: a table, not one-dot charts
     visit.check("1-model")
 
     page.click("header nav >> text=Conv2D_3")  # model -> layer
@@ -149,6 +150,25 @@ def test_browse_the_atlas(atlas_site, browser, tmp_path, cnn_run, real_data):
     page.click(".examples a[href*='images/']")  # unit -> image (its best example has a page)
     assert "/images/" in page.url
     assert page.locator("figcaption", has_text="integrated gradients").count() == 1
+    # every attribution has a colour scale and shows more than a pixel or two (one extreme
+    # pixel used to leave integrated gradients black)
+    assert page.locator("figure .cscale").count() == page.locator("img.heat").count() == 4
+    coloured = page.eval_on_selector_all(
+        "img.heat",
+        """images => images.map(img => {
+            const c = document.createElement('canvas');
+            c.width = img.naturalWidth; c.height = img.naturalHeight;
+            const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+            const d = g.getImageData(0, 0, c.width, c.height).data;
+            const base = [d[0], d[1], d[2]];  // a corner: the colour of "nothing"
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4)
+                n += Math.abs(d[i] - base[0]) + Math.abs(d[i + 1] - base[1])
+                    + Math.abs(d[i + 2] - base[2]) > 60 ? 1 : 0;
+            return n;
+        })""",
+    )
+    assert min(coloured) >= 20, coloured
     visit.check("4-image")
     page.go_back()  # and back
     assert page.url.endswith("layers/Dense_2/units/3.html")
@@ -164,6 +184,24 @@ def test_browse_the_atlas(atlas_site, browser, tmp_path, cnn_run, real_data):
     page.click("main p a >> nth=1")  # gallery -> its true class
     assert page.url.split("/")[-1].split(".")[0].isdigit()
     visit.check("6-class")
+
+    # first-layer units: distinct top images, read off the pages themselves
+    conv1 = atlas.layers["Conv2D_1"].stats.units
+    seen: dict[int, int] = {}
+    for unit in range(conv1):
+        page.goto((site / f"layers/Conv2D_1/units/{unit}.html").as_uri(), wait_until="commit")
+        page.wait_for_selector(".examples figcaption")
+        captions = page.locator(".examples").first.locator("figcaption").all_inner_texts()
+        for caption in captions[:3]:
+            number = int(caption.split()[0].lstrip("#"))
+            seen[number] = seen.get(number, 0) + 1
+    assert 4 * max(seen.values()) <= conv1, max(seen.values())
+    page.goto((site / "layers/Conv2D_1/index.html").as_uri())
+    assert "Why these examples skip the border" in page.inner_text("#border-note")
+    dead = [(n, u) for n, d in atlas.layers.items() for u in np.flatnonzero(d.stats.dead)]
+    assert dead, "the fixture's CNN has dead units (ReLU units that never fire)"
+    page.goto((site / f"layers/{dead[0][0]}/units/{dead[0][1]}.html").as_uri())
+    assert page.locator(".dead-line").is_visible() and page.locator(".examples").count() == 0
 
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     page.goto((site / "layers/Conv2D_3/units/28.html").as_uri())

@@ -245,3 +245,37 @@ def test_colour_scales_end_below_a_single_extreme_pixel():
     assert clipped_bound(values) == 1.0  # no outlier: the largest value
     values[0] = 500.0
     assert clipped_bound(values) == pytest.approx(2 * np.percentile(values, 99))
+
+
+def test_a_network_without_convolutions_gets_a_smooth_oip_search():
+    from mapscope.inspect.oip.settings import OIPSettings, settings_for
+    from mapscope.inspect.oip.start import gaussian_blur
+    from mapscope.inspect.oip.strategies import run_oip
+
+    plain = OIPSettings(steps=200, scales=(2, 4, 16), factors=(0.5, 0.5, 0.5), device="cpu")
+    assert settings_for(small_cnn(), plain) == plain
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(256, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+    chosen = settings_for(mlp, plain)
+    assert (chosen.start_level, chosen.smooth) == (0.1, 1.0)
+    assert settings_for(mlp, plain.with_options(smooth=0.5)).smooth == 0.5  # the user's choice
+    with pytest.raises(ConfigError, match="smooth"):
+        plain.with_options(smooth=-1)
+    # the blur keeps a constant image and the total of an impulse, and spreads the impulse
+    flat = torch.full((1, 1, 9, 9), 2.0)
+    torch.testing.assert_close(gaussian_blur(flat, 1.0), flat)
+    impulse = torch.zeros(1, 1, 15, 15)
+    impulse[0, 0, 7, 7] = 1.0
+    spread = gaussian_blur(impulse, 1.0)
+    assert spread.sum().item() == pytest.approx(1.0, abs=1e-5) and spread.max() < 0.2
+    # smoother OIPs: less difference between neighbouring pixels
+    rough = run_oip(mlp, "3", [0, 1], settings=plain, input_shape=(1, 16, 16))
+    smooth = run_oip(mlp, "3", [0, 1], settings=chosen, input_shape=(1, 16, 16))
+
+    def jumps(images):
+        return np.abs(np.diff(images, axis=-1)).mean()
+
+    assert jumps(smooth.images) < 0.7 * jumps(rough.images)
+    # random weights want pixel noise, so the prior costs them activation (a trained MLP's
+    # hidden units lose a few percent); the search still climbs
+    assert (smooth.final_activation > smooth.start_activation + 1).all()

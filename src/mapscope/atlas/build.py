@@ -29,7 +29,7 @@ from mapscope.inspect.attribution import METHODS, attribute, check_methods, last
 from mapscope.inspect.inspection import Inspection
 from mapscope.inspect.kernels import first_layer_weights
 from mapscope.inspect.oip.objectives import oip_target
-from mapscope.inspect.oip.settings import OIPSettings
+from mapscope.inspect.oip.settings import OIPSettings, settings_for
 from mapscope.inspect.oip.strategies import pictures, run_oip
 from mapscope.inspect.receptive import Field, receptive_fields
 from mapscope.inspect.summary import layer_kind, parameters_of
@@ -97,6 +97,7 @@ class Atlas:
     map_scales: dict[str, tuple[float, float]]  # per layer: the colour range of its maps
     attribution_layer: str | None
     classes: list[dict[str, Any]]  # per class: its confuser, its top units, what separates them
+    oip_settings: OIPSettings  # how the OIPs were searched (smooth, start_level: see settings_for)
     provenance: dict[str, Any]
     seconds: dict[str, float]
     cached: bool = False
@@ -447,7 +448,9 @@ def build_atlas(
     names = layers or default_layers(net, all_layers, probe, classifier)
     if not classifier:
         methods, confused = [], 0  # no class scores to explain (an autoencoder)
+    oip_settings = settings_for(net, oip_settings)
     options = {
+        "oip_prior": [oip_settings.start_level, oip_settings.smooth],
         "layers": names,
         "examples": examples,
         "split": split,
@@ -598,6 +601,7 @@ def build_atlas(
         map_scales=map_scales,
         attribution_layer=gradcam_layer,
         classes=class_profiles(data, labels, matrix),
+        oip_settings=oip_settings,
         provenance={
             **provenance(checksums, split=split, seed=seed_of_run),
             "config": inspection.config,

@@ -475,6 +475,11 @@ def render_site(atlas: Atlas, root: Path) -> _Writer:
         ],
         "attribution_layer": atlas.attribution_layer,
         "classifier": atlas.classifier,
+        "oip_prior": (
+            {"start": atlas.oip_settings.start_level, "smooth": atlas.oip_settings.smooth}
+            if atlas.oip_settings.smooth > 0 or atlas.oip_settings.start_level != 1.0
+            else None
+        ),
         "colour_bars": {
             name: pictures.data_uri(pictures.colour_bar(name))
             for name in (MAP_COLOURS, "RdBu_r", "inferno")

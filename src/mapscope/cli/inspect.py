@@ -116,6 +116,12 @@ def oip(
     epsilon: float = typer.Option(0.01, help="Step size along the RMS-normalised gradient."),
     scales: str = typer.Option("3,7,14,28", help="Grid sizes of the start noise."),
     factors: str = typer.Option("0.5,0.5,0.5,0.5", help="Amplitude factor per scale."),
+    start_level: float = typer.Option(
+        1.0, help="Spread of the start noise (1: the usual; 0.1: faint, the pattern dominates)."
+    ),
+    smooth: float = typer.Option(
+        0.0, help="Blur every step's gradient by a Gaussian of this many pixels (0: none)."
+    ),
     strategy: str = typer.Option("plain", help="plain, precursor or coarse-to-fine."),
     precursors: int = typer.Option(16, help="Start images tried per map (precursor strategy)."),
     retries: int = typer.Option(5, help="Fresh starts for a map that does not react at all."),
@@ -148,6 +154,8 @@ def oip(
         epsilon=epsilon,
         scales=tuple(parse_ints(scales, "--scales")),
         factors=tuple(parse_floats(factors, "--factors")),
+        start_level=start_level,
+        smooth=smooth,
         seed=seed,
         retries=retries,
         precursors=precursors,

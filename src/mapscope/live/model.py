@@ -29,6 +29,7 @@ from mapscope.inspect.attribution import METHODS, attribute
 from mapscope.inspect.inspection import Inspection
 from mapscope.inspect.oip import OIPSettings, run_oip
 from mapscope.inspect.oip.objectives import oip_target
+from mapscope.inspect.oip.settings import settings_for
 from mapscope.inspect.taps import (
     at_call,
     evaluation_mode,
@@ -336,7 +337,7 @@ class LiveModel:
                     self._oip_net,
                     oip_target(self._oip_net, layer),
                     [unit],
-                    settings=self.oip,
+                    settings=settings_for(self._oip_net, self.oip),  # as the atlas does
                     input_shape=self.input_shape,
                 )
                 image = result.images[0]

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mapscope.inspect.oip.objectives import objective_values
-from mapscope.inspect.oip.start import standardize
+from mapscope.inspect.oip.start import gaussian_blur, standardize
 from mapscope.inspect.taps import forward_to, module_device
 from mapscope.progress import bar
 
@@ -64,6 +64,7 @@ def ascend(
     snapshot_steps: Sequence[int] = (),
     gradient_filter: Callable[[torch.Tensor], torch.Tensor] | None = None,
     active: torch.Tensor | None = None,
+    smooth: float = 0.0,
 ) -> Ascent:
     x = start.clone()
     n = len(x)
@@ -80,6 +81,8 @@ def ascend(
         value, grad = gradient(net, layer, x[rows], units[rows], node)
         if gradient_filter is not None:
             grad = gradient_filter(grad)
+        if smooth > 0:
+            grad = gaussian_blur(grad, smooth)
         rms = grad.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
         x[rows] = standardize(x[rows] + epsilon * grad / rms)
         values[rows] = value

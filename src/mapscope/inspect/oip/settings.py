@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from torch import nn
+
 from mapscope.checks import Problems
 from mapscope.inspect.oip.ascent import DEFAULT_STEPS
 from mapscope.inspect.oip.start import DEFAULT_FACTORS, DEFAULT_SCALES
@@ -21,6 +23,10 @@ class OIPSettings:
     epsilon: float = 0.01  # step size on the standardised image
     scales: tuple[int, ...] = DEFAULT_SCALES  # noise wavelengths of the start image
     factors: tuple[float, ...] = DEFAULT_FACTORS  # the weight of each scale
+    # the start noise's spread on the standardised image (1: the usual noise; 0.1: a faint
+    # start, so the ascent's own pattern dominates the picture)
+    start_level: float = 1.0
+    smooth: float = 0.0  # sigma in pixels of a Gaussian blur of every step's gradient; 0: none
     seed: int = 0
     retries: int = 5  # fresh starts for a unit that does not react at all
     precursors: int = 16  # start images tried per unit (precursor strategy)
@@ -40,9 +46,24 @@ class OIPSettings:
         for name, low in (("steps", 1), ("precursors", 1), ("patience", 1), ("retries", 0)):
             problems.at_least(name, getattr(self, name), low)
         problems.finite("epsilon", self.epsilon, strict=True)
+        problems.finite("start_level", self.start_level, strict=True)
+        problems.finite("smooth", self.smooth)
         problems.finite("tol", self.tol)
         if not all(0 <= f < math.inf for f in self.factors):
             problems.add(f"factors must be finite numbers >= 0, got {list(self.factors)}")
         problems.seed("seed", self.seed)
         problems.raise_any()
         return self
+
+
+def settings_for(net: nn.Module, settings: OIPSettings) -> OIPSettings:
+    """``settings`` suited to ``net``: a network without convolutions (an MLP) sees the image
+    as one weighted sum with no notion of neighbouring pixels, and its plain OIPs look like
+    noise; it gets a faint start (0.1) and a smoothness prior (the gradient blurred by 1 pixel),
+    which costs its hidden units a few percent of activation and shows strokes instead. Settings
+    already away from the defaults are kept."""
+    if any(isinstance(m, nn.Conv2d) for m in net.modules()):
+        return settings
+    if settings.start_level != 1.0 or settings.smooth != 0.0:
+        return settings
+    return settings.with_options(start_level=0.1, smooth=1.0)

@@ -72,3 +72,19 @@ def lowpass(x: torch.Tensor, scale: int) -> torch.Tensor:
         return x
     coarse = F.interpolate(x, size=(scale, scale), mode="area")
     return upscale(coarse, size)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B, C, H, W) blurred by a Gaussian of ``sigma`` pixels, each channel apart, edges
+    replicated: the smoothness prior of an OIP search (the gradient of every step is blurred,
+    as Yosinski et al. 2015 blur the image), so a unit without spatial structure of its own
+    (an MLP's) is shown as strokes rather than pixel noise."""
+    radius = max(1, int(3 * sigma + 0.5))
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    channels = x.shape[1]
+    rows = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+    cols = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    return F.conv2d(F.conv2d(x, rows, groups=channels), cols, groups=channels)

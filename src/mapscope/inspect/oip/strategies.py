@@ -139,6 +139,7 @@ def run_oip(
         factors[: len(first_scales)],
         retries,
     )
+    start = start * settings.start_level
     with torch.no_grad():
         start_activation = objective(net, layer, start, unit_tensor, node).numpy()
     alive = ~dead
@@ -153,6 +154,7 @@ def run_oip(
         tol=tol,
         patience=patience,
         active=alive,
+        smooth=settings.smooth,
     )
     if strategy == "coarse-to-fine":
         result = _coarse_to_fine(
