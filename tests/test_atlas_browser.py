@@ -119,6 +119,10 @@ def test_browse_the_atlas(atlas_site, browser, tmp_path, cnn_run, real_data):
     page.wait_for_url("**/layers/Conv2D_3/units/28.html")
     examples = page.locator(".examples").first
     assert examples.locator(".rf").count() == 9 and examples.locator("img.crop").count() == 9
+    # one named measure: the examples, the OIP and the charts say which number they show
+    assert "Measure on this page: peak" in page.inner_text(".measure")
+    assert "99th percentile" in page.inner_text("figure >> nth=0")
+    assert page.locator("svg[aria-label='histogram of peak'] text", has_text="images").count()
     visit.check("3-unit")
     page.keyboard.press("ArrowRight")  # arrow keys: next and previous unit
     page.wait_for_url("**/units/29.html")
