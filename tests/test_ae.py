@@ -201,6 +201,7 @@ def test_latent_study_of_a_trained_autoencoder(ae_run, real_data):
     frag = s.fragmentation()
     assert frag["gmm"]["share_in_empty_space"] < frag["normal"]["share_in_empty_space"]
     assert result.manifold is None  # only for a 2-D latent space
+    assert "8-D autoencoder" in result._repr_html_() and "data:image/png" in result._repr_html_()
 
 
 # --- generation, judged by a CNN --------------------------------------------------------------
@@ -216,6 +217,8 @@ def test_generation_is_judged_against_real_images(ae_run, cnn_run, real_data):
     assert real["mean_top_probability"] > 0.85 and real["classes_covered"] == 10
     assert real["frechet_distance"] < table["uniform"]["frechet_distance"]
     assert sum(table["mnd"]["class_histogram"].values()) == 200
+    card = gen._repr_html_()
+    assert "Fréchet distance" in card and "real training" in card and "data:image/png" in card
     assert gen.interpolations[0].shape == (10, 1, 28, 28)
     endpoints = decode_array(
         Run.open(ae_run).module(),

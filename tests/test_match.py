@@ -134,6 +134,8 @@ def test_a_run_matched_with_itself_and_with_another_seed(cnn_run, real_data, tmp
     same = Run.open(cnn_run).inspection(real_data)
     second = Run.open(other).inspection(real_data)
     result = match_runs([same, same, second], ["a", "a2", "b"], images=2000, sample=300, oips=False)
+    card = result._repr_html_()
+    assert "Do 3 runs learn the same units?" in card and "Conv2D_1" in card
     assert result.layers == ["Conv2D_1", "Conv2D_2", "Conv2D_3", "Dense_1", "Dense_2"]
     itself = result.pairs[0]
     for layer, matches in itself.layers.items():

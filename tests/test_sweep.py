@@ -73,6 +73,8 @@ def test_sweep_on_a_local_cluster_of_two_workers(real_data, tmp_path):
     fixed = {"epochs": "1", "max_train": "2000", "lr": "5e-4"}
     grid = make_grid(MLP, [0, 1], fixed=fixed)
     result = sweep(grid, out, real_data, workers=2)
+    card = result._repr_html_()
+    assert f"{len(result.outcomes)} points" in card and "data:image/png" in card
     assert result.workers == 2 and result.threads_per_run == 1
     assert [o.status for o in result.outcomes] == ["trained", "trained"]
     for outcome in result.outcomes:

@@ -62,6 +62,37 @@ class Run:
     def kind(self) -> str:
         return self.config["kind"]
 
+    def _repr_html_(self) -> str:
+        """A card in Jupyter: kind, data, epochs, accuracy and the training curves."""
+        from mapscope.io import read_json
+        from mapscope.report.display import html_card
+
+        files = self.files
+        metrics: dict[str, Any] = {}
+        try:
+            found = read_json(files["metrics"]) if "metrics" in files else {}
+            metrics = found if isinstance(found, dict) else {}
+        except Exception:  # a damaged metrics file: the card shows what it can
+            metrics = {}
+        data = self.config["data"]
+        facts: list[tuple[str, object]] = [
+            ("folder", str(self.path)),
+            ("data", f"{data['dataset']} ({data['scaling']} scaling)"),
+        ]
+        for key, label in (
+            ("epochs", "epochs"),
+            ("test_accuracy", "test accuracy"),
+            ("train_accuracy", "training accuracy"),
+            ("train_seconds", "training seconds"),
+            ("precision", "precision"),
+        ):
+            value = metrics.get(key)
+            if isinstance(value, int | float | str) and not isinstance(value, bool):
+                facts.append((label, f"{value:.4g}" if isinstance(value, float) else value))
+        curves = files.get("curves")
+        picture = curves.read_bytes() if curves is not None else None
+        return html_card(f"mapscope {self.kind.upper()} run", facts, picture)
+
     @property
     def _owner(self) -> ModuleType:
         return KINDS[self.kind]

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from mapscope.data.datasets import DATASETS, verify
 from mapscope.errors import ConfigError, MapscopeError
 from mapscope.io import read_json, write_csv, write_json
+from mapscope.report.display import RichDisplay, short
 from mapscope.report.figures import save_figure
 from mapscope.report.sweeps import plot_points
 from mapscope.runs import Run
@@ -43,7 +44,7 @@ class Outcome:
 
 
 @dataclass
-class Sweep:
+class Sweep(RichDisplay):
     grid: Grid
     out: Path
     outcomes: list[Outcome]
@@ -97,6 +98,20 @@ class Sweep:
             }
             for key, values in grouped.items()
         ]
+
+    def _card(self):
+        rows, grid = self.rows(), self.grid
+        header = list(dict.fromkeys(k for row in rows for k in row))
+        return (
+            f"Sweep of {grid.kind.name}: {len(self.outcomes)} points",
+            [
+                ("metric", self.metric),
+                ("failed", len(self.failed)),
+                ("seconds", f"{self.seconds:.1f}"),
+            ],
+            lambda: plot_points(rows, grid.varied_names, self.metric, grid.kind.higher_is_better),
+            (header, [[short(row.get(h)) for h in header] for row in rows]),
+        )
 
     def summary(self) -> str:
         names = self.grid.varied_names

@@ -27,6 +27,7 @@ from mapscope.errors import ConfigError
 from mapscope.io import write_csv, write_json
 from mapscope.progress import stage
 from mapscope.report import ae as figures
+from mapscope.report.display import RichDisplay
 from mapscope.report.figures import save_figure
 from mapscope.runs import Run, provenance
 from mapscope.workflows.judge import Judge, Judgement
@@ -203,7 +204,7 @@ def draw(samplers: dict, n: int, seed: int) -> dict[str, np.ndarray]:
 
 
 @dataclass
-class LatentResult:
+class LatentResult(RichDisplay):
     study: LatentStudy
     codes: np.ndarray  # training codes
     labels: np.ndarray
@@ -214,6 +215,17 @@ class LatentResult:
 
     def summary(self) -> str:
         return self.study.summary()
+
+    def _card(self):
+        s = self.study
+        return (
+            f"The latent space of a {s.latent}-D autoencoder",
+            [("training codes", len(self.codes)), ("classes", len(self.class_names))],
+            lambda: figures.plot_pca(
+                s.explained_variance_ratio, s.pca_train, s.pca_labels, self.class_names
+            ),
+            None,
+        )
 
 
 def latent_study(
@@ -291,7 +303,7 @@ def write_latent(result: LatentResult, out: str | Path) -> list[Path]:
 
 
 @dataclass
-class Generation:
+class Generation(RichDisplay):
     images: dict[str, np.ndarray]  # per sampler
     interpolations: list[np.ndarray]
     interpolation_labels: list[str]
@@ -314,6 +326,31 @@ class Generation:
                 f"{len(j.class_counts):<4}  {j.frechet_distance:14.2f}"
             )
         return "\n".join(lines)
+
+    def _card(self):
+        table = None
+        if self.judgements:
+            table = (
+                ["source", "confidence", "classes covered", "Fréchet distance"],
+                [
+                    (
+                        j.source,
+                        f"{j.mean_top_probability:.3f}",
+                        j.classes_covered(),
+                        f"{j.frechet_distance:.2f}",
+                    )
+                    for j in self.judgements
+                ],
+            )
+        first = next(iter(self.images))
+        return (
+            "Images generated from the latent space",
+            [(name, f"{len(v)} images") for name, v in self.images.items()],
+            lambda: figures.plot_image_grid(
+                self.images[first][:40], f"from the {first} sampler", cmap=self.cmap
+            ),
+            table,
+        )
 
 
 def generate(

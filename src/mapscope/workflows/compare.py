@@ -26,6 +26,7 @@ from mapscope.inspect.unit_stats import statistics_and_scores
 from mapscope.io import write_csv, write_json
 from mapscope.report.activations import plot_activation_grid
 from mapscope.report.compare import plot_group_agreement, plot_separation
+from mapscope.report.display import RichDisplay
 from mapscope.report.figures import save_figure
 from mapscope.report.samples import image_tiles
 from mapscope.runs.folder import provenance
@@ -41,7 +42,7 @@ class Group:
 
 
 @dataclass
-class GroupComparison:
+class GroupComparison(RichDisplay):
     layer: str
     split: str
     threshold: float
@@ -64,6 +65,22 @@ class GroupComparison:
         if ranked is not None:
             lines.append(f"units differing most between A and B: {ranked[:8].tolist()}")
         return "\n".join(lines)
+
+    def _card(self):
+        def draw():
+            patterns = {name: g.pattern for name, g in self.groups.items()}
+            return plot_group_agreement(patterns, self.difference, self.layer)
+
+        return (
+            f"{self.layer}: what groups of images share",
+            [
+                ("split", self.split),
+                ("threshold", self.threshold),
+                *((f"group {n}", f"{len(g.indices)} images") for n, g in self.groups.items()),
+            ],
+            draw,
+            None,
+        )
 
 
 def compare_groups(
@@ -95,7 +112,7 @@ def compare_groups(
 
 
 @dataclass
-class ClassComparison:
+class ClassComparison(RichDisplay):
     layer: str
     split: str
     class_names: tuple[str, str]
@@ -133,6 +150,33 @@ class ClassComparison:
             + [
                 f"confused: {len(self.a_as_b)} {a} predicted as {b}, {len(self.b_as_a)} the other way"
             ]
+        )
+
+    def _card(self):
+        a, b = self.class_names
+        return (
+            f"{self.layer}: {a} against {b}",
+            [
+                ("split", self.split),
+                ("confused", f"{len(self.a_as_b)} {a} as {b}, {len(self.b_as_a)} {b} as {a}"),
+                ("effect size", "Cohen's d of the per-image unit mean, a minus b"),
+            ],
+            lambda: plot_separation(
+                self.separation, self.mean_maps, self.class_names, self.layer, self.top
+            ),
+            (
+                ["rank", "unit", "d", f"mean {a}", f"mean {b}"],
+                [
+                    (
+                        r["rank"],
+                        r["unit"],
+                        f"{r['effect_size']:+.2f}",
+                        f"{r['mean_a']:.3f}",
+                        f"{r['mean_b']:.3f}",
+                    )
+                    for r in self.ranking()[:8]
+                ],
+            ),
         )
 
 

@@ -22,6 +22,7 @@ from mapscope.metrics import (
     gallery_indices,
     per_class,
 )
+from mapscope.report.display import RichDisplay
 from mapscope.report.evaluation import plot_confusion
 from mapscope.report.figures import save_figure
 from mapscope.report.samples import image_tiles
@@ -40,7 +41,7 @@ class Gallery:
 
 
 @dataclass
-class Evaluation:
+class Evaluation(RichDisplay):
     model: str
     dataset: str
     split: str
@@ -58,6 +59,24 @@ class Evaluation:
 
     def summary(self) -> str:
         return format_reports(self.reports, self.accuracy)
+
+    def _card(self):
+        names = list(self.class_names)
+        return (
+            f"Evaluation of {self.model}",
+            [
+                ("data", f"{self.dataset}, {self.split} split, {int(self.matrix.sum())} samples"),
+                ("accuracy", f"{self.accuracy:.4f}"),
+            ],
+            lambda: plot_confusion(self.matrix, names, f"{self.dataset}, {self.split} split"),
+            (
+                ["class", "precision", "recall", "f1"],
+                [
+                    (r.name, f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}")
+                    for r in self.reports
+                ],
+            ),
+        )
 
 
 def evaluate(

@@ -41,6 +41,7 @@ from mapscope.inspect.oip.strategies import run_oip
 from mapscope.inspect.taps import find_layer
 from mapscope.io import write_csv, write_json
 from mapscope.progress import bar, stage
+from mapscope.report.display import RichDisplay, short
 from mapscope.report.figures import save_figure
 from mapscope.report.match import (
     plot_cka,
@@ -64,7 +65,7 @@ class PairMatch:
 
 
 @dataclass
-class RunMatch:
+class RunMatch(RichDisplay):
     labels: list[str]
     layers: list[str]
     cka_layers: list[list[str]]  # per run, the layers of the CKA map
@@ -124,6 +125,20 @@ class RunMatch:
         chosen = np.flatnonzero(np.nan_to_num(worst) > RELIABLE)
         chosen = chosen[np.argsort(-worst[chosen])]
         return [[int(u), *(int(m.partner[u]) for m in matches)] for u in chosen]
+
+    def _card(self):
+        rows = self.per_layer()
+        header = list(rows[0]) if rows else []
+        return (
+            f"Do {len(self.labels)} runs learn the same units?",
+            [
+                ("runs", ", ".join(self.labels)),
+                ("pairs", len(self.pairs)),
+                ("test images", self.images),
+            ],
+            lambda: plot_summary(rows),
+            (header, [[short(v) for v in row.values()] for row in rows]) if rows else None,
+        )
 
     def summary(self) -> str:
         lines = [

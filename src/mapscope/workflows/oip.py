@@ -17,6 +17,7 @@ from mapscope.inspect.oip.settings import OIPSettings
 from mapscope.inspect.oip.strategies import OIPResult, pictures, run_oip
 from mapscope.inspect.taps import layer_outputs
 from mapscope.io import write_json, write_npz
+from mapscope.report.display import RichDisplay
 from mapscope.report.figures import save_figure
 from mapscope.report.oip import plot_evolution, plot_oips
 from mapscope.runs.folder import provenance
@@ -42,7 +43,7 @@ def test_reference(
 
 
 @dataclass
-class LayerOIPs:
+class LayerOIPs(RichDisplay):
     """The OIPs of a layer with the yardstick of real test images, before anything is written."""
 
     search: OIPResult
@@ -110,6 +111,26 @@ class LayerOIPs:
             f"{self.name}: {len(r.units)} units, {int(r.dead.sum())} dead, "
             f"{int(r.converged.sum())} converged; median activation start {start:.3f} -> final "
             f"{final:.3f}"
+        )
+
+    def _card(self):
+        r = self.search
+        numbers = self.numbers()
+        share = numbers["share_above_test_max"]
+        return (
+            f"OIPs of {self.name}",
+            [
+                (
+                    "units",
+                    f"{len(r.units)} ({int(r.dead.sum())} dead, "
+                    f"{int(r.converged.sum())} converged)",
+                ),
+                ("median gain over the start", f"{numbers['median_gain_over_start'] or 0:.1f}x"),
+                ("above the test images' maximum", "-" if share is None else f"{share:.0%}"),
+                ("seconds", f"{self.seconds:.1f}"),
+            ],
+            lambda: plot_oips(r, self.reference, name=self.name),
+            None,
         )
 
 

@@ -1,0 +1,59 @@
+"""Results show themselves in Jupyter (``_repr_html_``, ``_repr_png_``), checked without a
+notebook server: the repr methods are called and their content read."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+from PIL import Image
+
+from mapscope.report.display import html_card
+from mapscope.runs import Run
+
+
+def _pictures(html: str) -> list[Image.Image]:
+    return [
+        Image.open(io.BytesIO(base64.b64decode(data)))
+        for data in re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    ]
+
+
+def test_a_card_escapes_what_it_shows():
+    html = html_card("<b>run</b>", [("path", "a<b>&c")], None, (["x"], [["<i>"]]))
+    assert "<b>run</b>" not in html and "&lt;b&gt;run&lt;/b&gt;" in html
+    assert "a&lt;b&gt;&amp;c" in html and "&lt;i&gt;" in html
+
+
+def test_a_run_shows_a_card_with_its_curves(cnn_run):
+    html = Run.open(cnn_run)._repr_html_()
+    assert "mapscope CNN run" in html and "test accuracy" in html and "mnist" in html
+    (curves,) = _pictures(html)
+    assert curves.width > 200  # the run's own curves.png
+
+
+def test_results_show_their_figure_and_numbers(cnn_run, real_data):
+    from mapscope.workflows.compare import compare_classes
+    from mapscope.workflows.evaluate import evaluate
+    from mapscope.workflows.oip import oip_layer
+
+    run = Run.open(cnn_run)
+    evaluation = evaluate(run, "test", data_root=real_data)
+    html = evaluation._repr_html_()
+    assert f"{evaluation.accuracy:.4f}" in html and "precision" in html
+    assert html.count("<tr>") >= 11  # a row per class under the header
+    (confusion,) = _pictures(html)
+    assert confusion.width > 200
+    assert evaluation._repr_png_()[:4] == b"\x89PNG"
+
+    inspection = run.inspection(real_data)
+    comparison = compare_classes(inspection, "Conv2D_3", "test", "4", "9")
+    html = comparison._repr_html_()
+    best = comparison.ranking()[0]
+    assert "Conv2D_3: 4 against 9" in html and f"{best['effect_size']:+.2f}" in html
+    assert len(_pictures(html)) == 1
+
+    oips = oip_layer(inspection, "Conv2D_1", [0, 1, 2], steps=5, seed=0)
+    html = oips._repr_html_()
+    assert "OIPs of Conv2D_1" in html and "3 (0 dead" in html and len(_pictures(html)) == 1
