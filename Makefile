@@ -7,7 +7,7 @@ export MAPSCOPE_DATA := $(abspath $(MAPSCOPE_DATA))
 endif
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup browser demo test wheel-check lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ browser:
 
 test: setup browser
 	$(BIN)/python -m pytest -q
+
+# the wheel and sdist built, the wheel installed into a fresh venv and run from outside the checkout
+wheel-check: setup
+	$(BIN)/python scripts/check_wheel.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
