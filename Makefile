@@ -7,7 +7,7 @@ export MAPSCOPE_DATA := $(abspath $(MAPSCOPE_DATA))
 endif
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup browser demo test wheel-check lint bench clean
+.PHONY: setup browser demo test wheel-check docs lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,11 @@ test: setup browser
 # the wheel and sdist built, the wheel installed into a fresh venv and run from outside the checkout
 wheel-check: setup
 	$(BIN)/python scripts/check_wheel.py
+
+# the documentation site, offline and strict (a broken link or reference fails), into site/
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "wrote site/index.html"
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -1,4 +1,4 @@
-"""The README's Python snippets run as they are, in a fresh folder, as a script (not in Jupyter:
+"""The Python snippets of the README and of the documentation (``docs/``) run as they are, in a fresh folder, as a script (not in Jupyter:
 ``live_plot`` must not need IPython there), at short settings: the training lengths a snippet
 marks as "a quick look" are shortened further here, nothing else is changed. Each snippet must
 print what its comments promise and leave the files it says it writes."""
@@ -14,8 +14,14 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+ROOT = Path(__file__).parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+# every python block of the README and of the documentation site, named page:number
+BLOCKS = {
+    f"{page.relative_to(ROOT)}:{k}": code
+    for page in PAGES
+    for k, code in enumerate(re.findall(r"```python\n(.*?)```", page.read_text("utf-8"), re.S))
+}
 # what the test shortens: the quick-look settings and the number of generated images
 SHORTER = [
     (
@@ -26,8 +32,8 @@ SHORTER = [
 ]
 # per snippet: what it must print (regular expressions) and the files it must leave
 PROMISES = {
-    0: ([r"\['0', '1', '2', '3', '4'\]"], []),
-    1: (
+    "docs/guide/your-own-model.md:0": ([r"\['0', '1', '2', '3', '4'\]"], []),
+    "docs/guide/python.md:0": (
         [
             r"Conv2D_3: units separating 4 from 9 best \(Cohen's d\):",
             r"unit\s+\d+: d = [+-]\d+\.\d\d",
@@ -36,7 +42,7 @@ PROMISES = {
         ],
         ["runs/cnn/config.json", "runs/cnn/epoch.json", "runs/ae/config.json"],
     ),
-    2: ([r"\[(\s*[01]\.\d*){5}\s*\]", r"^[01]\.\d*$"], []),
+    "docs/guide/python.md:1": ([r"\[(\s*[01]\.\d*){5}\s*\]", r"^[01]\.\d*$"], []),
 }
 
 
@@ -47,13 +53,13 @@ def shortened(code: str) -> str:
 
 
 def test_the_readme_has_python_snippets_and_a_promise_for_each():
-    assert len(BLOCKS) == len(PROMISES)
-    for code in BLOCKS:
+    assert sorted(BLOCKS) == sorted(PROMISES)
+    for code in BLOCKS.values():
         ast.parse(code)  # each is a whole script
 
 
 def test_the_quick_settings_are_shortened_and_nothing_else():
-    block = BLOCKS[1]
+    block = BLOCKS["docs/guide/python.md:0"]
     short = shortened(block)
     assert '"max_train": 1500, "max_test": 500' in short and "n=200" in short
     assert [
@@ -61,7 +67,7 @@ def test_the_quick_settings_are_shortened_and_nothing_else():
     ] == [line for line in short.splitlines() if "quick =" not in line and "n=200" not in line]
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[f"block{i}" for i in range(len(BLOCKS))])
+@pytest.mark.parametrize("index", sorted(BLOCKS))
 def test_readme_snippet_runs_as_a_script(index, tmp_path, real_data):
     script = tmp_path / "snippet.py"
     script.write_text(shortened(BLOCKS[index]), encoding="utf-8")
