@@ -7,7 +7,7 @@ export MAPSCOPE_DATA := $(abspath $(MAPSCOPE_DATA))
 endif
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup browser demo test wheel-check docs lint bench clean
+.PHONY: setup browser demo test wheel-check docs notebooks lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ wheel-check: setup
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	@echo "wrote site/index.html"
+
+# the notebooks of examples/, run top to bottom at their quick settings (nbmake)
+notebooks: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider --override-ini addopts= --nbmake examples
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -57,3 +57,20 @@ def test_results_show_their_figure_and_numbers(cnn_run, real_data):
     oips = oip_layer(inspection, "Conv2D_1", [0, 1, 2], steps=5, seed=0)
     html = oips._repr_html_()
     assert "OIPs of Conv2D_1" in html and "3 (0 dead" in html and len(_pictures(html)) == 1
+
+
+def test_a_figure_left_as_a_cells_value_shows_as_a_picture():
+    """mapscope draws without pyplot, so in a kernel it registers the PNG formatter that
+    matplotlib's inline backend would have (else a notebook prints "<Figure size ...>")."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from mapscope.report.figures import new_figure
+
+    shell = InteractiveShell.instance()
+    try:
+        fig = new_figure(2, 1)
+        fig.add_subplot(1, 1, 1).plot([0, 1], [1, 0])
+        shown, _ = shell.display_formatter.format(fig)
+        assert shown["image/png"][:4] == b"\x89PNG"
+    finally:
+        InteractiveShell.clear_instance()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import sys
 from collections.abc import Callable, Sequence
 
 from matplotlib.figure import Figure
@@ -22,15 +23,15 @@ CARD_STYLE = (
 )
 
 
-def figure_png(fig: Figure, dpi: int = 80) -> bytes:
-    """PNG bytes of ``fig``, which is closed afterwards (a notebook keeps no open figures)."""
-    import matplotlib.pyplot as plt
-
+def figure_png(fig: Figure, dpi: int = 80, close: bool = True) -> bytes:
+    """PNG bytes of ``fig``; with ``close``, pyplot forgets it afterwards (a figure mapscope drew
+    itself was never registered there, so closing costs nothing)."""
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     finally:
-        plt.close(fig)
+        if close and "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close(fig)
     return buffer.getvalue()
 
 

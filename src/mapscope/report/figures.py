@@ -20,7 +20,29 @@ from mapscope.io import atomic_path
 def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
+    _show_figures_in_notebooks()
     return fig
+
+
+def _show_figures_in_notebooks() -> None:
+    """In a Jupyter kernel, let a ``Figure`` left as a cell's value show as a picture.
+
+    mapscope draws without pyplot, so matplotlib's inline backend, which registers that
+    formatter, may never have been loaded; without it a notebook prints "<Figure size ...>"."""
+    import sys
+
+    if "IPython" not in sys.modules:
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    formatter = shell.display_formatter.formatters["image/png"]
+    if Figure not in formatter.type_printers:
+        from mapscope.report.display import figure_png
+
+        formatter.for_type(Figure, lambda fig: figure_png(fig, dpi=100, close=False))
 
 
 def fixed_layout(
