@@ -341,6 +341,7 @@
     drawImage($("under"), pixels);
     if (!network) {
       $("maps-reason").hidden = false;
+      document.body.dataset.ready = String(index);
       return;
     }
     const im = site.images, n = im.channels * im.height * im.width, input = new Float32Array(n);
