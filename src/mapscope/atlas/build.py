@@ -4,8 +4,8 @@
 split (one streamed forward pass for all layers), every unit's OIP (one batched search per
 layer), receptive fields, kernels and connections; per chosen image its prediction and its
 attributions. The expensive arrays (statistics, OIPs, attributions, predictions) are cached
-beside the site folder (``cache_folder``), keyed by the model's weights, the data and the options, so a rebuild
-with the same arguments only renders (``site.write_atlas``).
+beside the site folder (``cache_folder``), keyed by the model's weights, the data and the
+options, so a rebuild with the same arguments only renders (``site.write_atlas``).
 """
 
 from __future__ import annotations

@@ -39,17 +39,21 @@ class Chain:
 
     def to_json(self) -> dict[str, Any]:
         """Steps with their arrays as base64 little-endian float32 (what the page reads)."""
-
-        def encoded(array: np.ndarray) -> dict[str, Any]:
-            data = np.ascontiguousarray(array, dtype="<f4").tobytes()
-            return {"shape": list(array.shape), "data": base64.b64encode(data).decode("ascii")}
-
         return {
             "steps": self.steps,
             "ends": self.ends,
             "input_shape": list(self.input_shape),
-            "arrays": {k: encoded(v) for k, v in self.arrays.items()},
+            "arrays": {
+                k: {"shape": list(v.shape), "data": float32_base64(v)}
+                for k, v in self.arrays.items()
+            },
         }
+
+
+def float32_base64(array: np.ndarray) -> str:
+    """An array as base64 of little-endian float32, the form the page decodes."""
+    data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+    return base64.b64encode(data).decode("ascii")
 
 
 def _pair(value) -> list[int]:

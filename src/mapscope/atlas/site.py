@@ -24,11 +24,13 @@ import numpy as np
 from mapscope import __version__
 from mapscope.atlas import pictures
 from mapscope.atlas.build import CACHE, RARE_REACH, Atlas, LayerData
+from mapscope.atlas.network import float32_base64
 from mapscope.inspect.attribution import METHODS
 from mapscope.metrics import per_class
 
 GALLERY_SIZE = 48
 MAP_COLOURS = "magma"  # a unit's map; attributions use RdBu_r (signed) or inferno
+COLOUR_MAPS = (MAP_COLOURS, "RdBu_r", "inferno")  # every colour map the pages draw with
 
 
 def _environment():
@@ -461,7 +463,7 @@ def render_site(atlas: Atlas, root: Path) -> _Writer:
 
     out, thumbs = _Writer(root), _Thumbnails(atlas)
     static = files("mapscope.atlas") / "static"
-    for name in ("atlas.css", "atlas.js"):
+    for name in ("atlas.css", "atlas.js", "viewer.js"):
         out.write(name, (static / name).read_bytes())
     common = {
         "model_name": atlas.run_path.name,
@@ -480,10 +482,7 @@ def render_site(atlas: Atlas, root: Path) -> _Writer:
             if atlas.oip_settings.smooth > 0 or atlas.oip_settings.start_level != 1.0
             else None
         ),
-        "colour_bars": {
-            name: pictures.data_uri(pictures.colour_bar(name))
-            for name in (MAP_COLOURS, "RdBu_r", "inferno")
-        },
+        "colour_bars": {name: pictures.data_uri(pictures.colour_bar(name)) for name in COLOUR_MAPS},
     }
     for data in atlas.layers.values():
         _write_layer(atlas, data, render, out, thumbs, common)
@@ -518,10 +517,6 @@ def render_site(atlas: Atlas, root: Path) -> _Writer:
     _write_viewer(atlas, render, out, thumbs, common)  # last: it knows every image shown
     out.write("atlas.json", json.dumps(atlas_numbers(atlas), indent=2))
     return out
-
-
-def _colour_table(name: str) -> list[int]:
-    return pictures.colour_table(name).ravel().tolist()
 
 
 def _write_viewer(atlas: Atlas, render, out: _Writer, thumbs: _Thumbnails, common) -> None:
@@ -560,20 +555,15 @@ def _write_viewer(atlas: Atlas, render, out: _Writer, thumbs: _Thumbnails, commo
         "probabilities": (
             np.round(atlas.probabilities[shown], 4).tolist() if atlas.classifier else None
         ),
-        "colours": {name: _colour_table(name) for name in (MAP_COLOURS, "RdBu_r", "inferno")},
+        "colours": {name: pictures.colour_table(name).ravel().tolist() for name in COLOUR_MAPS},
         "bars": common["colour_bars"],
     }
     out.write("images/data.js", "window.ATLAS_DATA = " + json.dumps(data) + ";\n")
     if atlas.chain is not None:
         network = atlas.chain.to_json()
         a, b = atlas.input_affine
-        network["affine"] = {
-            "a": base64.b64encode(np.ascontiguousarray(a, "<f4").tobytes()).decode("ascii"),
-            "b": base64.b64encode(np.ascontiguousarray(b, "<f4").tobytes()).decode("ascii"),
-        }
+        network["affine"] = {"a": float32_base64(a), "b": float32_base64(b)}
         out.write("images/model.js", "window.ATLAS_NETWORK = " + json.dumps(network) + ";\n")
-    static = files("mapscope.atlas") / "static"
-    out.write("viewer.js", (static / "viewer.js").read_bytes())
     out.write(
         "images/view.html",
         render(

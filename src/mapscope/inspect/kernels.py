@@ -19,8 +19,13 @@ def first_conv_kernels(
     for name in layers if layers is not None else layer_names(net, x):
         convs = [m for m in find_layer(net, name).modules() if isinstance(m, nn.Conv2d)]
         if len(convs) == 1:
-            return name, convs[0].weight.detach().float().mean(1).cpu().numpy()
+            return name, _kernel_pictures(convs[0])
     return None
+
+
+def _kernel_pictures(conv: nn.Conv2d) -> np.ndarray:
+    """(units, kh, kw) a convolution's kernels averaged over its input channels."""
+    return conv.weight.detach().float().mean(1).cpu().numpy()
 
 
 def first_layer_weights(
@@ -35,7 +40,7 @@ def first_layer_weights(
         convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
         dense = [m for m in module.modules() if isinstance(m, nn.Linear)]
         if len(convs) == 1:
-            return name, convs[0].weight.detach().float().mean(1).cpu().numpy()
+            return name, _kernel_pictures(convs[0])
         if len(dense) == 1 and not convs:
             weight = dense[0].weight.detach().float().cpu().numpy()
             if weight.shape[1] != int(np.prod(image_shape)):

@@ -95,11 +95,17 @@ class UnitStatistics:
         picks = np.array([rng.integers(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)])
         return order[picks].T
 
+    def values(self, of: str) -> np.ndarray:
+        """(N, K) the per-image map mean (``of="mean"``) or peak (``of="peak"``)."""
+        if of not in ("mean", "peak"):
+            raise ValueError(f"of must be 'mean' or 'peak', got {of!r}")
+        return self.peak if of == "peak" else self.mean
+
     def class_means(self, labels: np.ndarray, n_classes: int, of: str = "mean") -> np.ndarray:
         """(classes, K) each class's average of the per-image map mean (``of="mean"``) or of
         the per-image peak (``of="peak"``)."""
         sums = np.zeros((n_classes, self.units))
-        np.add.at(sums, labels, self.peak if of == "peak" else self.mean)
+        np.add.at(sums, labels, self.values(of))
         counts = np.bincount(labels, minlength=n_classes)[:, None]
         return sums / np.maximum(counts, 1)
 
@@ -132,7 +138,7 @@ class UnitStatistics:
     def histogram(self, bins: int = 24, of: str = "mean") -> tuple[np.ndarray, np.ndarray]:
         """(K, bins) counts of the per-image map mean (or ``of="peak"``), and (K, bins + 1)
         edges."""
-        values = self.peak if of == "peak" else self.mean
+        values = self.values(of)
         counts, edges = [], []
         for unit in range(self.units):
             c, e = np.histogram(values[:, unit], bins=bins)
