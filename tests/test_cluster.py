@@ -126,11 +126,11 @@ def test_cli_features_analyze_fit_pca(cli, tmp_path):
         "10,20",
         "--train-mlp",
         "--mlp-epochs",
-        "4",
+        "10",
         "--silhouette-sample",
         "1000",
         "--max-train",
-        "10000",
+        "5000",
         "--out",
         str(tmp_path / "f"),
     )
@@ -138,8 +138,8 @@ def test_cli_features_analyze_fit_pca(cli, tmp_path):
     assert [r["k"] for r in features["rows"]] == [10, 20]
     assert all(r["test_accuracy"] > 0.5 and r["fit_seconds"] > 0 for r in features["rows"])
     assert features["pixels_784"]["test_accuracy"] > 0.75
-    assert features["provenance"]["settings"]["max_train"] == 10000
-    assert json.loads((tmp_path / "f/mlp_k10/metrics.json").read_text())["n_train"] == 10000
+    assert features["provenance"]["settings"]["max_train"] == 5000
+    assert json.loads((tmp_path / "f/mlp_k10/metrics.json").read_text())["n_train"] == 5000
     out = ok("kmeans", "analyze", "--dataset", "wifi", "--k", "2..6", "--out", str(tmp_path / "a"))
     assert "suggested k" in out
     assert len(json.loads((tmp_path / "a/analyze.json").read_text())["rows"]) == 5

@@ -119,7 +119,7 @@ def assert_sums_close(have: torch.Tensor, want: torch.Tensor, msg: str | None = 
     [
         (1, 32, 3, 2, 28, "valid", None, True),  # Conv2D_1 + Max_Pool_1 of the reference network
         (3, 5, 5, 3, 17, "same", None, False),  # another kernel, pool and channel count
-        (1, 4, 3, 2, 15, 1, None, True),  # padding as the spec builds it (an int)
+        (1, 32, 3, 2, 15, 1, None, True),  # padding as the spec builds it (an int); same kernels
         (1, 32, 3, 2, 28, "valid", (12, 11), True),  # only the part the next layer reads
         (3, 5, 5, 3, 17, "same", (5, 4), False),
     ],
@@ -186,8 +186,16 @@ def test_sparse_backward_equals_torch(n_in, n_out, kernel, pool, side, padding, 
     assert have[1].stride() == conv.weight.stride()  # fused Adam steps weight and grad in one pass
 
 
-@pytest.mark.parametrize("relu", [False, True])
-def test_sparse_path_under_bf16_autocast_pools_what_torch_computes(relu):
+@pytest.mark.parametrize(
+    ("n_in", "n_out", "kernel", "pool", "side", "relu"),
+    [
+        (32, 64, 3, 2, 12, True),  # Conv2D_2 + Max_Pool_2 of the reference network
+        (3, 5, 5, 3, 17, False),  # the odd sizes above (kernels compiled once for both tests)
+    ],
+)
+def test_sparse_path_under_bf16_autocast_pools_what_torch_computes(
+    n_in, n_out, kernel, pool, side, relu
+):
     """The forward equals torch's autocast path bit for bit; the float32 backward equals an exact
     float32 backward through the same winning positions. Torch's own bf16 backward is only a
     yardstick: how far it lies from the exact one depends on the CPU (native bf16 on AVX512-BF16,
@@ -195,14 +203,14 @@ def test_sparse_path_under_bf16_autocast_pools_what_torch_computes(relu):
     from mapscope.cnn.conv_pool import applies, conv_max_pool
 
     torch.manual_seed(0)
-    conv = torch.nn.Conv2d(32, 64, 3).to(memory_format=torch.channels_last)
-    max_pool = torch.nn.MaxPool2d(2)
-    x = torch.randn(6, 32, 12, 12).contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(n_in, n_out, kernel).to(memory_format=torch.channels_last)
+    max_pool = torch.nn.MaxPool2d(pool)
+    x = torch.randn(6, n_in, side, side).contiguous(memory_format=torch.channels_last)
     x.requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert applies(conv, max_pool, x)
         maps = conv(x)  # oneDNN's bf16 convolution
-        expected, winners = F.max_pool2d(maps, 2, return_indices=True)
+        expected, winners = F.max_pool2d(maps, pool, return_indices=True)
         expected = torch.relu(expected) if relu else expected
         got = conv_max_pool(x, conv, max_pool, relu=relu)
     assert got.dtype == torch.bfloat16 and torch.equal(got, expected)
@@ -212,7 +220,7 @@ def test_sparse_path_under_bf16_autocast_pools_what_torch_computes(relu):
     # to the same winners, then a float32 convolution backward
     rounded = upstream.bfloat16().float()
     passed = rounded * (expected.float() > 0) if relu else rounded
-    grad_maps = F.max_unpool2d(passed, winners, 2, output_size=maps.shape[-2:])
+    grad_maps = F.max_unpool2d(passed, winners, pool, output_size=maps.shape[-2:])
     exact = (
         torch.nn.grad.conv2d_input(x.shape, conv.weight.detach(), grad_maps),
         torch.nn.grad.conv2d_weight(x.detach(), conv.weight.shape, grad_maps),
@@ -547,3 +555,22 @@ def test_training_gives_the_thread_count_back(real_data, tmp_path):
         tmp_path / "r", TrainConfig(epochs=1, max_train=256, threads=1), data_root=real_data
     )
     assert metrics["threads"] == 1 and torch.get_num_threads() == before
+
+
+def test_precompile_covers_every_kernel_a_default_training_uses(real_data, tmp_path):
+    """After ``python -m mapscope.cnn.precompile`` (``make setup`` runs it), a default training
+    compiles nothing new: each kernel it calls already has its signature."""
+    from mapscope.cnn import conv_pool
+    from mapscope.cnn.precompile import compile_kernels
+    from mapscope.cnn.train import TrainConfig, train
+
+    compile_kernels()
+    kernels = [*conv_pool._first_layer_kernels(1, 32, 3, 2, True)]
+    kernels += [*conv_pool._deeper_layer_kernels(32, 64, 3, 2, True)]
+    before = {k: len(k.signatures) for k in kernels}
+    assert all(before.values())
+    assert before[kernels[2]] == 2  # the deeper max-pool in float32 and for bf16's int16 bits
+    for precision in ("fp32", "bf16"):
+        config = TrainConfig(epochs=1, max_train=256, max_test=256, precision=precision)
+        train(tmp_path / precision, config, data_root=real_data)
+    assert {k: len(k.signatures) for k in kernels} == before

@@ -74,3 +74,31 @@ def test_a_figure_left_as_a_cells_value_shows_as_a_picture():
         assert shown["image/png"][:4] == b"\x89PNG"
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_clustering_results_show_their_figure_and_table(real_data):
+    from mapscope.cluster.analysis import analyze
+    from mapscope.cluster.classify import classify_sweep
+    from mapscope.cluster.pca import pca_study
+    from mapscope.workflows.feature_sweep import feature_sweep
+
+    analysis = analyze("wifi", [2, 3, 4, 5], silhouette_sample=300, data_root=real_data)
+    html = analysis._repr_html_()
+    assert "How many clusters in wifi?" in html and "silhouette" in html
+    assert html.count("<tr>") >= 1 + 2 + 4 and len(_pictures(html)) == 1
+
+    sweep = classify_sweep("wifi", [4, 8], data_root=real_data)
+    html = sweep._repr_html_()
+    row = sweep.table[1]
+    assert "KMeans as a classifier on wifi" in html and f"{row['error']:.4g}" in html
+    assert "random_forest" in html and "knn" in html and len(_pictures(html)) == 1
+
+    study = pca_study("wifi", data_root=real_data)
+    html = study._repr_html_()
+    ratio = study.components["explained_variance_ratio"]
+    assert f"{ratio[0]:.3f}" in html and len(_pictures(html)) == 1
+
+    features = feature_sweep([5, 10], silhouette_sample=300, max_train=2000, data_root=real_data)
+    html = features._repr_html_()
+    assert "KMeans distances as features" in html and html.count("<tr>") >= 2 + 3
+    assert features._repr_png_()[:4] == b"\x89PNG"

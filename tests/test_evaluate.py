@@ -3,8 +3,9 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import precision_recall_fscore_support
 
+from mapscope.errors import ConfigError
 from mapscope.io import read_json
-from mapscope.metrics import confusion_matrix, gallery_indices, per_class
+from mapscope.metrics import confusion_matrix, gallery_indices, most_confused, per_class
 from mapscope.runs import Run
 from mapscope.workflows.evaluate import evaluate, write_evaluation
 
@@ -36,6 +37,13 @@ def test_gallery_indices():
     assert lists["false_negatives"] == [1]
 
 
+def test_most_confused_lists_the_largest_mistakes_first():
+    matrix = np.array([[50, 3, 7], [3, 40, 0], [1, 9, 60]])
+    assert most_confused(matrix, 3) == [(2, 1, 9), (0, 2, 7), (0, 1, 3)]  # ties: row-major
+    assert most_confused(matrix, 10)[-1] == (2, 0, 1)  # empty cells are never listed
+    assert len(most_confused(matrix, 10)) == 5 and most_confused(matrix, 0) == []
+
+
 @pytest.mark.parametrize("run_fixture", ["cnn_run", "mlp_run"])
 def test_evaluate_runs_of_both_kinds(run_fixture, request, real_data, tmp_path):
     run = request.getfixturevalue(run_fixture)
@@ -49,6 +57,12 @@ def test_evaluate_runs_of_both_kinds(run_fixture, request, real_data, tmp_path):
         read_json(Run.open(run).files["metrics"])["test_accuracy"], abs=2e-3
     )
     assert result.accuracy > 0.9
+    worst = result.most_confused(3)
+    actual, predicted, count = worst[0]
+    assert count == max(n for a, p, n in worst) == matrix[int(actual), int(predicted)] > 0
+    assert result.gallery_figure("4", "false_positives").get_axes()
+    with pytest.raises(ConfigError, match="no gallery of class '7'"):
+        result.gallery_figure("7")
     gallery = read_json(tmp_path / "gallery_class4.json")
     assert gallery["counts"]["true_positives"] == matrix[4, 4]
     for name in (

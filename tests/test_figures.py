@@ -307,3 +307,14 @@ def test_image_tiles_keep_titles_apart_and_above_their_images(n):
         assert not any(label.overlaps(other) for other in pictures)
     width, height = fig.canvas.get_width_height()
     assert all(p.x0 >= 0 and p.x1 <= width and p.y0 >= 0 and p.y1 <= height for p in pictures)
+
+
+def test_signed_tiles_put_zero_at_the_middle_colour_of_every_image():
+    from mapscope.report.samples import image_tiles
+
+    weights = np.stack([np.full((4, 4), 0.5), np.linspace(-0.2, 1.0, 16).reshape(4, 4)])
+    fig = image_tiles(weights, ["a", "b"], cmap="RdBu_r", signed=True)
+    limits = [image.get_clim() for image in fig.axes[0].get_images()]
+    assert limits == [(-0.5, 0.5), (-1.0, 1.0)]
+    plain = image_tiles(weights, ["a", "b"])
+    assert [image.get_clim() for image in plain.axes[0].get_images()][1] == (-0.2, 1.0)

@@ -1,15 +1,14 @@
-"""The Python snippets of the README and of the documentation (``docs/``) run as they are, in a fresh folder, as a script (not in Jupyter:
-``live_plot`` must not need IPython there), at short settings: the training lengths a snippet
-marks as "a quick look" are shortened further here, nothing else is changed. Each snippet must
+"""The Python snippets of the README and of the documentation (``docs/``) run as they are, in a
+fresh folder, as a script (not in Jupyter: ``live_plot`` must not need IPython there), at short
+settings: the training lengths a snippet marks as "a quick look" are shortened further here,
+nothing else is changed. Each snippet must
 print what its comments promise and leave the files it says it writes."""
 
 from __future__ import annotations
 
 import ast
-import os
 import re
-import subprocess
-import sys
+import runpy
 from pathlib import Path
 
 import pytest
@@ -68,21 +67,17 @@ def test_the_quick_settings_are_shortened_and_nothing_else():
 
 
 @pytest.mark.parametrize("index", sorted(BLOCKS))
-def test_readme_snippet_runs_as_a_script(index, tmp_path, real_data):
+def test_readme_snippet_runs_as_a_script(index, tmp_path, real_data, monkeypatch, capsys):
+    """Run as ``python snippet.py`` would run it (``__main__``, in a fresh folder), in this
+    interpreter: a new one would spend most of the test importing torch again."""
     script = tmp_path / "snippet.py"
     script.write_text(shortened(BLOCKS[index]), encoding="utf-8")
-    env = {**os.environ, "MAPSCOPE_DATA": str(real_data)}
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    printed, files = PROMISES[index]
-    for pattern in printed:
-        assert re.search(pattern, done.stdout, re.M), f"{pattern!r} not in:\n{done.stdout}"
+    monkeypatch.setenv("MAPSCOPE_DATA", str(real_data))
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(script), run_name="__main__")
+    printed = capsys.readouterr().out
+    patterns, files = PROMISES[index]
+    for pattern in patterns:
+        assert re.search(pattern, printed, re.M), f"{pattern!r} not in:\n{printed}"
     for name in files:
         assert (tmp_path / name).is_file(), name

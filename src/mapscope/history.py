@@ -25,11 +25,11 @@ EPOCH_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "se
 
 def epoch_record(
     epoch: int,
-    loss: float,
+    loss: float | None,
     accuracy: float | None,
     val_loss: float,
     val_accuracy: float | None,
-    lr: float,
+    lr: float | None,
     seconds: float,
 ) -> dict[str, Any]:
     return {

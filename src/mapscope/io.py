@@ -107,7 +107,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 def write_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
     """Save arrays uncompressed; loading uses ``allow_pickle=False`` so files cannot run code."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stubs: arrays by name
     return Path(path)
 
 

@@ -42,6 +42,17 @@ def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, n_classes: int) 
     return matrix
 
 
+def most_confused(matrix: np.ndarray, most: int) -> list[tuple[int, int, int]]:
+    """The ``most`` largest off-diagonal cells as (actual, predicted, count), largest first; ties
+    in row-major order (smaller actual class, then smaller predicted class). Empty cells are
+    never listed."""
+    off = np.asarray(matrix).copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[: max(most, 0)]
+    cells = [np.unravel_index(k, off.shape) for k in order]
+    return [(int(a), int(b), int(off[a, b])) for a, b in cells if off[a, b] > 0]
+
+
 @dataclass(frozen=True)
 class ClassReport:
     name: str

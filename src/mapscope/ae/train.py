@@ -116,7 +116,7 @@ def targets(bundle: DataBundle, part: str, positions=None) -> np.ndarray:
     return prepare_inputs(bundle.raw(part, positions), "unit", layout="nchw")
 
 
-class AETask(Task):
+class AETask(Task[AutoEncoder, AETrainConfig]):
     """An autoencoder: the images in [0, 1] as targets, per-pixel BCE or MSE, no accuracy."""
 
     saved = saved
@@ -147,7 +147,9 @@ class AETask(Task):
         kind = net.spec.loss
         return reconstruction_loss(kind, output, target, logits=kind == "bce")
 
-    def loss(self, net: AutoEncoder, output: torch.Tensor, target: torch.Tensor, reduction="mean"):
+    def loss(
+        self, net: AutoEncoder, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
+    ):
         return reconstruction_loss(net.spec.loss, output, target, reduction)
 
     def metrics(self, net: AutoEncoder) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from mapscope.inspect.summary import layer_kind, parameters_of
 from mapscope.inspect.taps import find_layer, layer_names, layer_outputs
 from mapscope.inspect.unit_stats import UnitStatistics, statistics_and_scores, unit_statistics
 from mapscope.io import write_npz
-from mapscope.metrics import confusion_matrix
+from mapscope.metrics import confusion_matrix, most_confused
 from mapscope.progress import bar
 from mapscope.runs import Run
 from mapscope.runs.folder import provenance
@@ -378,18 +378,20 @@ def class_profiles(
 
 
 def chosen_images(
-    labels: np.ndarray, predicted: np.ndarray, top_output: np.ndarray, extra: list[int], most: int
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    n_classes: int,
+    top_output: np.ndarray,
+    extra: list[int],
+    most: int,
 ) -> list[int]:
     """Images that get a page: the user's, the first image of each confusion (largest cells
     first, at most ``most``), and the best example of each output unit."""
-    confused = []
-    wrong = np.flatnonzero(labels != predicted)
-    pairs, counts = np.unique(
-        np.stack([labels[wrong], predicted[wrong]], 1), axis=0, return_counts=True
-    )
-    for k in np.argsort(-counts, kind="stable")[:most]:
-        a, b = pairs[k]
-        confused.append(int(wrong[(labels[wrong] == a) & (predicted[wrong] == b)][0]))
+    matrix = confusion_matrix(labels, predicted, n_classes)
+    confused = [
+        int(np.flatnonzero((labels == a) & (predicted == b))[0])
+        for a, b, _ in most_confused(matrix, most)
+    ]
     return list(dict.fromkeys([*extra, *confused, *top_output[:, 0].tolist()]))
 
 
@@ -532,7 +534,9 @@ def build_atlas(
     if classifier:
         output = data[names[-1]]
         top_output = output.top if output.stats.units == n_classes else output.top[:0]
-        pages = chosen_images(labels, probabilities.argmax(1), top_output, extra, confused)
+        pages = chosen_images(
+            labels, probabilities.argmax(1), n_classes, top_output, extra, confused
+        )
         if "gradcam" in methods:
             try:
                 gradcam_layer = last_map_layer(net, all_layers, torch.from_numpy(inputs[:1]))

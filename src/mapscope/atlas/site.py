@@ -547,9 +547,10 @@ def _write_viewer(atlas: Atlas, render, out: _Writer, thumbs: _Thumbnails, commo
             "height": int(raw.shape[1]),
             "width": int(raw.shape[2]),
             # zlib-compressed (the page inflates them with DecompressionStream): digits are
-            # mostly blank, and the site must stay small enough to publish
+            # mostly blank, and the site must stay small enough to publish. Level 6: level 9
+            # saves under 2 % of the bytes and takes 13 times as long.
             "pixels": base64.b64encode(
-                zlib.compress(np.ascontiguousarray(pixels).tobytes(), 9)
+                zlib.compress(np.ascontiguousarray(pixels).tobytes(), 6)
             ).decode("ascii"),
         },
         "probabilities": (

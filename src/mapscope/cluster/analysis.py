@@ -18,6 +18,7 @@ from mapscope.cluster.inputs import clustering_bundle
 from mapscope.errors import ConfigError
 from mapscope.io import write_csv, write_json
 from mapscope.report.cluster import plot_k_analysis
+from mapscope.report.display import RichDisplay, short
 from mapscope.report.figures import save_figure
 from mapscope.runs.folder import provenance
 
@@ -72,7 +73,7 @@ def suggest_k(rows: list[dict[str, float]]) -> dict[str, int]:
 
 
 @dataclass
-class KAnalysis:
+class KAnalysis(RichDisplay):
     dataset: str
     samples: int
     rows: list[dict[str, float]]
@@ -89,6 +90,21 @@ class KAnalysis:
         s = self.suggestion
         lines.append(f"suggested k: {s['silhouette']} (best silhouette), {s['elbow']} (elbow)")
         return "\n".join(lines)
+
+    def figure(self):
+        """The elbow (inertia) and the silhouette against k, the suggestions marked."""
+        title = f"{self.dataset}: {self.samples} samples"
+        return plot_k_analysis(self.rows, self.suggestion, title)
+
+    def _card(self):
+        s = self.suggestion
+        facts = [
+            ("data", f"{self.dataset}, {self.samples} samples"),
+            ("suggested k", f"{s['silhouette']} (best silhouette), {s['elbow']} (elbow)"),
+        ]
+        columns = ["k", "inertia", "silhouette", "fit_seconds"]
+        rows = [[short(r[c]) for c in columns] for r in self.rows]
+        return f"How many clusters in {self.dataset}?", facts, self.figure, (columns, rows)
 
 
 def analyze(
@@ -119,10 +135,9 @@ def write_analysis(result: KAnalysis, out: str | Path) -> list[Path]:
         "suggested_k": result.suggestion,
         "provenance": provenance(result.checksums, seed=result.seed),
     }
-    title = f"{result.dataset}: {result.samples} samples"
     rows = result.rows
     return [
         write_json(out / "analyze.json", saved),
         write_csv(out / "analyze.csv", list(rows[0]), [list(r.values()) for r in rows]),
-        save_figure(plot_k_analysis(result.rows, result.suggestion, title), out / "analyze.png"),
+        save_figure(result.figure(), out / "analyze.png"),
     ]

@@ -24,6 +24,7 @@ from mapscope.io import write_csv, write_json
 from mapscope.metrics import confusion_matrix
 from mapscope.progress import bar
 from mapscope.report.cluster import plot_confusions, plot_error_vs_clusters, plot_prototypes
+from mapscope.report.display import RichDisplay, short
 from mapscope.report.figures import save_figure
 from mapscope.runs.folder import provenance
 
@@ -31,7 +32,7 @@ MODES = ("all", "split")
 
 
 @dataclass
-class ClassifySweep:
+class ClassifySweep(RichDisplay):
     """Error of the KMeans classifier per number of clusters, with RandomForest and KNN."""
 
     dataset: str
@@ -69,6 +70,20 @@ class ClassifySweep:
             )
         return "\n".join(lines)
 
+    def figure(self):
+        """The error against the number of clusters, the baselines as lines."""
+        return plot_error_vs_clusters(self)
+
+    def _card(self):
+        facts = [
+            ("data", f"{self.dataset}: {self.n_train} to fit, {self.n_test} to test"),
+            ("mode", f"{self.mode}, {self.repeats} repeat(s), labels by {self.mapping}"),
+            *((name, f"error {v['error']:.4f} (held-out)") for name, v in self.comparison.items()),
+        ]
+        columns = ["clusters", "wrong", "error", "mean_purity"]
+        rows = [[short(r[c]) for c in columns] for r in self.table]
+        return f"KMeans as a classifier on {self.dataset}", facts, self.figure, (columns, rows)
+
 
 def write_classify(result: ClassifySweep, out: str | Path) -> list[Path]:
     out = Path(out)
@@ -78,7 +93,7 @@ def write_classify(result: ClassifySweep, out: str | Path) -> list[Path]:
     written = [
         write_json(out / "classify.json", saved),
         write_csv(out / "classify.csv", columns, [[r[c] for c in columns] for r in result.table]),
-        save_figure(plot_error_vs_clusters(result), out / "error_vs_clusters.png"),
+        save_figure(result.figure(), out / "error_vs_clusters.png"),
     ]
     for k, fig in plot_confusions(result):
         written.append(save_figure(fig, out / f"confusion_k{k}.png"))

@@ -15,6 +15,7 @@ from mapscope.errors import ConfigError
 from mapscope.io import write_json
 from mapscope.progress import stage
 from mapscope.report.cluster import plot_pca
+from mapscope.report.display import RichDisplay
 from mapscope.report.figures import save_figure
 from mapscope.runs.folder import provenance
 
@@ -32,7 +33,7 @@ def principal_components(
 
 
 @dataclass
-class PCAStudy:
+class PCAStudy(RichDisplay):
     dataset: str
     x: np.ndarray
     labels: np.ndarray
@@ -53,6 +54,28 @@ class PCAStudy:
             + ", ".join(f"{v:.4f}" for v in ratio[:5])
             + f" (cumulative {ratio[:2].sum():.3f} for two)"
         )
+
+    def figure(self):
+        """The explained variance, the loadings (tabular data) or the components as images,
+        and scatter plots coloured by label, by cluster and by both."""
+        return plot_pca(
+            self.components,
+            self.x,
+            self.labels,
+            self.clusters,
+            self.feature_names,
+            self.pairs,
+            self.class_names,
+            image_shape=(28, 28) if self.image else None,  # MNIST-like images, flat in x
+        )
+
+    def _card(self):
+        ratio = self.components["explained_variance_ratio"]
+        facts = [
+            ("data", f"{self.dataset}, {len(self.x)} samples, {self.n_clusters} clusters"),
+            ("explained variance", ", ".join(f"{v:.3f}" for v in ratio[:5])),
+        ]
+        return f"Principal components of {self.dataset}", facts, self.figure, None
 
 
 def pca_study(
@@ -102,16 +125,7 @@ def pca_study(
 
 def write_pca(result: PCAStudy, out: str | Path) -> list[Path]:
     out, c = Path(out), result.components
-    fig = plot_pca(
-        c,
-        result.x,
-        result.labels,
-        result.clusters,
-        result.feature_names,
-        result.pairs,
-        result.class_names,
-        image_shape=(28, 28) if result.image else None,  # MNIST-like images, flat in x
-    )
+    fig = result.figure()
     saved = {
         "dataset": result.dataset,
         "samples": len(result.x),

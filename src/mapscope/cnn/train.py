@@ -30,13 +30,13 @@ __all__ = ["OPTIMIZERS", "CNNTask", "TrainConfig", "regularization", "train"]
 
 def regularization(net: Network) -> torch.Tensor | float:
     spec = net.spec
-    total = 0.0
+    total: torch.Tensor | float = 0.0
     for w in net.kernels():
         total = total + spec.l2 * w.pow(2).sum() + spec.l1 * w.abs().sum()
     return total
 
 
-class CNNTask(Task):
+class CNNTask(Task[Network, TrainConfig]):
     """A classifier: class indices as targets, cross-entropy, accuracy."""
 
     saved = saved

@@ -104,10 +104,10 @@ class UnitStatistics:
     def class_means(self, labels: np.ndarray, n_classes: int, of: str = "mean") -> np.ndarray:
         """(classes, K) each class's average of the per-image map mean (``of="mean"``) or of
         the per-image peak (``of="peak"``)."""
-        sums = np.zeros((n_classes, self.units))
-        np.add.at(sums, labels, self.values(of))
-        counts = np.bincount(labels, minlength=n_classes)[:, None]
-        return sums / np.maximum(counts, 1)
+        members = np.zeros((n_classes, len(labels)))
+        members[labels, np.arange(len(labels))] = 1.0
+        sums = members @ self.values(of).astype(np.float64)  # np.add.at is ~50x slower
+        return sums / np.maximum(members.sum(1, keepdims=True), 1)
 
     def selectivity(self, labels: np.ndarray, n_classes: int) -> np.ndarray:
         """Class selectivity index (Morcos et al. 2018): (mu_max - mu_rest) / (mu_max + mu_rest),

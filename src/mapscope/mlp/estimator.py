@@ -88,7 +88,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.velocity_ = Velocity.zeros(self.network_)
         self.rng_ = np.random.default_rng(seed)
         self.n_epochs_ = 0
-        self.loss_curve_ = []
+        self.loss_curve_: list[float] = []
 
     def _epoch(self, X: np.ndarray, y: np.ndarray, config: MLPConfig) -> None:
         codes = np.searchsorted(self.classes_, y)

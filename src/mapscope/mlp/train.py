@@ -79,9 +79,11 @@ class MLPConfig:
         problems.fraction("momentum", self.momentum)
         problems.seed("seed", self.seed)
         problems.raise_any()
-        if self.scaling is None:
-            return replace(self, scaling=DEFAULT_SCALING.get(self.dataset, "unit"))
-        return self
+        return replace(self, scaling=self.scaling_name()) if self.scaling is None else self
+
+    def scaling_name(self) -> str:
+        """The scaling, or the dataset's own when none is given."""
+        return self.scaling or DEFAULT_SCALING.get(self.dataset, "unit")
 
 
 def resolve_layers(config: MLPConfig, n_features: int, n_classes: int) -> tuple[int, ...]:
@@ -206,7 +208,7 @@ def _train(config: MLPConfig, data_root: str | Path | None, folder: Path) -> dic
     """Load the data, fit, and write the run into ``folder`` (the writer's staging folder)."""
     mode = "resplit" if config.resplit else "canonical"
     bundle = DataBundle.create(
-        config.dataset, config.scaling, mode, config.seed, data_root=data_root
+        config.dataset, config.scaling_name(), mode, config.seed, data_root=data_root
     )
     subset = bundle.first("train", config.max_train)
     x_train, x_test = bundle.inputs("train", subset), bundle.inputs("test")

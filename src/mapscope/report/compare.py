@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import matplotlib
 import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from mapscope.report.figures import new_figure
 from mapscope.report.grids import mosaic
 
 
 def plot_group_agreement(
-    patterns: dict[str, object],
+    patterns: Mapping[str, object],
     difference: dict | None,
     layer: str,
     per_row: int = 8,
@@ -111,13 +114,10 @@ def plot_separation(
         (f"{names[0]} - {names[1]}", difference, "RdBu_r", -limit, limit),
     ]
     for r, (label, maps, cmap, low, high) in enumerate(rows, start=1):
-        for c, u in enumerate(units):
-            ax = fig.add_subplot(spec[r, c])
-            image = ax.imshow(maps[u], cmap=cmap, vmin=low, vmax=high)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(label if spatial else f"{label}\n(node)", fontsize=8)
+        # one axes per row, each map in its column (an axes per map took most of the time)
+        ax = fig.add_subplot(spec[r, :n])
+        image = _map_row(ax, [maps[u] for u in units], cmap, low, high, fig)
+        ax.set_ylabel(label if spatial else f"{label}\n(node)", fontsize=8)
         if r == 2:  # the two class means share one scale
             bar = fig.colorbar(image, cax=fig.add_subplot(spec[1:3, n]), label="mean activation")
         elif r == 3:
@@ -125,3 +125,29 @@ def plot_separation(
         if r > 1:
             bar.ax.locator_params(nbins=3)
     return fig
+
+
+def _map_row(ax, maps: list[np.ndarray], cmap: str, low: float, high: float, fig: Figure):
+    """Map ``i`` framed in column ``i`` of ``ax`` (x from -0.5 to n - 0.5, as the bars above),
+    its pixels square; returns the last image, for a colour bar."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    box = ax.get_position()
+    width, height = box.width * fig.get_figwidth(), box.height * fig.get_figheight()
+    half = height * len(maps) / width / 2  # data units per inch are the same on both axes
+    ax.set_xlim(-0.5, len(maps) - 0.5)
+    ax.set_ylim(-half, half)
+    image = None
+    for c, m in enumerate(maps):
+        h, w = m.shape
+        size = 0.82 / max(h, w)  # the longer side of a map: 0.82 of its column
+        x0, y0 = c - w * size / 2, -h * size / 2
+        extent = (x0, x0 + w * size, y0, y0 + h * size)
+        image = ax.imshow(m, cmap=cmap, vmin=low, vmax=high, extent=extent, interpolation="nearest")
+        ax.add_patch(Rectangle((x0, y0), w * size, h * size, fill=False, lw=0.6, ec="0.35"))
+    ax.set_xlim(-0.5, len(maps) - 0.5)  # after the images: each imshow sets its own limits
+    ax.set_ylim(-half, half)
+    ax.set_aspect("auto")
+    return image

@@ -17,8 +17,11 @@ def image_tiles(
     per_row: int = 10,
     suptitle: str | None = None,
     cmap: str = "gray_r",
+    signed: bool = False,
 ) -> Figure:
     """A grid of images, each with a short title (index, label, prediction ...) above it.
+    ``signed``: each image's scale is centred on zero (for weights, with a diverging ``cmap``
+    such as ``"RdBu_r"``), so that the middle colour means 0 in every image.
 
     One axes spanning the figure, measured in inches, holds every image at its own place: a
     hundred-image gallery draws in a fraction of a second, where an axes per image and a
@@ -40,9 +43,12 @@ def image_tiles(
         scale = side / max(h, w)
         x0 = col * cell_w + (cell_w - w * scale) / 2
         y0 = height - head - (row + 1) * cell_h + 0.08
+        bound = (float(np.abs(image).max()) or 1.0) if signed else None
         ax.imshow(
             image,
             cmap=cmap,
+            vmin=None if bound is None else -bound,
+            vmax=bound,
             interpolation="nearest",
             extent=(x0, x0 + w * scale, y0, y0 + h * scale),
             aspect="auto",

@@ -23,7 +23,7 @@ from mapscope.errors import RunError
 try:
     import fcntl
 except ImportError:  # Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 
 def lock_path(run_dir: str | Path) -> Path:

@@ -49,6 +49,8 @@ def load_module(reference: str) -> nn.Module:
     if path.suffix != ".py" or not path.is_file():
         raise ConfigError(f"--module {reference!r}: {path} is not a Python file (.py).")
     spec = importlib.util.spec_from_file_location(f"mapscope_user_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"--module {reference!r}: Python cannot load {path} as a module.")
     code = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = code  # dataclasses and pickling look modules up by name
     try:

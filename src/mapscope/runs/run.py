@@ -33,7 +33,7 @@ class Run:
             raise RunError(f"{path} is not a folder; pass the --out folder of a training run.")
         config = read_config(path, kind)
         found = config.get("kind")
-        if found not in KINDS:
+        if not isinstance(found, str) or found not in KINDS:
             raise RunError(
                 f"{path}/config.json: unknown run kind {found!r}; expected one of {', '.join(KINDS)}."
             )

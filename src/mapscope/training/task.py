@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -21,15 +21,19 @@ from torch import nn
 from mapscope.data.bundle import DataBundle
 from mapscope.training.config import TrainConfig
 
+Net = TypeVar("Net", bound=nn.Module)
+Config = TypeVar("Config", bound=TrainConfig)
 
-class Task:
-    """The kind-specific half of training. ``saved`` is the kind's run module (``start``,
-    ``save_epoch``, ``load_epoch``, ``FILES``, ...), ``config_type`` its settings class."""
+
+class Task(Generic[Net, Config]):
+    """The kind-specific half of training, for networks of type ``Net`` trained with settings
+    of type ``Config``. ``saved`` is the kind's run module (``start``, ``save_epoch``,
+    ``load_epoch``, ``FILES``, ...), ``config_type`` its settings class."""
 
     saved: ModuleType
     config_type: type[TrainConfig] = TrainConfig
 
-    def data(self, config: TrainConfig, data_root: str | Path | None) -> DataBundle:
+    def data(self, config: Config, data_root: str | Path | None) -> DataBundle:
         """A new run's inputs: the dataset, the split (``resplit``: a shuffled one drawn with
         the run's seed) and the scaler fitted on the training part."""
         mode = "resplit" if config.resplit else "canonical"
@@ -42,7 +46,7 @@ class Task:
             **self.data_options(config),
         )
 
-    def data_options(self, config: TrainConfig) -> dict[str, Any]:
+    def data_options(self, config: Config) -> dict[str, Any]:
         """How the dataset is read (image size and colour for image folders and face sets)."""
         return {}
 
@@ -50,7 +54,7 @@ class Task:
         """The network spec a new run trains, checked against the data."""
         raise NotImplementedError
 
-    def build(self, spec: Any, seed: int) -> nn.Module:
+    def build(self, spec: Any, seed: int) -> Net:
         raise NotImplementedError
 
     def targets(self, bundle: DataBundle, part: str, positions=None) -> np.ndarray:
@@ -58,17 +62,15 @@ class Task:
         return bundle.labels(part, positions)
 
     @contextlib.contextmanager
-    def training_steps(self, net: nn.Module, on_cpu: bool) -> Iterator[None]:
+    def training_steps(self, net: Net, on_cpu: bool) -> Iterator[None]:
         """The block of an epoch's steps: the kind's fast path is swapped in here."""
         yield
 
-    def step_loss(self, net: nn.Module, output: torch.Tensor, target: torch.Tensor):
+    def step_loss(self, net: Net, output: torch.Tensor, target: torch.Tensor):
         """The loss a step minimises (inside ``training_steps``)."""
         return self.loss(net, output, target)
 
-    def loss(
-        self, net: nn.Module, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
-    ):
+    def loss(self, net: Net, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean"):
         """The loss per target value (per image for classes, per pixel for images), float32."""
         raise NotImplementedError
 
@@ -76,6 +78,6 @@ class Task:
         """How many outputs are right (None: the kind has no accuracy)."""
         return None
 
-    def metrics(self, net: nn.Module) -> dict[str, Any]:
+    def metrics(self, net: Net) -> dict[str, Any]:
         """The kind's own entries of metrics.json, beside the shared ones."""
         return {}

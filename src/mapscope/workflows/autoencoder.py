@@ -120,7 +120,7 @@ class AutoencoderRun:
 
 
 @dataclass
-class Reconstruction:
+class Reconstruction(RichDisplay):
     split: str
     indices: list[int]
     titles: list[str]
@@ -137,6 +137,19 @@ class Reconstruction:
             for t, m, b in zip(self.titles, self.mse, self.bce, strict=True)
         ]
         return "\n".join([*lines, f"mean: mse {self.mse.mean():.5f}  bce {self.bce.mean():.4f}"])
+
+    def figure(self):
+        """Each image above its reconstruction, with the reconstruction's error."""
+        return figures.plot_reconstructions(
+            self.originals, self.reconstructions, self.titles, self.mse, self.cmap
+        )
+
+    def _card(self):
+        facts = [
+            ("images", f"{len(self.indices)} of the {self.split} split"),
+            ("mean error", f"mse {self.mse.mean():.5f}, bce {self.bce.mean():.4f}"),
+        ]
+        return "Reconstructions", facts, self.figure, None
 
 
 def reconstruct(
@@ -169,9 +182,7 @@ def reconstruct(
 
 def write_reconstruction(result: Reconstruction, out: str | Path) -> list[Path]:
     out = Path(out)
-    fig = figures.plot_reconstructions(
-        result.originals, result.reconstructions, result.titles, result.mse, result.cmap
-    )
+    fig = result.figure()
     rows = [
         {"index": i, "mse": float(m), "bce": float(b)}
         for i, m, b in zip(result.indices, result.mse, result.bce, strict=True)
@@ -342,12 +353,15 @@ class Generation(RichDisplay):
                     for j in self.judgements
                 ],
             )
-        first = next(iter(self.images))
+        names = list(self.images)
         return (
             "Images generated from the latent space",
             [(name, f"{len(v)} images") for name, v in self.images.items()],
-            lambda: figures.plot_image_grid(
-                self.images[first][:40], f"from the {first} sampler", cmap=self.cmap
+            lambda: figures.plot_strips(
+                [self.images[name][:10] for name in names],
+                names,
+                "the first 10 images of each sampler",
+                cmap=self.cmap,
             ),
             table,
         )

@@ -199,6 +199,7 @@ def compare_classes(
     inputs = inspection.inputs(part)
     # the same streamed pass as the atlas, so both report the same per-image means and d
     stats, scores = statistics_and_scores(inspection.net, inputs, [layer])
+    assert scores is not None  # the pass ran to the outputs (scores=True)
     sep = stats[layer].separation(labels, class_a, class_b)
     pair = np.flatnonzero((labels == class_a) | (labels == class_b))
     maps = layer_outputs(inspection.net, inputs[pair], [layer])[layer]

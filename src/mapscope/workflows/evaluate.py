@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mapscope.errors import ConfigError
 from mapscope.inspect.inspection import Inspection
 from mapscope.io import write_csv, write_json
 from mapscope.metrics import (
@@ -20,6 +21,7 @@ from mapscope.metrics import (
     confusion_matrix,
     format_reports,
     gallery_indices,
+    most_confused,
     per_class,
 )
 from mapscope.report.display import RichDisplay
@@ -59,6 +61,27 @@ class Evaluation(RichDisplay):
 
     def summary(self) -> str:
         return format_reports(self.reports, self.accuracy)
+
+    def most_confused(self, most: int = 5) -> list[tuple[str, str, int]]:
+        """The ``most`` most frequent mistakes as (actual class, predicted class, count),
+        largest first (the confusion matrix's largest cells off its diagonal)."""
+        names = self.class_names
+        return [(names[a], names[b], n) for a, b, n in most_confused(self.matrix, most)]
+
+    def gallery_figure(self, cls: str | int, kind: str = "false_negatives"):
+        """The figure of one gallery that ``evaluate(..., gallery=[cls])`` collected: its
+        true positives, false positives or false negatives (``kind``), each titled with its
+        index in the split, the predicted and the true class."""
+        if kind not in GALLERY_KINDS:
+            raise ConfigError(f"kind must be one of {', '.join(GALLERY_KINDS)}, got {kind!r}.")
+        for gallery in self.galleries:
+            if cls in (gallery.cls, self.class_names[gallery.cls]):
+                if not gallery.images:
+                    raise ConfigError(f"{self.dataset} samples are not images: no gallery to draw.")
+                return _gallery_figure(self, gallery, kind)
+        raise ConfigError(
+            f"no gallery of class {cls!r}: evaluate with gallery=[{str(cls)!r}] to collect it."
+        )
 
     def _card(self):
         names = list(self.class_names)
@@ -170,17 +193,21 @@ def _write_gallery(result: Evaluation, gallery: Gallery, out: Path) -> list[Path
             {"class": names[gallery.cls], "split": result.split, **lists},
         )
     ]
-    for kind, images in gallery.images.items():
-        positions = lists[kind]
-        titles = [
-            f"#{i}\npred {names[result.predicted[i]]}\ntrue {names[result.actual[i]]}"
-            for i in positions
-        ]
-        title = (
-            f"{kind.replace('_', ' ')} for {names[gallery.cls]}: first {len(positions)} of "
-            f"{lists['counts'][kind]} (each: #index in the {result.split} split, predicted "
-            "class, true class)"
-        )
-        figure = image_tiles(images, titles, per_row=10, suptitle=title)
+    for kind in gallery.images:
+        figure = _gallery_figure(result, gallery, kind)
         written.append(save_figure(figure, out / f"gallery_{tag}_{kind}.png"))
     return written
+
+
+def _gallery_figure(result: Evaluation, gallery: Gallery, kind: str):
+    names, positions = result.class_names, gallery.lists[kind]
+    titles = [
+        f"#{i}\npred {names[result.predicted[i]]}\ntrue {names[result.actual[i]]}"
+        for i in positions
+    ]
+    title = (
+        f"{kind.replace('_', ' ')} for {names[gallery.cls]}: first {len(positions)} of "
+        f"{gallery.lists['counts'][kind]} (each: #index in the {result.split} split, predicted "
+        "class, true class)"
+    )
+    return image_tiles(gallery.images[kind], titles, per_row=10, suptitle=title)

@@ -17,12 +17,13 @@ from mapscope.errors import ConfigError
 from mapscope.io import write_csv, write_json
 from mapscope.mlp.train import MLPConfig, train
 from mapscope.report.cluster import plot_feature_sweep
+from mapscope.report.display import RichDisplay, short
 from mapscope.report.figures import save_figure
 from mapscope.runs.folder import check_new_run, provenance
 
 
 @dataclass
-class FeatureSweep:
+class FeatureSweep(RichDisplay):
     dataset: str
     rows: list[dict]
     seconds: float
@@ -46,6 +47,18 @@ class FeatureSweep:
             )
         lines.append(f"sweep took {self.seconds:.1f} s")
         return "\n".join(lines)
+
+    def figure(self):
+        """Test accuracy, fit time and silhouette against the number of centroids."""
+        return plot_feature_sweep(self.rows)
+
+    def _card(self):
+        facts = [("data", self.dataset), ("took", f"{self.seconds:.1f} s")]
+        if self.pixels_784:
+            facts.append(("784 pixels", f"test accuracy {self.pixels_784['test_accuracy']:.4f}"))
+        columns = list(dict.fromkeys(key for row in self.rows for key in row))
+        rows = [[short(r.get(c)) for c in columns] for r in self.rows]
+        return "KMeans distances as features", facts, self.figure, (columns, rows)
 
 
 def feature_sweep(
@@ -147,5 +160,5 @@ def write_feature_sweep(result: FeatureSweep, out: str | Path) -> list[Path]:
     return [
         write_json(out / "features.json", saved),
         write_csv(out / "features.csv", columns, [[r.get(c) for c in columns] for r in rows]),
-        save_figure(plot_feature_sweep(rows), out / "features.png"),
+        save_figure(result.figure(), out / "features.png"),
     ]

@@ -260,7 +260,7 @@ def match_runs(
             }
         cka = np.array(
             [
-                [linear_cka(trained[a][la].gram, trained[b][lb].gram) for lb in cka_layers[b]]
+                [linear_cka(_gram(trained[a][la]), _gram(trained[b][lb])) for lb in cka_layers[b]]
                 for la in cka_layers[a]
             ]
         )
@@ -285,6 +285,12 @@ def match_runs(
         with stage("OIPs of the units shown"):
             result.oips = _shown_oips(result, inspections, oip or OIPSettings(seed=seed))
     return result
+
+
+def _gram(features: LayerFeatures) -> np.ndarray:
+    if features.gram is None:
+        raise ValueError("these layer features were computed without their Gram matrix")
+    return features.gram
 
 
 def _shuffled(
@@ -315,8 +321,8 @@ def _shown_oips(result: RunMatch, inspections: list[Inspection], settings: OIPSe
             for run, unit in enumerate(units):
                 needed.setdefault((run, layer), set()).add(unit)
     found: dict[tuple[int, str], dict[int, np.ndarray]] = {}
-    for (run, layer), units in bar(list(needed.items()), "OIP searches", unit="layer"):
-        chosen = sorted(units)
+    for (run, layer), wanted in bar(list(needed.items()), "OIP searches", unit="layer"):
+        chosen = sorted(wanted)
         shape = inspections[run].bundle.dataset.image_shape
         net = inspections[run].net
         search = run_oip(net, oip_target(net, layer), chosen, None, settings, input_shape=shape)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mapscope.errors import ConfigError
 from mapscope.inspect.inspection import Inspection
 from mapscope.inspect.oip.objectives import objective_values, oip_target
 from mapscope.inspect.oip.settings import OIPSettings
@@ -113,6 +114,23 @@ class LayerOIPs(RichDisplay):
             f"{final:.3f}"
         )
 
+    def figure(self):
+        """Every OIP with its activation beside the test images' mean, 99th percentile and
+        maximum."""
+        return plot_oips(self.search, self.reference, name=self.name)
+
+    def evolution_figure(self, unit: int):
+        """One unit's OIP at the snapshot steps, over its activation at every step; the
+        unit must be one of ``snapshot_units`` of the search."""
+        r = self.search
+        if unit not in self.snapshot_units or unit not in r.units or not r.snapshots:
+            raise ConfigError(
+                f"unit {unit} has no snapshots; search with snapshot_units=[{unit}] to keep them."
+            )
+        k = r.units.index(unit)
+        frames = {s: pictures(v[k : k + 1])[0] for s, v in sorted(r.snapshots.items())}
+        return plot_evolution(frames, r.trace[:, k], r.layer, unit)
+
     def _card(self):
         r = self.search
         numbers = self.numbers()
@@ -129,7 +147,7 @@ class LayerOIPs(RichDisplay):
                 ("above the test images' maximum", "-" if share is None else f"{share:.0%}"),
                 ("seconds", f"{self.seconds:.1f}"),
             ],
-            lambda: plot_oips(r, self.reference, name=self.name),
+            self.figure,
             None,
         )
 
@@ -177,12 +195,10 @@ def write_oips(result: LayerOIPs, out: str | Path) -> list[Path]:
             trace=r.trace,
             **{f"snapshot_{s}": pictures(v) for s, v in r.snapshots.items()},
         ),
-        save_figure(plot_oips(r, result.reference, name=result.name), out / "oips.png"),
+        save_figure(result.figure(), out / "oips.png"),
     ]
     for unit in result.snapshot_units:
         if unit in r.units and r.snapshots:
-            k = r.units.index(unit)
-            frames = {s: pictures(v[k : k + 1])[0] for s, v in sorted(r.snapshots.items())}
-            figure = plot_evolution(frames, r.trace[:, k], r.layer, unit)
+            figure = result.evolution_figure(unit)
             written.append(save_figure(figure, out / f"evolution_{unit}.png"))
     return written
