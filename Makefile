@@ -36,8 +36,9 @@ browser:
 	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
+# one worker per core (at most 4; pytest-xdist); tests of one atlas share a worker (loadgroup)
 test: setup browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
 
 # the wheel and sdist built, the wheel installed into a fresh venv and run from outside the checkout
 wheel-check: setup
@@ -50,7 +51,7 @@ docs: setup
 
 # the notebooks of examples/, run top to bottom at their quick settings (nbmake)
 notebooks: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider --override-ini addopts= --nbmake examples
+	$(BIN)/python -m pytest -q -p no:cacheprovider --override-ini addopts= --nbmake -n auto --maxprocesses 4 examples
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -26,6 +26,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def pytest_configure(config):
     # keep the verification cache of test runs out of the user's real cache folder
     os.environ["MAPSCOPE_CACHE"] = tempfile.mkdtemp(prefix="mapscope-test-cache-")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:  # the workers share the cores: each takes its part (training picks its own)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(scope="session")

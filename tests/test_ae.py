@@ -69,7 +69,7 @@ def test_spec_reports_every_problem_at_once(tmp_path):
 # --- training on real MNIST -----------------------------------------------------------------
 
 QUICK = AETrainConfig(
-    epochs=1, max_train=1024, max_test=1000, batch_size=128, seed=3, schedule="none"
+    epochs=1, max_train=1024, max_test=1000, batch_size=128, seed=3, schedule="none", threads=1
 )
 
 

@@ -15,6 +15,9 @@ import numpy as np
 import pytest
 from conftest import ATLAS_LAYERS, small_atlas
 
+# the atlas these tests browse is built once, so xdist runs them all in one worker
+pytestmark = pytest.mark.xdist_group(name="atlas")
+
 
 class _References(HTMLParser):
     def __init__(self):

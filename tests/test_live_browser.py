@@ -18,6 +18,9 @@ import pytest
 from mapscope.inspect.inspection import Inspection
 from mapscope.runs import Run
 
+# the atlas these tests browse is built once, so xdist runs them all in one worker
+pytestmark = pytest.mark.xdist_group(name="atlas")
+
 VERTICAL = [(0.5, 0.18), (0.5, 0.82)]
 LOOP = [(0.5 + 0.2 * math.sin(2 * math.pi * t / 24), 0.5 - 0.3 * math.cos(2 * math.pi * t / 24))
         for t in range(25)]  # fmt: skip

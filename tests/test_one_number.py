@@ -17,6 +17,9 @@ from mapscope.metrics import confusion_matrix, effect_size
 from mapscope.runs import Run
 from mapscope.workflows.compare import compare_classes
 
+# the atlas these tests browse is built once, so xdist runs them all in one worker
+pytestmark = pytest.mark.xdist_group(name="atlas")
+
 ROOT = Path(mapscope.__file__).parent
 
 

@@ -55,6 +55,10 @@ class LiveServer:
         self.port = self.socket.getsockname()[1]
         config = uvicorn.Config(
             app,
+            # no logging set-up of uvicorn's own: its handlers would keep the sys.stderr of the
+            # moment (in Jupyter, a cell's stream, closed later); warnings reach the root
+            # logger, which prints them to the sys.stderr of the moment they happen
+            log_config=None,
             log_level="warning",
             ws="websockets-sansio",
             ws_max_size=WS_MAX_BYTES,
