@@ -51,12 +51,13 @@ def mnist(real_data):
 
 @pytest.fixture(scope="session")
 def cnn_run(real_data, tmp_path_factory):
-    """The default CNN trained briefly on real MNIST (1 epoch on 6000 images, seed 0), on a fixed
-    2 threads: the same network whatever else the machine (or another xdist worker) is doing."""
+    """The default CNN trained briefly on real MNIST (1 epoch on 6000 images, seed 0), on one
+    thread: the same network whatever else the machine (or another xdist worker) is doing, and
+    no spinning thread pool fighting the other worker for the cores."""
     from mapscope.cnn.train import TrainConfig, train
 
     run = tmp_path_factory.mktemp("cnn") / "run"
-    config = TrainConfig(epochs=1, max_train=6000, lr=3e-3, schedule="none", threads=2)
+    config = TrainConfig(epochs=1, max_train=6000, lr=3e-3, schedule="none", threads=1)
     train(run, config, data_root=real_data)
     return run
 
@@ -78,7 +79,7 @@ def ae_run(real_data, tmp_path_factory):
     from mapscope.ae.train import AETrainConfig, train
 
     run = tmp_path_factory.mktemp("ae") / "run"
-    config = AETrainConfig(epochs=2, max_train=4096, max_test=2000, seed=0, threads=2)
+    config = AETrainConfig(epochs=2, max_train=4096, max_test=2000, seed=0, threads=1)
     train(run, config, AESpec(latent=8, filters=(16, 32)), data_root=real_data)
     return run
 

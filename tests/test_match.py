@@ -129,7 +129,7 @@ def test_a_run_matched_with_itself_and_with_another_seed(cnn_run, real_data, tmp
     train(
         other,
         TrainConfig(
-            epochs=1, max_train=6000, max_test=1000, lr=3e-3, schedule="none", seed=1, threads=2
+            epochs=1, max_train=6000, max_test=1000, lr=3e-3, schedule="none", seed=1, threads=1
         ),
         data_root=real_data,
     )

@@ -58,12 +58,12 @@ def make_lenet() -> nn.Module:
 
 
 def fit(net, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int = 0):
-    """A plain PyTorch training loop, as the user would have written it; on a fixed 2 threads,
-    so that it trains the same network in one process and in an xdist worker."""
+    """A plain PyTorch training loop, as the user would have written it; on one thread, so that
+    it trains the same network in one process and in an xdist worker."""
     torch.manual_seed(seed)
     optimizer = torch.optim.Adam(net.parameters(), 2e-3)
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     try:
         for _ in range(epochs):
             for i in range(0, len(x), 100):
