@@ -51,7 +51,7 @@ docs: setup
 
 # the notebooks of examples/, run top to bottom at their quick settings (nbmake)
 notebooks: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider --override-ini addopts= --nbmake -n auto --maxprocesses 4 examples
+	$(BIN)/python -m pytest -q -p no:cacheprovider --override-ini addopts= --nbmake examples
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
