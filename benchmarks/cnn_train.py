@@ -3,6 +3,11 @@
 Prints seconds per MNIST epoch and training time to 99.0 % / 99.3 % test accuracy, for the
 precision the default command picks on this machine and for fp32, each beside a reference loop
 whose epochs run between its own, and mapscope's time as a fraction of the reference's.
+
+Beside every epoch time stands the physical floor of this machine: the network's training FLOPs
+per image (forward, and a backward of twice the forward's work) times the 60000 training
+images, over the rate this machine multiplies matrices at in that precision (measured here, on
+the same threads). No trainer can beat the floor; the "x floor" column says how far each is.
 Usage: MAPSCOPE_DATA=... python benchmarks/cnn_train.py [--epochs 4] [--precisions auto,fp32]
 """
 
@@ -43,7 +48,15 @@ class ReferenceLoop:
         self.y = torch.from_numpy(bundle.labels("train"))
         self.xt = torch.from_numpy(bundle.inputs("test", layout="nchw"))
         self.yt = torch.from_numpy(bundle.labels("test"))
-        self.net = nn.Sequential(
+        self.net = self.network()
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
+        self.batch_size = batch_size
+        self.history: list[tuple[float, float]] = []  # (cumulative seconds, test accuracy)
+
+    @staticmethod
+    def network() -> nn.Module:
+        """The default network (Conv 32/64/128, Dense 100/10) as plain torch layers."""
+        return nn.Sequential(
             nn.Conv2d(1, 32, 3),
             nn.ReLU(),
             nn.MaxPool2d(2),
@@ -57,9 +70,6 @@ class ReferenceLoop:
             nn.ReLU(),
             nn.Linear(100, 10),
         )
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
-        self.batch_size = batch_size
-        self.history: list[tuple[float, float]] = []  # (cumulative seconds, test accuracy)
 
     def epoch(self) -> None:
         net, x, y = self.net, self.x, self.y
@@ -78,6 +88,57 @@ class ReferenceLoop:
             accuracy = (net(self.xt).argmax(1) == self.yt).float().mean().item()
         self.history.append((total, accuracy))
         print(f"  reference epoch: {accuracy:.4f} at {total:.1f} s", flush=True)
+
+
+def forward_flops(net: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """FLOPs of one image's forward pass through the convolutions and linear layers (a
+    multiply-add counts 2; activations and pooling, a few percent, are left out)."""
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            per_output = (
+                module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            )
+            total += 2 * output[0].numel() * per_output
+        elif isinstance(module, nn.Linear):
+            total += 2 * module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in net.modules()]
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, *input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+def matmul_rate(dtype: torch.dtype, size: int = 1024, rounds: int = 5) -> float:
+    """FLOP/s of this machine's best square matrix product in ``dtype`` on torch's threads."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(rounds):
+        began = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - began)
+    return 2 * size**3 / best
+
+
+def floors(images: int) -> dict[str, tuple[float, float]]:
+    """Per precision: (seconds per epoch at the matrix-product rate, that rate in GFLOP/s)."""
+    net = ReferenceLoop.network()
+    per_image = 3 * forward_flops(net, (1, 28, 28))  # forward + backward (input and weights)
+    dtypes = {"fp32": torch.float32}
+    if torch.cpu._is_avx512_bf16_supported():
+        dtypes["bf16"] = torch.bfloat16
+    out = {}
+    for name, dtype in dtypes.items():
+        rate = matmul_rate(dtype)
+        out[name] = (images * per_image / rate, rate / 1e9)
+    return out
 
 
 def paired_runs(epochs: int, batch_size: int, precision: str):
@@ -117,28 +178,45 @@ def main() -> None:
         if pick_precision(precision, torch.device("cpu")) not in done:
             runs.append(paired_runs(args.epochs, args.batch_size, precision))
             done.add(runs[-1][0])
+    floor = floors(60000)
     rows, fractions = [], []
+    for name, (seconds, rate) in floor.items():
+        rows.append(
+            [
+                f"physical floor, {name} ({rate:.0f} GFLOP/s matrix products)",
+                seconds,
+                "-",
+                "-",
+                "-",
+                1.0,
+            ]
+        )
     for precision, ours, reference in runs:
         for name, history in (
             (f"mapscope ({precision}, numba conv+pool kernels, channels-last, fused Adam)", ours),
             ("  plain PyTorch eager loop (NCHW fp32, Adam 1e-3), epochs in between", reference),
         ):
+            per_epoch = history[-1][0] / len(history)
+            base = floor.get(precision if "mapscope" in name else "fp32", floor["fp32"])[0]
             rows.append(
                 [
                     name,
-                    history[-1][0] / len(history),
+                    per_epoch,
                     time_to(history, 0.990),
                     time_to(history, 0.993),
                     history[-1][1],
+                    per_epoch / base,
                 ]
             )
         fractions.append(f"{precision}: {ours[-1][0] / reference[-1][0]:.2f}")
+    per_image = 3 * forward_flops(ReferenceLoop.network(), (1, 28, 28))
     print(
         f"\nMNIST, default network, batch {args.batch_size}, {args.epochs} epochs, "
         f"{torch.get_num_threads()} threads; bf16 matrix products on this CPU: "
-        f"{bf16_matmul_speedup():.1f}x as fast as fp32"
+        f"{bf16_matmul_speedup():.1f}x as fast as fp32; training FLOPs per image: "
+        f"{per_image / 1e6:.1f} M"
     )
-    print(table(["trainer", "s/epoch", "s to 99.0%", "s to 99.3%", "final acc"], rows))
+    print(table(["trainer", "s/epoch", "s to 99.0%", "s to 99.3%", "final acc", "x floor"], rows))
     print("mapscope's time as a fraction of the reference's: " + ", ".join(fractions))
 
 
