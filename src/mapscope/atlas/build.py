@@ -380,14 +380,14 @@ def class_profiles(
 def chosen_images(
     labels: np.ndarray,
     predicted: np.ndarray,
-    n_classes: int,
+    matrix: np.ndarray,
     top_output: np.ndarray,
     extra: list[int],
     most: int,
 ) -> list[int]:
     """Images that get a page: the user's, the first image of each confusion (largest cells
-    first, at most ``most``), and the best example of each output unit."""
-    matrix = confusion_matrix(labels, predicted, n_classes)
+    of ``matrix``, the confusion of ``labels`` and ``predicted``, first, at most ``most``),
+    and the best example of each output unit."""
     confused = [
         int(np.flatnonzero((labels == a) & (predicted == b))[0])
         for a, b, _ in most_confused(matrix, most)
@@ -530,13 +530,13 @@ def build_atlas(
 
     began = time.perf_counter()
     labels = bundle.labels(split)
+    predicted = probabilities.argmax(1) if classifier else labels
+    matrix = confusion_matrix(labels, predicted, n_classes)
     pages, gradcam_layer, attributions = extra, None, {}
     if classifier:
         output = data[names[-1]]
         top_output = output.top if output.stats.units == n_classes else output.top[:0]
-        pages = chosen_images(
-            labels, probabilities.argmax(1), n_classes, top_output, extra, confused
-        )
+        pages = chosen_images(labels, predicted, matrix, top_output, extra, confused)
         if "gradcam" in methods:
             try:
                 gradcam_layer = last_map_layer(net, all_layers, torch.from_numpy(inputs[:1]))
@@ -582,8 +582,6 @@ def build_atlas(
 
     history = _history(run) if run is not None else []
     checksums = bundle.dataset.checksums
-    predicted = probabilities.argmax(1) if classifier else labels
-    matrix = confusion_matrix(labels, predicted, n_classes)
     seed_of_run = run.config.get("train", {}).get("seed") if run is not None else None
     return Atlas(
         run_path=Path(inspection.source),

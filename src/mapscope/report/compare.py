@@ -137,8 +137,6 @@ def _map_row(ax, maps: list[np.ndarray], cmap: str, low: float, high: float, fig
     box = ax.get_position()
     width, height = box.width * fig.get_figwidth(), box.height * fig.get_figheight()
     half = height * len(maps) / width / 2  # data units per inch are the same on both axes
-    ax.set_xlim(-0.5, len(maps) - 0.5)
-    ax.set_ylim(-half, half)
     image = None
     for c, m in enumerate(maps):
         h, w = m.shape

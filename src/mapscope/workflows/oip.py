@@ -119,11 +119,18 @@ class LayerOIPs(RichDisplay):
         maximum."""
         return plot_oips(self.search, self.reference, name=self.name)
 
+    @property
+    def evolved_units(self) -> list[int]:
+        """The ``snapshot_units`` whose growth the search kept (one of its units, with
+        snapshots taken)."""
+        r = self.search
+        return [u for u in self.snapshot_units if u in r.units and r.snapshots]
+
     def evolution_figure(self, unit: int):
         """One unit's OIP at the snapshot steps, over its activation at every step; the
-        unit must be one of ``snapshot_units`` of the search."""
+        unit must be one of ``evolved_units``."""
         r = self.search
-        if unit not in self.snapshot_units or unit not in r.units or not r.snapshots:
+        if unit not in self.evolved_units:
             raise ConfigError(
                 f"unit {unit} has no snapshots; search with snapshot_units=[{unit}] to keep them."
             )
@@ -197,8 +204,7 @@ def write_oips(result: LayerOIPs, out: str | Path) -> list[Path]:
         ),
         save_figure(result.figure(), out / "oips.png"),
     ]
-    for unit in result.snapshot_units:
-        if unit in r.units and r.snapshots:
-            figure = result.evolution_figure(unit)
-            written.append(save_figure(figure, out / f"evolution_{unit}.png"))
+    for unit in result.evolved_units:
+        figure = result.evolution_figure(unit)
+        written.append(save_figure(figure, out / f"evolution_{unit}.png"))
     return written
