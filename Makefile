@@ -61,6 +61,7 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/cnn_train.py
 	$(BIN)/python benchmarks/mlp_train.py
+	$(BIN)/python benchmarks/under_load.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -82,7 +82,10 @@ def test_an_intact_run_opens(copy, real_data):
         (lambda r: (r / "epochs/0001/history.json").write_text("[]"), "holds 0 epochs"),
         (lambda r: (r / "epoch.json").write_text('{"epoch": "../../etc"}'), "whole number"),
         (lambda r: (r / "epoch.json").write_text('{"epoch": 7}'), "missing"),
-        (lambda r: torch.save({"step": 1}, r / "epochs/0001/checkpoint.pt"), "checkpoint needs"),
+        (
+            lambda r: torch.save({"step": 1}, r / "epochs/0001/checkpoint.pt"),
+            "optimizer is missing",
+        ),
         (
             lambda r: (r / "config.json").write_text(
                 json.dumps({**read_json(r / "config.json"), "kind": "svm"})

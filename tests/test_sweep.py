@@ -63,7 +63,7 @@ def test_bad_grids_are_refused_before_anything_trains(arguments, message):
 def test_grid_file_with_a_stray_table_is_refused(tmp_path):
     grid_file = tmp_path / "grid.toml"
     grid_file.write_text("[grids]\nlr = [0.1]\n")
-    with pytest.raises(ConfigError, match=r"unknown table\(s\) grids"):
+    with pytest.raises(ConfigError, match=r"unknown field .grids.; the fields are fixed, grid"):
         make_grid(CNN, grid_file=grid_file)
 
 

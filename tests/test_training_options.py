@@ -68,7 +68,11 @@ TRAINER = [
     ("max_train", 32, {}),
     ("max_test", 100, {}),
     ("threads", 1, {}),
+    ("label_smoothing", 0.1, {}),  # refused by the autoencoder: it has no labels
 ]
+# fields that record where the other settings came from, rather than set anything themselves
+# (a recipe's settings are the fields it fills: test_a_recipe_fills_the_options_left_out)
+RECORDS = {"recipe"}
 CASES = {
     "cnn": TRAINER,
     "ae": [
@@ -135,7 +139,7 @@ def trained(real_data, tmp_path_factory):
 def test_the_table_names_every_option_of_every_kind():
     for kind, (config, _) in KINDS.items():
         named = {name for name, _, _ in CASES[kind]}
-        assert named == {f.name for f in fields(config)}, kind
+        assert named == {f.name for f in fields(config)} - RECORDS, kind
 
 
 @pytest.mark.parametrize(
@@ -155,3 +159,52 @@ def test_an_option_changes_the_run_or_is_refused(kind, name, value, shared, trai
         assert name in str(refused) or "device" in str(refused), refused
         return
     assert changed != trained(kind, shared), f"{kind} {name}={value!r} trained the same run"
+
+
+def test_a_recipe_fills_the_options_left_out():
+    from mapscope.training.recipes import RECIPES
+
+    fast = TrainConfig.from_recipe("fast", lr=1e-3)
+    assert fast.recipe == "fast" and fast.lr == 1e-3  # what is given wins
+    for name, value in RECIPES["fast"].items():
+        if name != "lr":
+            assert getattr(fast, name) == value, name
+    assert fast.recipe_settings()["lr"] == 1e-3
+    assert TrainConfig.from_recipe() == TrainConfig()
+    with pytest.raises(ConfigError, match="recipe 'fastest' unknown; choose one of default, fast"):
+        TrainConfig.from_recipe("fastest")
+    with pytest.raises(ConfigError, match="recipe"):
+        AETrainConfig(recipe="fast").validate()
+
+
+def test_label_smoothing_is_the_loss_a_step_minimises():
+    import torch
+    import torch.nn.functional as F
+
+    from mapscope.cnn.build import build
+    from mapscope.cnn.train import CNNTask
+
+    net = build(SMALL_CNN, 0)
+    logits, target = torch.randn(8, 10), torch.arange(8)
+    smooth = CNNTask().step_loss(net, logits, target, TrainConfig(label_smoothing=0.2))
+    assert smooth == pytest.approx(F.cross_entropy(logits, target, label_smoothing=0.2).item())
+    assert CNNTask().loss(net, logits, target) == pytest.approx(
+        F.cross_entropy(logits, target).item()  # what is reported stays the plain loss
+    )
+    with pytest.raises(ConfigError, match="label_smoothing must be in"):
+        TrainConfig(label_smoothing=1.0).validate()
+
+
+def test_cli_recipe_prints_and_stores_its_settings(cli, tmp_path):
+    run = tmp_path / "fast"
+    done = cli(
+        "cnn", "train", "--recipe", "fast", "--max-train", "256", "--max-test", "200",
+        "--threads", "1", "--out", run,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "recipe fast: epochs=1 max_train=256 batch_size=64" in done.stdout
+    stored = read_json(run / "config.json")["train"]
+    assert stored["recipe"] == "fast" and stored["max_train"] == 256
+    assert stored["lr"] == TrainConfig.from_recipe("fast").lr and stored["label_smoothing"] > 0
+    resumed = cli("cnn", "train", "--resume", run, "--recipe", "fast")
+    assert resumed.returncode == 2 and "--recipe" in resumed.stderr

@@ -14,6 +14,7 @@ from typing import Any
 from mapscope.errors import ConfigError
 
 LARGEST_SEED = 2**32 - 1  # what numpy, torch and scikit-learn all accept
+LARGEST_INT = 2**31 - 1  # no count, index or size in mapscope comes near; numpy's int32 limit
 
 
 class Problems:

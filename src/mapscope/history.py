@@ -18,9 +18,24 @@ a summed loss and cumulative seconds.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any
 
-EPOCH_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """The schema of one row of ``history.json`` (checked by ``runs.epochs.check_history``)."""
+
+    epoch: int
+    loss: float | None
+    accuracy: float | None
+    val_loss: float | None
+    val_accuracy: float | None
+    lr: float | None
+    seconds: float | None  # None: an old MLP history that did not time its epochs
+
+
+EPOCH_KEYS = tuple(f.name for f in fields(EpochRecord))
 
 
 def epoch_record(
@@ -30,7 +45,7 @@ def epoch_record(
     val_loss: float,
     val_accuracy: float | None,
     lr: float | None,
-    seconds: float,
+    seconds: float | None,
 ) -> dict[str, Any]:
     return {
         "epoch": epoch,
@@ -51,25 +66,26 @@ def from_stored(stored: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     if not isinstance(stored, dict):
         return [], []
     batches = [row for row in stored.get("batch", []) if isinstance(row, dict)]
-    per_epoch = {}
-    for row in batches:
-        per_epoch[row.get("epoch")] = per_epoch.get(row.get("epoch"), 0) + 1
+    per_epoch: dict[Any, int] = {}
+    for batch in batches:
+        per_epoch[batch.get("epoch")] = per_epoch.get(batch.get("epoch"), 0) + 1
     epochs, before = [], 0.0
-    for row in stored.get("epoch", []):
-        if not isinstance(row, dict):
+    for entry in stored.get("epoch", []):
+        if not isinstance(entry, dict):
             continue
-        total = row.get("seconds", 0.0)  # cumulative in the old MLP history
-        loss = row.get("loss")
-        if isinstance(loss, int | float) and per_epoch.get(row.get("epoch")):
-            loss = loss / per_epoch[row.get("epoch")]  # the old loss was the epoch's sum
+        old: Any = entry  # an old row: its values are checked by whoever reads them
+        total = old.get("seconds", 0.0)  # cumulative in the old MLP history
+        loss = old.get("loss")
+        if isinstance(loss, int | float) and per_epoch.get(old.get("epoch")):
+            loss = loss / per_epoch[old.get("epoch")]  # the old loss was the epoch's sum
         epochs.append(
             epoch_record(
-                row.get("epoch"),
+                old.get("epoch"),
                 loss,
-                row.get("train_accuracy"),
-                row.get("test_loss"),
-                row.get("test_accuracy"),
-                row.get("lr"),
+                old.get("train_accuracy"),
+                old.get("test_loss"),
+                old.get("test_accuracy"),
+                old.get("lr"),
                 total - before if isinstance(total, int | float) else None,
             )
         )

@@ -7,7 +7,9 @@ Optimizer state for resuming uses ``torch.load(weights_only=True)``, which refus
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from safetensors import SafetensorError
@@ -16,6 +18,7 @@ from torch import nn
 
 from mapscope.errors import RunError
 from mapscope.io import atomic_path
+from mapscope.schema import fields_of
 
 
 def save_weights(net: nn.Module, path: str | Path) -> Path:
@@ -56,7 +59,19 @@ def save_state(state: dict, path: str | Path) -> Path:
     return Path(path)
 
 
-CHECKPOINT_KEYS = {"optimizer", "generator", "step", "planned_epochs"}
+@dataclass(frozen=True)
+class CheckpointState:
+    """The schema of an epoch's ``checkpoint.pt``: what resuming needs beside the weights."""
+
+    optimizer: dict[str, Any]  # torch's optimizer state_dict
+    generator: Any  # the shuffling generator's state: a uint8 tensor, checked apart
+    step: int
+    planned_epochs: int
+    precision: Literal["fp32", "bf16"] = "fp32"  # older runs trained in fp32
+    threads: int | None = None  # older runs: the threads picked now
+
+
+GENERATOR_BYTES = torch.Generator().get_state().numel()
 
 
 def load_state(path: str | Path) -> dict:
@@ -75,11 +90,17 @@ def load_state(path: str | Path) -> dict:
             f"{path}: not a mapscope checkpoint (damaged, or holding objects other than tensors "
             "and numbers, which are never loaded)."
         ) from None
-    if not isinstance(state, dict) or not set(state) >= CHECKPOINT_KEYS:
-        keys = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise RunError(f"{path}: a checkpoint needs {sorted(CHECKPOINT_KEYS)}, found {keys}.")
-    if not isinstance(state["step"], int) or state["step"] < 0:
-        raise RunError(f"{path}: 'step' must be a whole number >= 0.")
-    if not isinstance(state["generator"], torch.Tensor) or state["generator"].dtype != torch.uint8:
-        raise RunError(f"{path}: 'generator' must be a torch generator state (uint8 tensor).")
+    checked = fields_of(CheckpointState, state, str(path))
+    for name, low in (("step", 0), ("planned_epochs", 1), ("threads", 1)):
+        if checked.get(name) is not None and checked[name] < low:
+            raise RunError(f"{path}: {name} must be a whole number >= {low}, got {checked[name]}.")
+    generator = state["generator"]
+    if not (
+        isinstance(generator, torch.Tensor)
+        and generator.dtype == torch.uint8
+        and generator.numel() == GENERATOR_BYTES
+    ):
+        raise RunError(
+            f"{path}: generator must be a torch generator state ({GENERATOR_BYTES} bytes)."
+        )
     return state

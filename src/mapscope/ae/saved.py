@@ -17,7 +17,6 @@ from mapscope.ae.build import AutoEncoder, build
 from mapscope.ae.spec import AESpec, spec_from_dict
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError, RunError
-from mapscope.history import EPOCH_KEYS
 from mapscope.report.curves import plot_ae_history
 from mapscope.runs import epochs
 from mapscope.runs.folder import COMMON_FILES, require_tables
@@ -26,7 +25,6 @@ from mapscope.weights import load_weights
 KIND = "ae"
 FILES = {**COMMON_FILES, "initial": epochs.INITIAL, "epoch": epochs.POINTER}
 NEURAL = True
-HISTORY_KEYS = EPOCH_KEYS
 
 
 def paths(run_dir: Path) -> dict[str, Path]:
@@ -46,11 +44,11 @@ def check_config(config: dict[str, Any], source: str) -> None:
 
 
 def check_files(run_dir: Path, config: dict[str, Any]) -> None:
-    epochs.check_files(run_dir, config, load_module, HISTORY_KEYS)
+    epochs.check_files(run_dir, config, load_module)
 
 
 def check_history(run_dir: Path) -> list[dict]:
-    return epochs.check_history(run_dir, HISTORY_KEYS)
+    return epochs.check_history(run_dir)
 
 
 def layer_names(config: dict[str, Any]) -> list[str]:
@@ -68,7 +66,7 @@ def save_epoch(
 
 
 def load_epoch(run_dir: Path, net: AutoEncoder) -> tuple[dict, list[dict]]:
-    return epochs.load_epoch(run_dir, net, HISTORY_KEYS)
+    return epochs.load_epoch(run_dir, net)
 
 
 def load_module(run_dir: Path, config: dict[str, Any], which: str = "model") -> AutoEncoder:

@@ -10,6 +10,7 @@ back to the input's shape with a sigmoid output. Every layer has a name (``Enc_C
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from mapscope.checks import Problems
 from mapscope.errors import ConfigError
+from mapscope.schema import check_size
 
 DOWNSAMPLING = ("stride", "pool")
 UPSAMPLING = ("transpose", "upsample")
@@ -64,7 +66,27 @@ class AESpec:
                 )
         if problems.found:
             raise ConfigError(f"{source}: " + "; ".join(problems.found) + ".")
+        self.check_size(source)
         return self
+
+    def check_size(self, source: str) -> None:
+        """The size budget, from the spec alone: the encoder's parameters and maps counted
+        twice (the decoder mirrors them), parameters at 16 bytes (with gradient and two
+        optimizer moments) and maps at 8 bytes for a batch of 128 (with their gradients)."""
+        channels, height, width = self.input_shape
+        params, maps, before = 0, channels * height * width, channels
+        for i, filters in enumerate(self.filters, start=1):
+            params += before * self.kernel**2 * filters + filters
+            maps += filters * (height >> (i - 1)) * (width >> (i - 1))
+            before = filters
+        code = math.prod(self.code_map)
+        params = 2 * params + 2 * code * self.latent
+        check_size(
+            16 * params + 8 * 128 * 2 * maps,
+            f"the autoencoder ({params:,} parameters)",
+            source,
+            ConfigError,
+        )
 
     @property
     def code_map(self) -> tuple[int, int, int]:

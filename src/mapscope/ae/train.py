@@ -59,6 +59,12 @@ class AETrainConfig(TrainConfig):
     def problems(self) -> Problems:
         problems = super().problems()
         problems.choice("colour", self.colour, COLOURS)
+        if self.label_smoothing:
+            problems.add("label_smoothing applies to classifiers; an autoencoder has no labels")
+        if self.recipe != "default":
+            problems.add(
+                f"recipe {self.recipe!r} is a CNN recipe; autoencoders train with their defaults"
+            )
         if not 4 <= self.image_size <= 1024:
             problems.add(f"image_size must be in 4..1024, got {self.image_size}")
         resized = self.dataset.startswith(FOLDER) or self.dataset in FACE_SETS
@@ -143,7 +149,9 @@ class AETask(Task[AutoEncoder, AETrainConfig]):
         ):
             yield
 
-    def step_loss(self, net: AutoEncoder, output: torch.Tensor, target: torch.Tensor):
+    def step_loss(
+        self, net: AutoEncoder, output: torch.Tensor, target: torch.Tensor, config: AETrainConfig
+    ):
         kind = net.spec.loss
         return reconstruction_loss(kind, output, target, logits=kind == "bce")
 

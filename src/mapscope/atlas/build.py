@@ -167,9 +167,11 @@ def _cache_key(run: Run | None, inspection: Inspection, options: dict[str, Any])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _read_cache(path: Path, names: list[str], classifier: bool) -> dict[str, np.ndarray] | None:
+def _read_cache(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray] | None:
     """The cached arrays of an earlier build with the same key, or None when there are none or
-    they are damaged (then everything is computed again). Never unpickles."""
+    they do not fit ``shapes`` (the arrays this build needs, by name: damaged, shrunk, or
+    written by another version); then everything is computed again and the cache replaced.
+    An OIP entry needs only its leading axis, the units. Never unpickles."""
     if not path.exists():
         return None
     try:
@@ -177,10 +179,13 @@ def _read_cache(path: Path, names: list[str], classifier: bool) -> dict[str, np.
             stored = {name: f[name] for name in f.files}
     except Exception:  # a damaged cache is no error of the user's: compute again
         return None
-    needed = [f"{k}/{n}" for n in names for k in ("mean", "peak", "where")]
-    needed += ["probabilities"] if classifier else []
-    needed += [f"oip/{n}/images" for n in names]
-    return stored if all(k in stored for k in needed) else None
+    for name, shape in shapes.items():
+        found = stored.get(name)
+        if found is None or found.shape[: len(shape)] != shape:
+            return None
+        if not name.startswith("oip/") and found.shape != shape:
+            return None
+    return stored
 
 
 def _linear(module: nn.Module) -> nn.Linear | None:
@@ -466,7 +471,21 @@ def build_atlas(
     image_shape = bundle.dataset.image_shape
     key = _cache_key(run, inspection, options)
     cache = Path(cache_dir) / f"atlas-{key}.npz" if cache_dir else None
-    stored = _read_cache(cache, names, classifier) if cache is not None else None
+    shapes = {
+        f"{kind}/{name}": (n, probe[name].units)
+        for name in names
+        for kind in ("mean", "peak", "where")
+    }
+    shapes.update({f"oip/{name}/images": (probe[name].units,) for name in names})
+    if classifier:
+        shapes["probabilities"] = (n, n_classes)
+    stored = _read_cache(cache, shapes) if cache is not None else None
+    if stored is not None and any(
+        stored[k].shape != (n, probe[k.split("/", 1)[1]].units)
+        for k in stored
+        if k.startswith("anywhere/") and k.split("/", 1)[1] in probe
+    ):
+        stored = None  # optional arrays must fit too
     seconds: dict[str, float] = {}
 
     began = time.perf_counter()
@@ -543,8 +562,9 @@ def build_atlas(
             except ConfigError:
                 methods = [m for m in methods if m != "gradcam"]  # an MLP: no map layer
         for method in methods:
-            if stored is not None and f"attr/{method}" in stored:
-                attributions[method] = stored[f"attr/{method}"]
+            kept = stored.get(f"attr/{method}") if stored is not None else None
+            if kept is not None and len(kept) == len(pages):
+                attributions[method] = kept
             else:
                 attributions[method] = _attributions(
                     inspection, inputs, pages, probabilities, method, all_layers, gradcam_layer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from mapscope.cli.common import (
     DATA_DIR,
     THREADS,
     check_resume_options,
-    config_from,
+    given_options,
     tested_on,
     wrote,
 )
@@ -78,6 +79,15 @@ def train_command(
         help="auto (bf16 autocast on GPUs, and on CPUs whose bf16 matrix products run at least "
         "1.5 times as fast as fp32; else fp32), fp32 or bf16.",
     ),
+    label_smoothing: float = typer.Option(
+        TrainConfig.label_smoothing,
+        help="Share of each training target spread evenly over all classes (0 to 0.99).",
+    ),
+    recipe: str = typer.Option(
+        TrainConfig.recipe,
+        help="default, or fast: the settings of the shortest time to 99 % (printed, stored in "
+        "config.json); options you give override them.",
+    ),
     max_train: int = typer.Option(
         None, help="Train on the first N training images only (quick experiments)."
     ),
@@ -96,7 +106,12 @@ def train_command(
 ) -> None:
     """Train the CNN; each finished epoch is committed to the run folder (watch its curves.png)."""
     options = locals()
-    cfg = config_from(TrainConfig, options)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"recipe"}
+    given = {name: options[name] for name in given_options(ctx) if name in fields}
+    cfg = TrainConfig.from_recipe(recipe, **given).validate()
+    if cfg.recipe != "default":
+        settings = " ".join(f"{k}={v}" for k, v in cfg.recipe_settings().items())
+        typer.echo(f"recipe {cfg.recipe}: {settings}")
     if resume:
         check_resume_options(ctx)
         metrics = train(resume, cfg, resume=True, data_root=data_dir)

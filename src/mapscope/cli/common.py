@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from mapscope.checks import LARGEST_SEED
+from mapscope.checks import LARGEST_INT, LARGEST_SEED
 from mapscope.errors import ConfigError
 from mapscope.runs.folder import check_out_folder
 
@@ -55,6 +55,8 @@ def parse_ints(text: str, name: str) -> list[int]:
         raise ConfigError(
             f"{name} must be whole numbers like {LIST_SYNTAX}; got {text!r}."
         ) from exc
+    if not values:
+        raise ConfigError(f"{name} names no number; give whole numbers like {LIST_SYNTAX}.")
     return values
 
 
@@ -82,9 +84,6 @@ def config_from(cls: type[Config], options: dict[str, Any], **overrides: Any) ->
     chosen = {k: v for k, v in {**options, **overrides}.items() if k in names}
     config = cls(**chosen)
     return config.validate() if hasattr(config, "validate") else config
-
-
-LARGEST_INT = 2**31 - 1  # no count, index or size in mapscope comes near; numpy's int32 limit
 
 
 def check_options(values: dict[str, Any], flags: dict[str, str]) -> None:

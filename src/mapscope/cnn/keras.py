@@ -20,10 +20,13 @@ Nothing read from the file is executed: JSON is parsed, arrays are copied.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import math
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,7 @@ from mapscope.cnn.spec import (
     validate,
 )
 from mapscope.errors import ConfigError
+from mapscope.schema import LARGEST_INT, check_size, fields_of, shown, value_of
 
 SUPPORTED = (
     "Conv2D",
@@ -76,28 +80,25 @@ def read_keras(path: str | Path) -> KerasModel:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; give a Keras model saved as .keras or .h5.")
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if not {"config.json", "model.weights.h5"} <= names:
-                raise ConfigError(
-                    f"{path}: a zip without config.json and model.weights.h5; not a Keras 3 "
-                    ".keras file."
-                )
-            config = _json(archive.read("config.json"), path)
-            metadata = (
-                _json(archive.read("metadata.json"), path) if "metadata.json" in names else {}
+        members = _zip_members(path, ("config.json", "model.weights.h5", "metadata.json"))
+        if not {"config.json", "model.weights.h5"} <= set(members):
+            raise ConfigError(
+                f"{path}: a zip without config.json and model.weights.h5; not a Keras 3 "
+                ".keras file."
             )
-            weights_bytes = archive.read("model.weights.h5")
+        config = _json(members["config.json"], path)
+        metadata = _json(members["metadata.json"], path) if "metadata.json" in members else {}
+        weights_bytes = members["model.weights.h5"]
         layers = _layers(config, path)
-        with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
+        with _damaged_hdf5(path), h5py.File(io.BytesIO(weights_bytes), "r") as h5:
             weights = _keras3_weights(h5, layers, path)
-        version = str(metadata.get("keras_version", "3"))
+        version = str(metadata.get("keras_version", "3")) if isinstance(metadata, dict) else "3"
     else:
         try:
             h5 = h5py.File(path, "r")
         except OSError:
             raise ConfigError(f"{path}: neither a .keras zip nor an HDF5 (.h5) file.") from None
-        with h5:
+        with h5, _damaged_hdf5(path):
             if "model_config" not in h5.attrs:
                 raise ConfigError(
                     f"{path}: an HDF5 file without a model config (weights only, from "
@@ -107,7 +108,7 @@ def read_keras(path: str | Path) -> KerasModel:
             group = h5.get("model_weights", h5)
             weights = _legacy_weights(group, layers, path)
             version = _text(h5.attrs.get("keras_version", "2"))
-    return KerasModel(layers, weights, _input_shape(layers), str(path), version)
+    return KerasModel(layers, weights, _input_shape(layers, path), str(path), version)
 
 
 def _json(data: bytes | str, path: Path) -> dict:
@@ -121,8 +122,21 @@ def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _layers(config: dict, path: Path) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class KerasLayerConfig:
+    """The schema of one layer in a Keras ``model_config`` (other keys are Keras' own)."""
+
+    class_name: str
+    config: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    inbound_nodes: Any = None
+
+
+def _layers(config: Any, path: Path) -> list[dict[str, Any]]:
     """The layers of a Sequential model, or of a functional model that is a plain chain."""
+    source = f"{path}: model_config"
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source} must be a table, got {shown(config)}.")
     kind = config.get("class_name")
     inner = config.get("config", {})
     layers = inner.get("layers") if isinstance(inner, dict) else None
@@ -130,9 +144,18 @@ def _layers(config: dict, path: Path) -> list[dict[str, Any]]:
         raise ConfigError(
             f"{path}: a Keras {kind!r}; only Sequential models and functional chains convert."
         )
-    for layer in layers:
-        layer.setdefault("config", {})
-        layer["name"] = layer["config"].get("name", layer.get("name"))
+    for i, layer in enumerate(layers):
+        checked = fields_of(
+            KerasLayerConfig, layer, source, f"layers[{i}]", ConfigError, ignore=None
+        )
+        layer["config"] = checked.get("config", {})
+        layer["name"] = value_of(
+            str,
+            layer["config"].get("name", layer.get("name", f"layer_{i}")),
+            f"layers[{i}].config.name",
+            source,
+            ConfigError,
+        )
     if kind != "Sequential":
         for before, layer in zip(layers, layers[1:], strict=False):
             inbound = _inbound_names(layer.get("inbound_nodes", []))
@@ -168,12 +191,19 @@ def _inbound_names(nodes) -> list[str]:
     return found
 
 
-def _input_shape(layers: list[dict]) -> tuple[int, ...] | None:
-    for layer in layers[:2]:
+def _input_shape(layers: list[dict], path: Path) -> tuple[int, ...] | None:
+    for i, layer in enumerate(layers[:2]):
         config = layer["config"]
         shape = config.get("batch_shape") or config.get("batch_input_shape")
         if shape:
-            return tuple(int(v) for v in shape[1:])
+            where = f"layers[{i}].config.batch_shape"
+            dims = value_of(list[int | None], shape, where, f"{path}: model_config", ConfigError)
+            if any(d is None or d < 1 for d in dims[1:]):
+                raise ConfigError(
+                    f"{path}: model_config {where} is {dims}; mapscope needs a fixed image size "
+                    "(H, W, C), like keras.Input((28, 28, 1))."
+                )
+            return tuple(dims[1:])
     return None
 
 
@@ -206,7 +236,7 @@ def _keras3_weights(h5, layers: list[dict], path: Path) -> dict[str, list[np.nda
         group = groups.get(key, {}).get("vars") if key in groups else None
         arrays = []
         if group is not None:
-            arrays = [np.array(group[str(i)]) for i in range(len(group))]
+            arrays = [_array(group, str(i), path) for i in range(len(group))]
         weights[layer["name"]] = arrays
     return weights
 
@@ -220,8 +250,52 @@ def _legacy_weights(group, layers: list[dict], path: Path) -> dict[str, list[np.
             weights[name] = []
             continue
         names = [_text(n) for n in group[name].attrs.get("weight_names", [])]
-        weights[name] = [np.array(group[name][n]) for n in names]
+        weights[name] = [_array(group[name], n, path) for n in names]
     return weights
+
+
+def _array(group, key: str, path: Path) -> np.ndarray:
+    """One weight array, read only once its shape fits the size budget (a damaged or hostile
+    file can declare a terabyte-sized dataset that stores nothing)."""
+    dataset = group.get(key) if hasattr(group, "get") else None
+    shape = getattr(dataset, "shape", None)
+    if shape is None:
+        raise ConfigError(f"{path}: weight {key!r} of {group.name} is not an array.")
+    check_size(16 * math.prod(shape), f"weight {group.name}/{key} of shape {shape}", str(path),
+               ConfigError)  # fmt: skip
+    array = np.asarray(dataset[()])
+    if not np.issubdtype(array.dtype, np.number):
+        raise ConfigError(f"{path}: weight {group.name}/{key} holds {array.dtype}, not numbers.")
+    return array
+
+
+def _zip_members(path: Path, wanted: tuple[str, ...]) -> dict[str, bytes]:
+    """The ``wanted`` members of a zip, each read only after the archive passed: names that
+    stay inside it (no ``..``, no absolute path), sizes within the budget, and every CRC."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            for info in infos:
+                name = info.filename
+                if name.startswith(("/", "\\")) or ".." in Path(name).parts or ":" in name:
+                    raise ConfigError(f"{path}: zip member {name!r} points outside the archive.")
+            check_size(sum(i.file_size for i in infos), "the unpacked zip", str(path),
+                       ConfigError)  # fmt: skip
+            bad = archive.testzip()
+            if bad is not None:
+                raise ConfigError(f"{path}: zip member {bad!r} is damaged (CRC mismatch).")
+            return {i.filename: archive.read(i) for i in infos if i.filename in wanted}
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
+        raise ConfigError(f"{path}: a damaged zip ({exc}); save the model again.") from None
+
+
+@contextlib.contextmanager
+def _damaged_hdf5(path: Path):
+    """h5py's errors while reading a damaged file, as one ConfigError naming it."""
+    try:
+        yield
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: a damaged HDF5 file or layer name ({exc}).") from None
 
 
 # --- conversion -----------------------------------------------------------------------------
@@ -229,16 +303,30 @@ def _legacy_weights(group, layers: list[dict], path: Path) -> dict[str, list[np.
 
 def _pair(value, what: str, where: str) -> int:
     values = list(value) if isinstance(value, list | tuple) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ConfigError(
+            f"{where}: {what} must be a whole number or a pair of them, got {value!r}."
+        )
     if len(set(values)) != 1:
         raise ConfigError(f"{where}: {what} {values} is not square; mapscope's CNN needs n x n.")
-    return int(values[0])
+    if not 1 <= values[0] <= LARGEST_INT:
+        raise ConfigError(f"{where}: {what} must be at least 1, got {values[0]}.")
+    return values[0]
+
+
+def _number(config: dict, key: str, default: float, where: str) -> float:
+    value = config.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}.")
+    return float(value)
 
 
 def _activation(value, where: str) -> str:
     if isinstance(value, dict):  # Keras 3 may store {"class_name": ..., "config": ...}
-        value = value.get("config", {}).get("name") or value.get("class_name")
-    name = {None: "linear"}.get(value, value)
-    if name not in ACTIVATIONS:
+        inner = value.get("config")
+        value = (inner.get("name") if isinstance(inner, dict) else None) or value.get("class_name")
+    name = "linear" if value is None else value
+    if not isinstance(name, str) or name not in ACTIVATIONS:
         raise ConfigError(
             f"{where}: activation {value!r} has no equivalent here; supported: "
             f"{', '.join(ACTIVATIONS)}."
@@ -261,6 +349,7 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
     layers: list = []
     state: dict[str, torch.Tensor] = {}
     map_shape = (c, h, w)  # what flows through, channels first; None after Flatten
+    features = 0  # the width of what flows through after Flatten
     flat_order: np.ndarray | None = None  # Keras feature i -> PyTorch feature, after Flatten
     kept = [x for x in model.layers if x.get("class_name") not in IGNORED]
     for i, layer in enumerate(kept):
@@ -278,7 +367,7 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
             stride = _pair(config.get("strides", 1), "strides", where)
             if _pair(config.get("dilation_rate", 1), "dilation_rate", where) != 1:
                 raise ConfigError(f"{where}: dilated convolutions do not convert.")
-            if int(config.get("groups", 1)) != 1:
+            if config.get("groups", 1) != 1:
                 raise ConfigError(f"{where}: grouped convolutions do not convert.")
             padding = config.get("padding", "valid")
             if padding == "same" and (kernel % 2 == 0 or stride != 1):
@@ -286,7 +375,8 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
                     f"{where}: padding 'same' with kernel {kernel} and stride {stride} pads "
                     "unevenly in Keras; only odd kernels with stride 1 convert."
                 )
-            kernel_array, bias = _kernel_and_bias(arrays, config.get("use_bias", True), where)
+            expected = (kernel, kernel, map_shape[0], config.get("filters"))
+            kernel_array, bias = _kernel_and_bias(arrays, config, where, expected)
             filters = kernel_array.shape[3]
             layers.append(
                 Conv(
@@ -322,6 +412,7 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
                 ch, hh, ww = map_shape
                 # PyTorch feature (c, y, x) is Keras feature (y, x, c)
                 flat_order = np.arange(ch * hh * ww).reshape(hh, ww, ch).transpose(2, 0, 1).ravel()
+            features = math.prod(map_shape) if map_shape is not None else features
             map_shape = None
         elif kind == "Dense":
             if map_shape is not None:
@@ -329,7 +420,9 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
                     f"{where}: a dense layer applied to maps (no Flatten before it) works per "
                     "position in Keras; only dense layers after Flatten convert."
                 )
-            kernel_array, bias = _kernel_and_bias(arrays, config.get("use_bias", True), where)
+            kernel_array, bias = _kernel_and_bias(
+                arrays, config, where, (features, config.get("units"))
+            )
             units = kernel_array.shape[1]
             if flat_order is not None:
                 kernel_array = kernel_array[flat_order]  # rows in PyTorch's flattening order
@@ -345,12 +438,13 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
             ):
                 activation = "softmax"  # Dense + Activation("softmax") as one output layer
             layers.append(Dense(name, units, activation))
+            features = units
             state[f"layers.{name}.inner.weight"] = _tensor(kernel_array.T)
             state[f"layers.{name}.inner.bias"] = _tensor(
                 bias if bias is not None else np.zeros(units)
             )
         elif kind == "Dropout":
-            layers.append(Dropout(name, float(config.get("rate", 0.5))))
+            layers.append(Dropout(name, _number(config, "rate", 0.5, where)))
         elif kind == "BatchNormalization":
             axis = config.get("axis", -1)
             axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
@@ -359,12 +453,15 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
                 raise ConfigError(
                     f"{where}: batch normalisation over axis {axis} does not convert."
                 )
-            gamma, beta, mean, variance = _norm_weights(arrays, config, where)
+            channels = features if map_shape is None else map_shape[0]
+            gamma, beta, mean, variance = _norm_weights(arrays, config, where, channels)
             if flat_order is not None:  # per-feature after Flatten: Keras order -> PyTorch order
                 gamma, beta, mean, variance = (v[flat_order] for v in (gamma, beta, mean, variance))
             layers.append(
                 BatchNorm(
-                    name, float(config.get("epsilon", 1e-3)), float(config.get("momentum", 0.99))
+                    name,
+                    _number(config, "epsilon", 1e-3, where),
+                    _number(config, "momentum", 0.99, where),
                 )
             )
             prefix = f"layers.{name}"
@@ -388,21 +485,38 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
     return validate(spec, model.source), state
 
 
-def _kernel_and_bias(arrays, use_bias: bool, where: str):
-    """A Conv2D's or Dense's kernel, and its bias (None with ``use_bias=False``)."""
-    expected = 2 if use_bias else 1
-    if len(arrays) != expected:
-        raise ConfigError(f"{where}: expected {expected} weight arrays, found {len(arrays)}.")
-    return arrays[0], (arrays[1] if use_bias else None)
+def _kernel_and_bias(arrays, config: dict, where: str, expected: tuple):
+    """A Conv2D's or Dense's kernel, and its bias (None with ``use_bias=False``), each of the
+    shape the layer's config and its input say (``expected``: the kernel's)."""
+    use_bias = config.get("use_bias", True)
+    count = 2 if use_bias else 1
+    if len(arrays) != count:
+        raise ConfigError(f"{where}: expected {count} weight arrays, found {len(arrays)}.")
+    kernel = arrays[0]
+    if tuple(kernel.shape) != expected:
+        raise ConfigError(
+            f"{where}: the kernel has shape {tuple(kernel.shape)}; the layer's config and its "
+            f"input say {expected}."
+        )
+    if use_bias and tuple(arrays[1].shape) != (expected[-1],):
+        raise ConfigError(
+            f"{where}: the bias has shape {tuple(arrays[1].shape)}, expected ({expected[-1]},)."
+        )
+    return kernel, (arrays[1] if use_bias else None)
 
 
-def _norm_weights(arrays, config: dict, where: str):
-    """gamma, beta, moving mean, moving variance; Keras leaves out gamma (``scale=False``)
-    and beta (``center=False``)."""
+def _norm_weights(arrays, config: dict, where: str, channels: int):
+    """gamma, beta, moving mean, moving variance, one per channel; Keras leaves out gamma
+    (``scale=False``) and beta (``center=False``)."""
     scale, center = config.get("scale", True), config.get("center", True)
-    expected = 2 + int(scale) + int(center)
+    expected = 2 + int(bool(scale)) + int(bool(center))
     if len(arrays) != expected:
         raise ConfigError(f"{where}: expected {expected} weight arrays, found {len(arrays)}.")
+    if any(tuple(a.shape) != (channels,) for a in arrays):
+        raise ConfigError(
+            f"{where}: the normalisation weights have shapes {[tuple(a.shape) for a in arrays]}, "
+            f"expected ({channels},) each."
+        )
     arrays = list(arrays)
     gamma = arrays.pop(0) if scale else np.ones_like(arrays[-1])
     beta = arrays.pop(0) if center else np.zeros_like(arrays[-1])

@@ -19,7 +19,6 @@ from mapscope.cnn.predict import predict_proba
 from mapscope.cnn.spec import NetSpec, spec_from_dict
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError, RunError
-from mapscope.history import EPOCH_KEYS
 from mapscope.report.curves import plot_cnn_history
 from mapscope.runs import epochs
 from mapscope.runs.folder import COMMON_FILES, require_tables
@@ -53,14 +52,11 @@ def check_config(config: dict[str, Any], source: str) -> None:
 
 
 def check_files(run_dir: Path, config: dict[str, Any]) -> None:
-    epochs.check_files(run_dir, config, load_module, HISTORY_KEYS)
-
-
-HISTORY_KEYS = EPOCH_KEYS
+    epochs.check_files(run_dir, config, load_module)
 
 
 def check_history(run_dir: Path) -> list[dict]:
-    return epochs.check_history(run_dir, HISTORY_KEYS)
+    return epochs.check_history(run_dir)
 
 
 def spec_of(config: dict[str, Any], source: str = "config.json") -> NetSpec:
@@ -89,7 +85,7 @@ def save_epoch(
 
 
 def load_epoch(run_dir: Path, net: Network) -> tuple[dict, list[dict]]:
-    return epochs.load_epoch(run_dir, net, HISTORY_KEYS)
+    return epochs.load_epoch(run_dir, net)
 
 
 def load_module(run_dir: Path, config: dict[str, Any], which: str = "model") -> Network:

@@ -6,12 +6,14 @@ are part of the spec and must be unique.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mapscope.errors import ConfigError
+from mapscope.schema import check_size, gib
 
 ACTIVATIONS = ("relu", "sigmoid", "elu", "tanh", "selu", "linear", "softmax")
 POOL_KINDS = ("max", "average")
@@ -260,7 +262,38 @@ def validate(spec: NetSpec, source: str = "config") -> NetSpec:
         shapes.append(shape)
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
+    check_training_size(layers, tuple(spec.input_shape), shapes, source)
     return NetSpec(tuple(layers), tuple(spec.input_shape), spec.l1, spec.l2, tuple(shapes))
+
+
+TRAINING_BATCH = 64  # the batch the size budget assumes: the default training's
+
+
+def check_training_size(
+    layers: list[Layer], input_shape: tuple[int, ...], shapes: list, source: str
+) -> None:
+    """The size budget of a network, from its spec alone: its parameters with their gradients
+    and two optimizer moments (16 bytes each), and every layer's output for a batch of
+    ``TRAINING_BATCH`` images, kept for the backward pass with its gradient (8 bytes each). The
+    layer that asks the most is named. Nothing is built before this passes."""
+    needs, before = [], input_shape
+    for layer, shape in zip(layers, shapes, strict=True):
+        params = 0
+        if isinstance(layer, Conv):
+            params = before[0] * layer.kernel**2 * layer.filters + layer.filters
+        elif isinstance(layer, Dense):
+            params = math.prod(before) * layer.units + layer.units
+        elif isinstance(layer, BatchNorm):
+            params = 4 * before[0]
+        needs.append((16 * params + 8 * TRAINING_BATCH * math.prod(shape), layer.name))
+        before = shape
+    largest, name = max(needs)
+    check_size(
+        sum(n for n, _ in needs) + 8 * TRAINING_BATCH * math.prod(input_shape),
+        f"the network (its largest layer {name!r} alone {gib(largest)})",
+        source,
+        ConfigError,
+    )
 
 
 def _check_layer(layer: Layer, where: str, last: bool, problems: list[str]) -> None:

@@ -66,8 +66,10 @@ class CNNTask(Task[Network, TrainConfig]):
         with fast_path(net, enabled=on_cpu):
             yield
 
-    def step_loss(self, net: Network, output: torch.Tensor, target: torch.Tensor):
-        loss = self.loss(net, output, target)
+    def step_loss(
+        self, net: Network, output: torch.Tensor, target: torch.Tensor, config: TrainConfig
+    ):
+        loss = F.cross_entropy(output.float(), target, label_smoothing=config.label_smoothing)
         if net.spec.l1 or net.spec.l2:  # adding a zero would cost an op and its backward
             loss = loss + regularization(net)
         return loss

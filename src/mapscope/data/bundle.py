@@ -2,15 +2,49 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from mapscope.data.datasets import Dataset, load_dataset
-from mapscope.data.prepare import Standardizer, prepare_inputs
+from mapscope.data.prepare import SCALINGS, Standardizer, prepare_inputs
 from mapscope.data.split import Split, make_split
 from mapscope.errors import RunError
+from mapscope.schema import read_as
+
+
+@dataclass(frozen=True)
+class ImageTable:
+    """How an image folder or face set was read (``data.image`` of config.json)."""
+
+    size: int = 64
+    colour: Literal["grey", "rgb"] = "grey"
+
+
+@dataclass(frozen=True)
+class DataTable:
+    """The schema of config.json's ``data`` table: what a run was trained on (``config()``
+    writes it). Keys written by other versions are ignored."""
+
+    dataset: str
+    scaling: str  # one of SCALINGS
+    split_mode: str = "canonical"
+    split_seed: int | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    checksums: dict[str, str] = field(default_factory=dict)
+    image: ImageTable | None = None
+
+    @classmethod
+    def check(cls, data: object, source: str) -> DataTable:
+        table = read_as(cls, data, source, "data", ignore=None)
+        if table.scaling not in SCALINGS:
+            raise RunError(
+                f"{source}: data.scaling {table.scaling!r} is not one of {', '.join(SCALINGS)}."
+            )
+        return table
 
 
 @dataclass
@@ -45,11 +79,10 @@ class DataBundle:
         """A run's inputs from its saved split and scaler (no refitting); ``data`` is the
         ``data`` table of the run's config.json."""
         folder = Path(folder)
-        image = data.get("image", {})
-        dataset = load_dataset(
-            data["dataset"], data_root, image.get("size", 64), image.get("colour", "grey")
-        )
-        changed = set(data.get("checksums", {}).items()) ^ set(dataset.checksums.items())
+        table = DataTable.check(data, f"{folder}/config.json")
+        image = ImageTable(**table.image) if table.image else ImageTable()
+        dataset = load_dataset(table.dataset, data_root, image.size, image.colour)
+        changed = set(table.checksums.items()) ^ set(dataset.checksums.items())
         if data["dataset"] in dataset.checksums and changed:
             raise RunError(
                 f"{data['dataset']}: the images differ from those the run in {folder} was trained "

@@ -17,10 +17,12 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from mapscope.errors import DataError
+from mapscope.errors import DataError, MapscopeError
 from mapscope.io import atomic_path, write_json
+from mapscope.schema import value_of
 
 DATA_ENV = "MAPSCOPE_DATA"
 CACHE_ENV = "MAPSCOPE_CACHE"
@@ -60,10 +62,21 @@ def file_stamp(path: Path) -> str:
     return f"{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
+@dataclass(frozen=True)
+class VerifiedRecord:
+    """The schema of one entry of ``verified.json``: a file's stamp when its hash matched."""
+
+    stamp: str
+    sha256: str
+
+
 def _load_verified() -> dict[str, dict[str, str]]:
+    """The remembered checks; a damaged cache (not JSON, or not of ``VerifiedRecord``s) only
+    costs a re-hash, so it is read as empty and written afresh."""
+    path = user_cache_dir() / "verified.json"
     try:
-        return json.loads((user_cache_dir() / "verified.json").read_text())
-    except (OSError, ValueError):
+        return value_of(dict[str, VerifiedRecord], json.loads(path.read_text()), "", str(path))
+    except (OSError, ValueError, MapscopeError):
         return {}
 
 

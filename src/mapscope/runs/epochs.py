@@ -12,7 +12,7 @@ level; they are still read from there.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,11 @@ from torch import nn
 
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import RunError
+from mapscope.history import EpochRecord
 from mapscope.io import read_json, write_json
 from mapscope.report.figures import save_figure
 from mapscope.runs.folder import METRICS, create_run, write_metrics
+from mapscope.schema import fields_of
 from mapscope.weights import load_state, load_weights, save_state, save_weights
 
 POINTER = "epoch.json"
@@ -60,14 +62,13 @@ def check_files(
     run_dir: Path,
     config: dict[str, Any],
     load_module: Callable[..., nn.Module],
-    keys: Sequence[str],
 ) -> None:
     """Every file of the committed epoch: weights (names, shapes, dtypes, finite), initial
     weights, history and checkpoint; a damaged one is one RunError naming it."""
     load_module(run_dir, config)
     if (run_dir / INITIAL).exists():
         load_module(run_dir, config, "initial")
-    check_history(run_dir, keys)
+    check_history(run_dir)
     load_state(epoch_folder(run_dir) / EPOCH_FILES["checkpoint"])
 
 
@@ -103,9 +104,9 @@ def paths(run_dir: Path, files: dict[str, str]) -> dict[str, Path]:
     }
 
 
-def check_history(run_dir: Path, keys: Sequence[str]) -> list[dict]:
-    """The committed epoch's history: a list of rows numbered 1, 2, ... with numbers (or
-    null) for ``keys``, as many as the pointer says."""
+def check_history(run_dir: Path) -> list[dict]:
+    """The committed epoch's history: a list of ``EpochRecord`` rows numbered 1, 2, ..., as
+    many as the pointer says."""
     epoch = current_epoch(run_dir)
     path = epoch_folder(run_dir, epoch) / EPOCH_FILES["history"]
     if not path.is_file():
@@ -114,17 +115,12 @@ def check_history(run_dir: Path, keys: Sequence[str]) -> list[dict]:
         history = read_json(path)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RunError(f"{path}: not valid JSON ({exc}).") from None
-    ok = isinstance(history, list) and all(
-        isinstance(row, dict)
-        and row.get("epoch") == i
-        and all(isinstance(row.get(k), int | float | None) for k in keys)
-        for i, row in enumerate(history, start=1)
-    )
-    if not ok:
-        raise RunError(
-            f"{path}: damaged history: expected a list of epochs 1, 2, ... each with numbers "
-            f"for {', '.join(keys)}."
-        )
+    if not isinstance(history, list):
+        raise RunError(f"{path}: damaged history: expected a list of epochs 1, 2, ...")
+    for i, row in enumerate(history, start=1):
+        record = fields_of(EpochRecord, row, str(path), f"epoch {i}")
+        if record["epoch"] != i:
+            raise RunError(f"{path}: epoch {i} is numbered {record['epoch']}; expected {i}.")
     if epoch is not None and len(history) != epoch:
         raise RunError(f"{path}: holds {len(history)} epochs, expected {epoch}.")
     return history
@@ -156,12 +152,12 @@ def save_epoch(
             shutil.rmtree(other, ignore_errors=True)
 
 
-def load_epoch(run_dir: Path, net: nn.Module, keys: Sequence[str]) -> tuple[dict, list[dict]]:
+def load_epoch(run_dir: Path, net: nn.Module) -> tuple[dict, list[dict]]:
     """Weights into ``net``, and (optimizer state, history) of the last committed epoch."""
     folder = epoch_folder(run_dir)
     load_weights(net, folder / EPOCH_FILES["model"])
     state = load_state(folder / EPOCH_FILES["checkpoint"])
-    return state, check_history(run_dir, keys)
+    return state, check_history(run_dir)
 
 
 def resumable(run_dir: Path) -> None:

@@ -28,10 +28,12 @@ CHECKPOINT_ENTRIES = ("state_dict", "model_state_dict", "model")
 
 def is_torchscript(path: Path) -> bool:
     """A TorchScript archive is a zip with a ``code/`` folder beside its tensors."""
-    if not zipfile.is_zipfile(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name or name.startswith("code/") for name in archive.namelist())
+    return any("/code/" in name or name.startswith("code/") for name in names)
 
 
 def load_module(reference: str) -> nn.Module:
@@ -41,7 +43,14 @@ def load_module(reference: str) -> nn.Module:
     path = Path(path_text).expanduser()
     if not name:
         if path.is_file() and is_torchscript(path):
-            return torch.jit.load(str(path), map_location="cpu").eval()
+            try:
+                return torch.jit.load(str(path), map_location="cpu").eval()
+            except Exception as exc:  # torch raises RuntimeError and others for damaged archives
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(
+                    f"--module {reference!r}: a damaged TorchScript file ({first}); save it "
+                    "again with torch.jit.save."
+                ) from None
         raise ConfigError(
             f"--module {reference!r}: give FILE.py:NAME, e.g. models.py:make_net (a class or a "
             "function that returns the nn.Module), or a TorchScript file."

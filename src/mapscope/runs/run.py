@@ -9,8 +9,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mapscope.data.bundle import DataBundle
-from mapscope.data.prepare import SCALINGS, Standardizer
+from mapscope.data.bundle import DataBundle, DataTable
+from mapscope.data.prepare import Standardizer
 from mapscope.data.split import Split
 from mapscope.errors import RunError
 from mapscope.inspect.inspection import Inspection
@@ -37,14 +37,7 @@ class Run:
             raise RunError(
                 f"{path}/config.json: unknown run kind {found!r}; expected one of {', '.join(KINDS)}."
             )
-        data = config.get("data")
-        if not isinstance(data, dict) or not {"dataset", "scaling"} <= set(data):
-            raise RunError(f"{path}/config.json: the 'data' table needs 'dataset' and 'scaling'.")
-        if data["scaling"] not in SCALINGS:
-            raise RunError(
-                f"{path}/config.json: data.scaling {data['scaling']!r} is not one of "
-                f"{', '.join(SCALINGS)}."
-            )
+        DataTable.check(config.get("data"), f"{path}/config.json")
         KINDS[found].check_config(config, f"{path}/config.json")
         run = cls(path, config)
         if check_files:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mapscope.errors import ConfigError
+from mapscope.schema import fields_of
 from mapscope.sweep.kinds import Kind, coerce, make_config
 
 
@@ -60,6 +61,14 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class GridFile:
+    """The schema of a grid TOML file: options for every point, and lists to combine."""
+
+    fixed: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+
+
 def read_grid_file(path: str | Path) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     """(fixed options, axes) of a grid TOML file; anything else in it is refused."""
     path = Path(path)
@@ -69,15 +78,10 @@ def read_grid_file(path: str | Path) -> tuple[dict[str, Any], dict[str, list[Any
         raise ConfigError(f"--grid {path} does not exist.") from exc
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"--grid {path} is not a readable TOML file ({exc}).") from exc
-    unknown = set(table) - {"fixed", "grid"}
-    if unknown:
-        raise ConfigError(
-            f"--grid {path}: unknown table(s) {', '.join(sorted(unknown))}; a grid file has "
-            "[fixed] (options for every point) and [grid] (lists of values to combine)."
-        )
-    fixed, axes = table.get("fixed", {}), table.get("grid", {})
+    checked = fields_of(GridFile, table, f"--grid {path}", error=ConfigError)
+    fixed, axes = checked.get("fixed", {}), checked.get("grid", {})
     for name, values in axes.items():
-        if not isinstance(values, list) or not values:
+        if not values:
             raise ConfigError(
                 f"--grid {path}: grid.{name} must be a non-empty list like [0.001, 0.002]."
             )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mapscope.errors import ConfigError
+from mapscope.schema import LARGEST_INT, LARGEST_SEED
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class KMeansConfig:
             problems.append(f"mapping {self.mapping!r} unknown; use majority or hungarian")
         if self.pca is not None and self.pca < 1:
             problems.append(f"pca must be at least 1, got {self.pca}")
+        if not 0 <= self.seed <= LARGEST_SEED:
+            problems.append(f"seed must be in 0..{LARGEST_SEED}, got {self.seed}")
         if problems:
             raise ConfigError("; ".join(problems) + ".")
         return self
@@ -135,9 +138,12 @@ def coerce(k: Kind, name: str, value: Any, source: str) -> Any:
                 raise problem
             return str(value).lower() in ("true", "1")
         if wanted is int:
-            number = float(value)
-            if not number.is_integer():
+            number = int(value) if isinstance(value, int) else float(value)
+            if not float(number).is_integer():
                 raise ConfigError(f"{source}: {name} takes whole numbers; got {value}.")
+            limit = LARGEST_SEED if name == "seed" else LARGEST_INT
+            if abs(int(number)) > limit:
+                raise ConfigError(f"{source}: {name} {value} is out of range (at most {limit}).")
             return int(number)
         if wanted is float:
             return float(value)
@@ -155,7 +161,11 @@ def make_config(k: Kind, options: dict[str, Any], threads: int | None = None):
     """The kind's validated config for one point (``threads`` where the kind takes it)."""
     fields = {f.name for f in dataclasses.fields(k.config)}
     extra = {"threads": threads} if "threads" in fields and threads is not None else {}
-    config = k.config(**options, **extra)
+    if hasattr(k.config, "from_recipe"):  # a recipe fills the options the point leaves out
+        chosen = {name: v for name, v in options.items() if name != "recipe"}
+        config = k.config.from_recipe(options.get("recipe", "default"), **chosen, **extra)
+    else:
+        config = k.config(**options, **extra)
     return config.validate()
 
 

@@ -27,11 +27,43 @@ from mapscope.report.figures import save_figure
 from mapscope.report.sweeps import plot_points
 from mapscope.runs import Run
 from mapscope.runs.folder import is_run
+from mapscope.schema import read_as
 from mapscope.sweep.engine import Task, local_layout, run_tasks
 from mapscope.sweep.grid import Grid, Point
 from mapscope.sweep.kinds import make_config, train_point
 
 PLAN = "plan.json"  # the options of every point ever trained into the sweep folder
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The schema of ``plan.json``: the run kind and the options of every point trained."""
+
+    kind: str
+    points: dict[str, dict[str, Any]]
+
+
+def read_plan(out: Path, kind: str) -> dict[str, dict[str, Any]]:
+    """The options of the points trained into ``out`` before (none for a new sweep folder);
+    a sweep folder of another kind, or one that is a run folder itself, is refused."""
+    if is_run(out):
+        raise ConfigError(
+            f"--out {out} is a run folder; a sweep writes one run folder per point into a folder "
+            "of its own: give another --out."
+        )
+    path = out / PLAN
+    if not path.exists():
+        return {}
+    try:
+        stored = read_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); give another --out.") from None
+    plan = read_as(SweepPlan, stored, str(path), error=ConfigError)
+    if plan.kind != kind:
+        raise ConfigError(
+            f"{path}: {out} holds a sweep of {plan.kind} runs, not {kind}; give another --out."
+        )
+    return plan.points
 
 
 @dataclass
@@ -152,7 +184,7 @@ def plan(
     ``train``, ``continue`` (a CNN or autoencoder run interrupted after some epochs) or ``skip``
     (finished earlier). A folder that this sweep did not make, or made with other options, is
     refused unless ``overwrite``."""
-    planned = read_json(out / PLAN)["points"] if (out / PLAN).exists() else {}
+    planned = read_plan(out, grid.kind.name)
     steps = []
     for point in grid.points():
         folder = out / point.name
@@ -213,7 +245,7 @@ def sweep(
     if todo and not scheduler:  # missing data is the user's to fix, not five failed points
         _check_data(grid, [p for p, _, _ in todo], data_root)
     out.mkdir(parents=True, exist_ok=True)
-    planned = read_json(out / PLAN)["points"] if (out / PLAN).exists() else {}
+    planned = read_plan(out, grid.kind.name)
     planned.update({p.name: _plain(p.options) for p, *_ in steps})
     write_json(out / PLAN, {"kind": grid.kind.name, "points": planned})
 

@@ -4,13 +4,17 @@ object in mapscope (``MLPConfig``, ``OIPSettings``); callers use what it returns
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
+from typing import Any, Self
 
 import torch
 
 from mapscope.checks import Problems
 from mapscope.data.prepare import SCALINGS
+from mapscope.errors import ConfigError
+from mapscope.training.recipes import RECIPES
 from mapscope.training.schedules import SCHEDULES
 
 OPTIMIZERS = ("rmsprop", "sgd", "adam", "nadam", "adamax")
@@ -36,6 +40,22 @@ class TrainConfig:
     max_train: int | None = None  # train on the first N training images (quick experiments)
     max_test: int | None = None  # validate each epoch on the first N test images (quick ones)
     threads: int | None = None  # None: the cores free at the start (``pick_threads``)
+    label_smoothing: float = 0.0  # share of each target spread over all classes (classifiers)
+    recipe: str = "default"  # the named set of settings the others were taken from (RECIPES)
+
+    @classmethod
+    def from_recipe(cls, recipe: str = "default", **given: Any) -> Self:
+        """A config with the settings of ``recipe`` for every field not in ``given``: the way
+        ``--recipe fast`` fills the options left out on the command line."""
+        if recipe not in RECIPES:
+            raise ConfigError(f"recipe {recipe!r} unknown; choose one of {', '.join(RECIPES)}.")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        chosen = {k: v for k, v in RECIPES[recipe].items() if k in fields}
+        return cls(**{**chosen, **given, "recipe": recipe})
+
+    def recipe_settings(self) -> dict[str, Any]:
+        """What this config's recipe set, as it stands in the config (printed on training)."""
+        return {name: getattr(self, name) for name in RECIPES.get(self.recipe, {})}
 
     def validate(self) -> TrainConfig:
         """Every field against its allowed values; all problems in one ConfigError (the CLI
@@ -59,6 +79,8 @@ class TrainConfig:
         problems.at_least("threads", self.threads, 1, optional=True)
         problems.finite("lr", self.lr, strict=True)
         problems.fraction("momentum", self.momentum)
+        problems.fraction("label_smoothing", self.label_smoothing)
+        problems.choice("recipe", self.recipe, RECIPES)
         if self.decay_rate is not None:
             problems.finite("decay_rate", self.decay_rate, strict=True)
             if self.schedule == "exponential" and self.decay_rate >= 1:

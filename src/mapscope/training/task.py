@@ -66,8 +66,9 @@ class Task(Generic[Net, Config]):
         """The block of an epoch's steps: the kind's fast path is swapped in here."""
         yield
 
-    def step_loss(self, net: Net, output: torch.Tensor, target: torch.Tensor):
-        """The loss a step minimises (inside ``training_steps``)."""
+    def step_loss(self, net: Net, output: torch.Tensor, target: torch.Tensor, config: Config):
+        """The loss a step minimises (inside ``training_steps``), which may differ from the
+        reported ``loss`` by the config's regularisation (label smoothing, penalties)."""
         return self.loss(net, output, target)
 
     def loss(self, net: Net, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean"):

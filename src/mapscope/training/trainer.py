@@ -25,9 +25,11 @@ from tqdm.auto import tqdm
 
 from mapscope.data.bundle import DataBundle
 from mapscope.device import autocast, pick_device, pick_precision, pick_threads, using_threads
-from mapscope.errors import RunError, TrainingDiverged
+from mapscope.errors import ConfigError, RunError, TrainingDiverged
 from mapscope.history import epoch_record, total_seconds
+from mapscope.runs.epochs import current_epoch
 from mapscope.runs.folder import RunWriter, read_config, writing
+from mapscope.schema import read_as
 from mapscope.training.config import TrainConfig, make_optimizer
 from mapscope.training.schedules import learning_rate
 from mapscope.training.task import Task
@@ -105,7 +107,14 @@ class TrainingState:
         """Continue from a committed epoch's checkpoint (the weights are already loaded) for
         ``config.epochs`` more epochs."""
         self.history = history
+        fresh = self.optimizer.state_dict()["param_groups"]
+        stored = state["optimizer"].get("param_groups")
+        if not isinstance(stored, list) or [
+            g.get("params") for g in stored if isinstance(g, dict)
+        ] != [g["params"] for g in fresh]:
+            raise ValueError("its optimizer groups name other parameters than this network's")
         self.optimizer.load_state_dict(state["optimizer"])
+        check_optimizer_state(self.optimizer, fresh)
         self.generator.set_state(state["generator"])
         self.step = int(state["step"])
         # a run keeps the precision it started in, whatever "auto" would pick on this machine,
@@ -125,6 +134,37 @@ class TrainingState:
             "precision": self.precision,
             "threads": self.threads,
         }
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, fresh: list[dict]) -> None:
+    """What torch's ``load_state_dict`` leaves unchecked (the steps would fail later, deep in
+    its kernels): every setting of every group of the type a new optimizer has, and every
+    per-parameter buffer of its parameter's shape. ``fresh``: a new optimizer's groups."""
+    for group, new in zip(optimizer.param_groups, fresh, strict=True):
+        for key, value in new.items():
+            if key == "params":
+                continue
+            stored = group.get(key)
+            numbers = (int, float)
+            same = (
+                isinstance(stored, numbers) and isinstance(value, numbers)
+                if isinstance(value, numbers) and not isinstance(value, bool)
+                else type(stored) is type(value)
+            )
+            if isinstance(value, tuple) and isinstance(stored, tuple):
+                same = len(stored) == len(value) and all(isinstance(v, numbers) for v in stored)
+            if not same:
+                raise ValueError(
+                    f"optimizer setting {key!r} is {stored!r}, expected like {value!r}"
+                )
+    for parameter, buffers in optimizer.state.items():
+        if not isinstance(parameter, torch.Tensor) or not isinstance(buffers, dict):
+            raise ValueError("optimizer state for a parameter this network does not have")
+        for key, value in buffers.items():
+            if key != "step" and (
+                not isinstance(value, torch.Tensor) or value.shape != parameter.shape
+            ):
+                raise ValueError(f"optimizer buffer {key!r} does not fit its parameter")
 
 
 @torch.no_grad()
@@ -164,7 +204,11 @@ def stored_run(out: Path, task: Task, given: TrainConfig, data_root):
         )
     owner.resumable(out)
     per_call = {name: getattr(given, name) for name in PER_CALL}
-    config = replace(task.config_type(**stored["train"]), **per_call)
+    try:
+        config = replace(read_as(task.config_type, stored["train"], source, "train"), **per_call)
+        config.validate()
+    except ConfigError as exc:
+        raise RunError(f"{source}: train: {exc}") from None
     return owner.spec_of(stored, source), config, DataBundle.restore(out, stored["data"], data_root)
 
 
@@ -207,7 +251,14 @@ def set_up(
         test=(bundle.inputs("test", tested, layout="nchw"), task.targets(bundle, "test", tested)),
     )
     if resume:
-        state.resume(*task.saved.load_epoch(out, net))
+        stored_state, history = task.saved.load_epoch(out, net)
+        try:
+            state.resume(stored_state, history)
+        except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+            raise RunError(
+                f"{out}: the checkpoint's optimizer or generator state does not fit this run "
+                f"({exc}); the run cannot be resumed, but its weights can still be inspected."
+            ) from None
     else:
         task.saved.start(writer.folder, spec, asdict(config), bundle, net)
     return state
@@ -223,7 +274,7 @@ def run_epoch(s: TrainingState, epoch: int, last_epoch: int) -> tuple[float, flo
         for b, xb, yb in batches(s, epoch, last_epoch):
             with autocast(s.device, s.precision):
                 output = s.net(xb)
-            loss = s.task.step_loss(s.net, output, yb)
+            loss = s.task.step_loss(s.net, output, yb, s.config)
             s.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             s.optimizer.step()
@@ -353,9 +404,10 @@ def train_epochs(s: TrainingState, callbacks: list[EpochCallback] | None) -> Non
                 callback(s.history)
     except KeyboardInterrupt:
         if s.writer.published:
-            tqdm.write(
-                f"interrupted: {run} keeps epoch {len(s.history)}; continue with --resume {run}"
-            )
+            # the epoch the pointer names, not the history in memory: Ctrl-C may land between
+            # an epoch's files and the pointer that commits them
+            kept = current_epoch(s.writer.folder)
+            tqdm.write(f"interrupted: {run} keeps epoch {kept}; continue with --resume {run}")
         else:
             tqdm.write(f"interrupted before the first epoch was committed; {run} is untouched")
         raise

@@ -13,11 +13,16 @@ from mapscope.inspect.attribution.method import AttributionMethod, Problem
 from mapscope.inspect.taps import evaluation_mode, find_layer, forward_to
 
 
-def last_map_layer(net: nn.Module, layers: list[str], x: torch.Tensor) -> str:
-    """The deepest layer whose output is a map (N, C, H, W): Grad-CAM's default layer."""
+def map_layers(net: nn.Module, layers: list[str], x: torch.Tensor) -> list[str]:
+    """The layers whose output is a map (N, C, H, W), in order."""
     with torch.no_grad(), evaluation_mode(net):
         outputs = forward_to(net, x[:1], layers, stop_early=False)
-    maps = [name for name in layers if outputs[name].dim() == 4]
+    return [name for name in layers if outputs[name].dim() == 4]
+
+
+def last_map_layer(net: nn.Module, layers: list[str], x: torch.Tensor) -> str:
+    """The deepest layer whose output is a map: Grad-CAM's default layer."""
+    maps = map_layers(net, layers, x)
     if not maps:
         raise ConfigError(
             "Grad-CAM needs a layer whose output is a map (a conv or pool layer); this network "
@@ -30,7 +35,13 @@ def _gradcam(problem: Problem):
     from captum.attr import LayerGradCam
 
     net, x = problem.net, problem.inputs
-    problem.layer = problem.layer or last_map_layer(net, problem.layers, x)
+    if problem.layer is None:
+        problem.layer = last_map_layer(net, problem.layers, x)
+    elif problem.layer not in (maps := map_layers(net, problem.layers, x)):
+        raise ConfigError(
+            f"--layer {problem.layer}: Grad-CAM weighs the channels of a map, and this layer's "
+            f"output is not one; choose a conv or pool layer ({', '.join(maps) or 'none here'})."
+        )
     maps = LayerGradCam(net, find_layer(net, problem.layer)).attribute(
         x, target=problem.targets, relu_attributions=True
     )
