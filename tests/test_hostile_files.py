@@ -5,7 +5,7 @@ the file and the field, exit code 2, and nothing written.
 
 The table holds the cases users met (each was a traceback or a silent misreading); the fuzzers
 mutate a valid file of each format (types swapped, keys dropped, tables as lists, huge and
-negative numbers, truncation) and hold every mutation to the same rule: 15 examples each in
+negative numbers, truncation) and hold every mutation to the same rule: 10 examples each in
 every run of the suite, 500 with ``HYPOTHESIS_PROFILE=thorough`` (``MAPSCOPE_FUZZ_EXAMPLES``
 sets any number).
 """
@@ -252,6 +252,8 @@ def test_options_and_files_refused_up_front(mapscope, tmp_path):
         ["kmeans", "analyze", "--k", ",", "--out", tmp_path / "k"],
         "--k names no number",
     )
+    args = ["mlp", "train", "--layers", "784,1000000000,10", "--out", tmp_path / "m"]
+    refused(mapscope, tmp_path, args, "would need")
     script = tmp_path / "net.pt"
     with zipfile.ZipFile(script, "w") as archive:
         archive.writestr("net/code/__torch__.py", "not python {")
@@ -309,7 +311,7 @@ def test_a_shrunk_atlas_cache_is_computed_again(tmp_path):
 EXAMPLES = int(
     os.environ.get(
         "MAPSCOPE_FUZZ_EXAMPLES",
-        500 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 15,
+        500 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 10,
     )
 )
 FUZZ = settings(suppress_health_check=list(HealthCheck), deadline=None, max_examples=EXAMPLES)
@@ -473,3 +475,34 @@ def test_fuzz_sweep_grid_and_plan(data, mapscope, tmp_path_factory):
     (out / "plan.json").write_text(json.dumps(plan_value))
     args = ["sweep", "kmeans", "--grid", path, "--out", out, "--workers", "1"]
     _check_mutation(mapscope, root, args, f"{label}; plan: {plan_label}", points_may_fail=True)
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_atlas_cache(data, tmp_path_factory):
+    """The atlas's rebuild cache with an array dropped, shrunk, grown, reshaped or of text: it
+    is used only when every array fits this build, else everything is computed again."""
+    from mapscope.atlas.build import _read_cache
+    from mapscope.io import write_npz
+
+    shapes = {"mean/Conv2D_1": (20, 4), "peak/Conv2D_1": (20, 4), "probabilities": (20, 10)}
+    shapes["oip/Conv2D_1/images"] = (4,)
+    arrays = {
+        k: np.zeros(v if k != "oip/Conv2D_1/images" else (4, 1, 3, 3)) for k, v in shapes.items()
+    }
+    name = data.draw(st.sampled_from(sorted(arrays)), label="array")
+    how = data.draw(st.sampled_from(["drop", "shrink", "grow", "flat", "text"]), label="how")
+    if how == "drop":
+        del arrays[name]
+    elif how == "shrink":
+        arrays[name] = arrays[name][: data.draw(st.integers(0, len(arrays[name]) - 1))]
+    elif how == "grow":
+        arrays[name] = np.zeros((arrays[name].shape[0] + 1, *arrays[name].shape[1:]))
+    elif how == "flat":
+        arrays[name] = arrays[name].ravel()
+    else:
+        arrays[name] = np.full(arrays[name].shape, "x")
+    path = tmp_path_factory.mktemp("cache") / "atlas-k.npz"
+    write_npz(path, **arrays)
+    stored = _read_cache(path, shapes)
+    assert stored is None, f"{how} {name}: a cache that does not fit was used"

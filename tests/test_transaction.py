@@ -232,7 +232,7 @@ def kill_in_subprocess(kill_at: int, run: Path, real_data: Path) -> None:
 
 @pytest.mark.parametrize("interrupt", [interrupt_in_process, kill_in_subprocess])
 def test_an_epoch_interrupted_at_any_file_resumes_to_the_same_weights(
-    interrupt, real_data, tmp_path, two_epochs, one_epoch
+    interrupt, real_data, tmp_path, two_epochs, one_epoch, capsys
 ):
     first = one_epoch
     # every file move in process; SIGKILL (a new process each, ~4 s) at two representative
@@ -242,8 +242,13 @@ def test_an_epoch_interrupted_at_any_file_resumes_to_the_same_weights(
     for kill_at in kill_points:
         run = tmp_path / f"run{kill_at}"
         subprocess.run(["cp", "-a", first, run], check=True)
+        capsys.readouterr()
         interrupt(kill_at, run, real_data)
         committed = len(read_json(Run.open(run).files["history"]))
+        if interrupt is interrupt_in_process and kill_at <= EPOCH_WRITES:
+            # what Ctrl-C says the run keeps is what the pointer says, also when it lands
+            # after the epoch's history was written but before the pointer moved
+            assert f"keeps epoch {committed};" in capsys.readouterr().out, kill_at
         # before the pointer moved the run is at epoch 1, after it at epoch 2; never between
         assert committed == (1 if kill_at <= EPOCH_WRITES else 2)
         assert read_json(Run.open(run).files["metrics"])["epochs"] == committed

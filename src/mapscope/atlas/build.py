@@ -181,7 +181,7 @@ def _read_cache(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.
         return None
     for name, shape in shapes.items():
         found = stored.get(name)
-        if found is None or found.shape[: len(shape)] != shape:
+        if found is None or found.dtype.kind not in "fiub" or found.shape[: len(shape)] != shape:
             return None
         if not name.startswith("oip/") and found.shape != shape:
             return None
