@@ -506,3 +506,66 @@ def test_fuzz_atlas_cache(data, tmp_path_factory):
     write_npz(path, **arrays)
     stored = _read_cache(path, shapes)
     assert stored is None, f"{how} {name}: a cache that does not fit was used"
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_metrics(data, fresh_run):
+    """metrics.json mutated: a sweep reads it through its schema (``read_metrics``: entries of
+    the types it uses, or one RunError naming the file), and a run's card in Jupyter shows
+    what it can."""
+    from mapscope.errors import RunError
+    from mapscope.runs import Run
+    from mapscope.runs.folder import read_metrics
+
+    run = fresh_run()
+    path = run / "epochs/0001/metrics.json"
+    hot = ("epochs", "test_accuracy", "train_seconds", "precision", "threads")
+    value, label = data.draw(mutated(read_json(path), hot), label="mutation")
+    path.write_text(json.dumps(value))
+    try:
+        metrics = read_metrics(path)
+    except RunError as refused_file:
+        assert str(path) in str(refused_file), label
+    else:
+        assert isinstance(metrics, dict), label
+        epochs = metrics.get("epochs")
+        assert epochs is None or (isinstance(epochs, int) and not isinstance(epochs, bool))
+    assert "<" in Run.open(run)._repr_html_(), label
+
+
+@pytest.fixture(scope="module")
+def other_runs(real_data, tmp_path_factory) -> dict[str, Path]:
+    """An MLP, an autoencoder and a KMeans run, each as small as it gets."""
+    from mapscope.ae.spec import AESpec
+    from mapscope.ae.train import AETrainConfig
+    from mapscope.ae.train import train as train_ae
+    from mapscope.cluster.saved import fit_run, write_run
+    from mapscope.mlp.train import MLPConfig
+    from mapscope.mlp.train import train as train_mlp
+
+    root = tmp_path_factory.mktemp("kinds")
+    train_mlp(root / "mlp", MLPConfig(epochs=1, max_train=500), real_data)
+    tiny_ae = AETrainConfig(epochs=1, max_train=256, max_test=200, threads=1)
+    train_ae(root / "ae", tiny_ae, AESpec(latent=2, filters=(4, 8)), data_root=real_data)
+    write_run(fit_run("wifi", 8, data_root=real_data), root / "kmeans")
+    return {kind: root / kind for kind in ("mlp", "ae", "kmeans")}
+
+
+@pytest.mark.parametrize("kind", ["mlp", "ae", "kmeans"])
+@FUZZ
+@given(data=st.data())
+def test_fuzz_config_of_every_kind(kind, data, other_runs, mapscope, tmp_path_factory):
+    """config.json of an MLP, autoencoder and KMeans run mutated, opened by a command that
+    reads it whole (``summary`` for networks, ``evaluate`` for KMeans)."""
+    run = tmp_path_factory.mktemp("kind") / kind
+    shutil.copytree(other_runs[kind], run)
+    path = run / "config.json"
+    hot = ("model", "net", "train", "data", "layers", "filters", "latent", "clusters", "dataset")
+    value, label = data.draw(mutated(read_json(path), hot), label="mutation")
+    path.write_text(json.dumps(value))
+    if kind == "kmeans":
+        args = ["evaluate", "--model", run, "--out", run.parent / "evaluation"]
+    else:
+        args = ["summary", "--model", run]
+    _check_mutation(mapscope, run.parent, args, label)

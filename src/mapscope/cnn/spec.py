@@ -159,7 +159,11 @@ def spec_from_dict(raw: dict[str, Any], source: str = "config") -> NetSpec:
     layers = []
     for i, entry in enumerate(raw["layers"]):
         where = f"layers[{i}]"
-        if not isinstance(entry, dict) or entry.get("type") not in _LAYER_TYPES:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("type"), str)
+            or (entry["type"] not in _LAYER_TYPES)
+        ):
             problems.append(f"{where}: field 'type' must be one of {', '.join(_LAYER_TYPES)}")
             continue
         cls = _LAYER_TYPES[entry["type"]]

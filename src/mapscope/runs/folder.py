@@ -28,6 +28,7 @@ from typing import Any
 from mapscope.errors import ConfigError, RunError
 from mapscope.io import read_json, write_json
 from mapscope.runs.lock import locked
+from mapscope.schema import fields_of
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -247,6 +248,34 @@ def require_tables(config: dict[str, Any], keys: tuple[str, ...], kind: str, sou
 
 def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
     return write_json(Path(run_dir) / METRICS, {**metrics, "versions": versions()})
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """The schema of the entries of ``metrics.json`` that other code reads (a sweep's table, a
+    run's card); each kind adds its own entries beside them."""
+
+    epochs: int | None = None
+    test_accuracy: float | None = None
+    train_accuracy: float | None = None
+    test_loss: float | None = None
+    train_loss: float | None = None
+    train_seconds: float | None = None
+    seed: int | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    precision: str | None = None
+    threads: int | None = None
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """A run's ``metrics.json``, its shared entries checked against ``RunMetrics``."""
+    try:
+        metrics = read_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not valid JSON ({exc}).") from None
+    fields_of(RunMetrics, metrics, str(path), ignore=None)
+    return metrics
 
 
 def provenance(checksums: dict[str, str] | None = None, **settings: Any) -> dict[str, Any]:

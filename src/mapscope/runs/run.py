@@ -14,7 +14,7 @@ from mapscope.data.prepare import Standardizer
 from mapscope.data.split import Split
 from mapscope.errors import RunError
 from mapscope.inspect.inspection import Inspection
-from mapscope.runs.folder import COMMON_FILES, read_config
+from mapscope.runs.folder import COMMON_FILES, read_config, read_metrics
 from mapscope.runs.registry import KINDS
 
 
@@ -57,15 +57,13 @@ class Run:
 
     def _repr_html_(self) -> str:
         """A card in Jupyter: kind, data, epochs, accuracy and the training curves."""
-        from mapscope.io import read_json
         from mapscope.report.display import html_card
 
         files = self.files
         metrics: dict[str, Any] = {}
         try:
-            found = read_json(files["metrics"]) if "metrics" in files else {}
-            metrics = found if isinstance(found, dict) else {}
-        except Exception:  # a damaged metrics file: the card shows what it can
+            metrics = read_metrics(files["metrics"]) if "metrics" in files else {}
+        except (RunError, OSError):  # a damaged metrics file: the card shows what it can
             metrics = {}
         data = self.config["data"]
         facts: list[tuple[str, object]] = [

@@ -26,7 +26,7 @@ from mapscope.report.display import RichDisplay, short
 from mapscope.report.figures import save_figure
 from mapscope.report.sweeps import plot_points
 from mapscope.runs import Run
-from mapscope.runs.folder import is_run
+from mapscope.runs.folder import is_run, read_metrics
 from mapscope.schema import read_as
 from mapscope.sweep.engine import Task, local_layout, run_tasks
 from mapscope.sweep.grid import Grid, Point
@@ -310,7 +310,7 @@ def _finished_metrics(folder: Path) -> dict[str, Any]:
     """The metrics of the finished run in ``folder`` ({} when there is no usable run)."""
     try:
         path = Run.open(folder).files.get("metrics")
-        return read_json(path) if path else {}
+        return read_metrics(path) if path else {}
     except MapscopeError:
         return {}
 
