@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import settings
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).parent))  # the test networks (user_nets.py)
 
@@ -28,7 +29,11 @@ def pytest_configure(config):
     os.environ["MAPSCOPE_CACHE"] = tempfile.mkdtemp(prefix="mapscope-test-cache-")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:  # the workers share the cores: each takes its part (training picks its own)
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        share = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(share)
+        # and so do BLAS and scikit-learn's OpenMP loops (KMeans), which would otherwise spin
+        # a thread per core against the other worker
+        threadpool_limits(limits=share)
 
 
 @pytest.fixture(scope="session")

@@ -178,3 +178,15 @@ def test_cli_kmeans_k_sweep_with_a_failing_point(cli, tmp_path):
     assert Run.open(out / "pca=3_clusters=8").config["model"]["clusters"] == 8
     assert not (out / "pca=99_clusters=4").exists()
     assert "2 FAILED" in done.stdout and f"wrote {out / 'sweep.png'}" in done.stdout
+
+
+def test_a_dry_run_prints_the_points_and_writes_nothing(cli, tmp_path):
+    out = tmp_path / "seeds"
+    done = cli(
+        "sweep", "kmeans", "--seeds", "0..2", "--set", "clusters=4", "--out", out, "--dry-run"
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("train    seed=0: clusters=4 seed=0")
+    assert lines[-1] == "3 points; nothing trained (--dry-run)"
+    assert not out.exists()

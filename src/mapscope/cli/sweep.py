@@ -55,6 +55,12 @@ def sweep(
     overwrite: bool = typer.Option(
         False, help="Train every point again, replacing runs already in --out."
     ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Check the grid and --out, print each point's options and what would happen to it "
+        "(train, continue or skip), and stop: nothing is trained or written.",
+    ),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """One run folder per point (seeds x values x grid); finished points are skipped when the
@@ -74,6 +80,15 @@ def sweep(
         grid,
         parse_settings(settings),
     )
+    if dry_run:
+        from mapscope.sweep.run import plan
+
+        steps = plan(chosen, out.absolute(), overwrite)
+        for point, action, _, _ in steps:
+            options = " ".join(f"{k}={v}" for k, v in point.options.items())
+            typer.echo(f"{action:8} {point.name}: {options or 'the defaults'}")
+        typer.echo(f"{len(steps)} points; nothing trained (--dry-run)")
+        return
     result = run_sweep(chosen, out, data_dir, scheduler, workers, threads, overwrite)
     written = write_sweep(result, out)
     typer.echo(result.summary())
