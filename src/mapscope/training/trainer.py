@@ -204,8 +204,8 @@ def stored_run(out: Path, task: Task, given: TrainConfig, data_root):
         )
     owner.resumable(out)
     per_call = {name: getattr(given, name) for name in PER_CALL}
+    config = replace(read_as(task.config_type, stored["train"], source, "train"), **per_call)
     try:
-        config = replace(read_as(task.config_type, stored["train"], source, "train"), **per_call)
         config.validate()
     except ConfigError as exc:
         raise RunError(f"{source}: train: {exc}") from None
