@@ -562,3 +562,39 @@ def test_fuzz_config_of_every_kind(kind, data, other_runs, mapscope, tmp_path_fa
     else:
         args = ["summary", "--model", run]
     _check_mutation(mapscope, run.parent, args, label)
+
+
+@pytest.mark.parametrize("kind", ["png", "pt", "safetensors"])
+@FUZZ
+@given(data=st.data())
+def test_fuzz_bytes_of_files_users_bring(kind, data, intact_run, mapscope, tmp_path_factory):
+    """A drawing for ``cnn predict --image`` and the weights of your own module (``--weights``,
+    torch.save or safetensors), cut short, with bytes flipped or inserted anywhere."""
+    from PIL import Image
+    from safetensors.torch import save_file
+    from user_nets import LeNet5
+
+    root = tmp_path_factory.mktemp("bytes")
+    path = root / f"file.{kind}"
+    if kind == "png":
+        Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(path)
+    elif kind == "pt":
+        torch.save(LeNet5().state_dict(), path)
+    else:
+        save_file(LeNet5().state_dict(), str(path))
+    content = bytearray(path.read_bytes())
+    at = data.draw(st.integers(0, len(content) - 1), label="at")
+    how = data.draw(st.sampled_from(["cut", "flip", "insert"]), label="how")
+    if how == "cut":
+        content = content[:at]
+    elif how == "flip":
+        content[at] ^= data.draw(st.integers(1, 255), label="bits")
+    else:
+        content[at:at] = data.draw(st.binary(min_size=1, max_size=64), label="bytes")
+    path.write_bytes(bytes(content))
+    if kind == "png":
+        args = ["cnn", "predict", "--model", intact_run, "--image", path]
+    else:
+        nets = Path(__file__).parent / "user_nets.py"
+        args = ["summary", "--module", f"{nets}:LeNet5", "--weights", path]
+    _check_mutation(mapscope, root, args, f"{how} at {at}")

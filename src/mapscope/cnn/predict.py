@@ -43,7 +43,7 @@ def read_drawing(path, size: int = 28, name: str | None = None) -> np.ndarray:
             image = Image.open(path)
     except Image.DecompressionBombError:
         image = None
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:  # PIL's PNG reader: Syntax
         raise DataError(f"{label}: not a readable image ({exc}); give a PNG of a digit.") from exc
     if image is None or image.width * image.height > MAX_PIXELS:
         shape = "" if image is None else f"{image.width}x{image.height} pixels "
@@ -53,7 +53,7 @@ def read_drawing(path, size: int = 28, name: str | None = None) -> np.ndarray:
         )
     try:
         grey = _grey(image)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{label}: the image data cannot be read ({exc}).") from exc
     small = Image.fromarray(grey).resize((size, size), Image.Resampling.LANCZOS)
     pixels = np.asarray(small, dtype=np.uint8)

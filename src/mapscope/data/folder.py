@@ -102,7 +102,13 @@ def read_folder(
     for i, path in enumerate(tqdm(files, desc=f"reading {root.name}", unit="image", disable=None)):
         try:
             x[i] = read_image(path, size, colour)
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        except (
+            UnidentifiedImageError,
+            OSError,
+            ValueError,
+            SyntaxError,
+            Image.DecompressionBombError,
+        ) as exc:
             bad.append(f"{path.relative_to(root)} ({type(exc).__name__})")
     if bad:
         more = f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
