@@ -302,6 +302,13 @@ def test_a_shrunk_atlas_cache_is_computed_again(tmp_path):
     assert _read_cache(path, shapes) is None
     write_npz(path, **{"mean/Dense_1": np.zeros((10, 4)), "oip/Dense_1/images": np.zeros((3, 1))})
     assert _read_cache(path, shapes) is None
+    # an optional array is not needed, but when it is there it must fit as well
+    optional = {"anywhere/Dense_1": (10, 4)}
+    fitting = {"mean/Dense_1": np.zeros((10, 4)), "oip/Dense_1/images": np.zeros((4, 1, 2, 2))}
+    write_npz(path, **fitting)
+    assert _read_cache(path, shapes, optional) is not None
+    write_npz(path, **fitting, **{"anywhere/Dense_1": np.zeros((10, 3))})
+    assert _read_cache(path, shapes, optional) is None
 
 
 # --- the fuzzers: one per format --------------------------------------------------------------

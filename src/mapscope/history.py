@@ -18,7 +18,7 @@ a summed loss and cumulative seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 
@@ -47,15 +47,7 @@ def epoch_record(
     lr: float | None,
     seconds: float | None,
 ) -> dict[str, Any]:
-    return {
-        "epoch": epoch,
-        "loss": loss,
-        "accuracy": accuracy,
-        "val_loss": val_loss,
-        "val_accuracy": val_accuracy,
-        "lr": lr,
-        "seconds": seconds,
-    }
+    return asdict(EpochRecord(epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds))
 
 
 def from_stored(stored: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

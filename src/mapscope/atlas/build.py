@@ -167,11 +167,16 @@ def _cache_key(run: Run | None, inspection: Inspection, options: dict[str, Any])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _read_cache(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray] | None:
+def _read_cache(
+    path: Path,
+    shapes: dict[str, tuple[int, ...]],
+    optional: dict[str, tuple[int, ...]] | None = None,
+) -> dict[str, np.ndarray] | None:
     """The cached arrays of an earlier build with the same key, or None when there are none or
     they do not fit ``shapes`` (the arrays this build needs, by name: damaged, shrunk, or
-    written by another version); then everything is computed again and the cache replaced.
-    An OIP entry needs only its leading axis, the units. Never unpickles."""
+    written by another version) or, where present, ``optional``; then everything is computed
+    again and the cache replaced. An OIP entry needs only its leading axis, the units. Never
+    unpickles."""
     if not path.exists():
         return None
     try:
@@ -179,7 +184,8 @@ def _read_cache(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.
             stored = {name: f[name] for name in f.files}
     except Exception:  # a damaged cache is no error of the user's: compute again
         return None
-    for name, shape in shapes.items():
+    present = {name: shape for name, shape in (optional or {}).items() if name in stored}
+    for name, shape in {**shapes, **present}.items():
         found = stored.get(name)
         if found is None or found.dtype.kind not in "fiub" or found.shape[: len(shape)] != shape:
             return None
@@ -479,13 +485,8 @@ def build_atlas(
     shapes.update({f"oip/{name}/images": (probe[name].units,) for name in names})
     if classifier:
         shapes["probabilities"] = (n, n_classes)
-    stored = _read_cache(cache, shapes) if cache is not None else None
-    if stored is not None and any(
-        stored[k].shape != (n, probe[k.split("/", 1)[1]].units)
-        for k in stored
-        if k.startswith("anywhere/") and k.split("/", 1)[1] in probe
-    ):
-        stored = None  # optional arrays must fit too
+    anywhere = {f"anywhere/{name}": (n, stats.units) for name, stats in probe.items()}
+    stored = _read_cache(cache, shapes, anywhere) if cache is not None else None
     seconds: dict[str, float] = {}
 
     began = time.perf_counter()

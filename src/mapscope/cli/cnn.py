@@ -106,9 +106,9 @@ def train_command(
 ) -> None:
     """Train the CNN; each finished epoch is committed to the run folder (watch its curves.png)."""
     options = locals()
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"recipe"}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {name: options[name] for name in given_options(ctx) if name in fields}
-    cfg = TrainConfig.from_recipe(recipe, **given).validate()
+    cfg = TrainConfig.from_recipe(**given).validate()  # --recipe, when given, is among them
     if cfg.recipe != "default":
         settings = " ".join(f"{k}={v}" for k, v in cfg.recipe_settings().items())
         typer.echo(f"recipe {cfg.recipe}: {settings}")

@@ -16,7 +16,7 @@ from scipy.special import expit, softmax
 
 from mapscope.errors import ConfigError, RunError
 from mapscope.io import read_arrays, write_npz
-from mapscope.schema import check_size as budget_check
+from mapscope.schema import check_size
 
 HIDDEN = ("sigmoid", "relu", "tanh")
 LOSSES = ("logloss", "crossentropy", "mse")  # logloss/mse use sigmoid outputs, crossentropy softmax
@@ -47,11 +47,11 @@ class BatchResult:
     outputs: np.ndarray
 
 
-def check_size(layers: tuple[int, ...] | list[int], source: str, error=ConfigError) -> None:
+def check_mlp_size(layers: tuple[int, ...] | list[int], source: str, error=ConfigError) -> None:
     """The size budget of an MLP before it is built: its weights with their gradients and
     momentum (three float64 arrays each)."""
     weights = sum(a * b + b for a, b in zip(layers, layers[1:], strict=False))
-    budget_check(24 * weights, f"the MLP {list(layers)} ({weights:,} weights)", source, error)
+    check_size(24 * weights, f"the MLP {list(layers)} ({weights:,} weights)", source, error)
 
 
 class MLP:

@@ -17,7 +17,7 @@ from mapscope.data.features import ClusterDistances
 from mapscope.errors import RunError
 from mapscope.history import from_stored
 from mapscope.io import read_json, write_json
-from mapscope.mlp.network import HIDDEN, LOSSES, MLP, check_size
+from mapscope.mlp.network import HIDDEN, LOSSES, MLP, check_mlp_size
 from mapscope.report.curves import plot_mlp_history
 from mapscope.report.figures import save_figure
 from mapscope.runs.folder import COMMON_FILES, create_run, require_tables, write_metrics
@@ -44,7 +44,7 @@ def check_config(config: dict[str, Any], source: str) -> None:
         or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in layers)
     ):
         raise RunError(f"{source}: model.layers must list at least two layer sizes >= 1.")
-    check_size(layers, source, RunError)
+    check_mlp_size(layers, source, RunError)
     problems = [
         f"model.{key} must be one of {', '.join(allowed)}, got {spec.get(key)!r}"
         for key, allowed in (("activation", HIDDEN), ("loss", LOSSES))

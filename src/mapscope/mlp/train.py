@@ -22,7 +22,7 @@ from mapscope.data.prepare import SCALINGS, one_hot
 from mapscope.errors import ConfigError, TrainingDiverged
 from mapscope.history import epoch_record, total_seconds
 from mapscope.mlp import saved
-from mapscope.mlp.network import HIDDEN, LOSSES, MLP, check_size
+from mapscope.mlp.network import HIDDEN, LOSSES, MLP, check_mlp_size
 from mapscope.runs.folder import writing
 
 # measured with the default network: pixels to [0, 1] beat per-pixel standardisation (which
@@ -73,7 +73,7 @@ class MLPConfig:
         if self.layers is not None and (len(self.layers) < 2 or any(n < 1 for n in self.layers)):
             problems.add(f"layers must be two or more sizes >= 1, got {self.layers}")
         elif self.layers is not None:
-            check_size(self.layers, "layers")
+            check_mlp_size(self.layers, "layers")
         for name in ("lr", "init_scale"):
             problems.finite(name, getattr(self, name), strict=True)
         for name in ("l1", "l2", "decrease"):

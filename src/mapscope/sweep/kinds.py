@@ -162,8 +162,7 @@ def make_config(k: Kind, options: dict[str, Any], threads: int | None = None):
     fields = {f.name for f in dataclasses.fields(k.config)}
     extra = {"threads": threads} if "threads" in fields and threads is not None else {}
     if hasattr(k.config, "from_recipe"):  # a recipe fills the options the point leaves out
-        chosen = {name: v for name, v in options.items() if name != "recipe"}
-        config = k.config.from_recipe(options.get("recipe", "default"), **chosen, **extra)
+        config = k.config.from_recipe(**options, **extra)
     else:
         config = k.config(**options, **extra)
     return config.validate()
