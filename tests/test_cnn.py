@@ -86,7 +86,7 @@ def test_training_fast_path_equals_plain_forward():
 
 
 def test_training_fast_path_gradients_equal_plain_torch(monkeypatch):
-    from mapscope.cnn import conv_pool
+    from mapscope.cnn import conv_matmul, conv_pool
 
     net = build(default_spec(), seed=3).to(memory_format=torch.channels_last).train()
     x = torch.randn(8, 1, 28, 28).contiguous(memory_format=torch.channels_last)
@@ -99,6 +99,7 @@ def test_training_fast_path_gradients_equal_plain_torch(monkeypatch):
 
     fused = gradients()
     monkeypatch.setattr(conv_pool, "applies", lambda *args: False)
+    monkeypatch.setattr(conv_matmul, "applies", lambda *args: False)
     plain = gradients()
     for name in plain:
         torch.testing.assert_close(fused[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
@@ -304,6 +305,52 @@ def test_fused_path_only_where_exact():
     assert not applies(conv, torch.nn.MaxPool2d(2, stride=1), x)
     assert not applies(conv, torch.nn.AvgPool2d(2), x)
     assert not applies(torch.nn.Conv2d(1, 4, 4, padding="same"), max_pool, x)  # uneven padding
+
+
+@pytest.mark.parametrize(
+    ("n_in", "n_out", "side", "padding", "bias", "channels_last"),
+    [
+        (64, 128, 5, "valid", True, True),  # Conv2D_3 of the reference network
+        (64, 128, 3, 1, True, True),  # padding as the spec builds it: 3x3 map
+        (128, 64, 3, "same", False, False),  # "same" padding, no bias, NCHW input
+    ],
+)
+def test_small_map_convolution_as_matmul_equals_torch(
+    n_in, n_out, side, padding, bias, channels_last
+):
+    from mapscope.cnn.conv_matmul import applies, conv_matmul
+
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    conv = torch.nn.Conv2d(n_in, n_out, 3, padding=padding, bias=bias)
+    conv = conv.to(memory_format=layout)
+    x = torch.randn(7, n_in, side, side).contiguous(memory_format=layout).requires_grad_()
+    assert applies(conv, x)
+    expected, got = conv(x), conv_matmul(x, conv)
+    torch.testing.assert_close(got, expected)
+    assert got.is_contiguous(memory_format=torch.channels_last)  # as oneDNN writes it
+    upstream = torch.randn_like(expected)
+    params = (x, conv.weight) + ((conv.bias,) if bias else ())
+    want = torch.autograd.grad(expected, params, upstream)
+    have = torch.autograd.grad(got, params, upstream)
+    for name, w, h in zip(("input", "weight", "bias"), want, have, strict=False):
+        assert_sums_close(h, w, msg=name)
+    assert have[1].stride() == conv.weight.stride()  # fused Adam steps weight and grad in one pass
+
+
+def test_convolution_as_matmul_only_where_it_pays():
+    from mapscope.cnn.conv_matmul import applies
+
+    conv = torch.nn.Conv2d(64, 128, 3)
+    x = torch.randn(2, 64, 5, 5)
+    assert applies(conv, x)
+    assert not applies(conv, torch.randn(2, 64, 6, 6))  # a 4x4 map: oneDNN is faster
+    assert not applies(torch.nn.Conv2d(32, 64, 3), torch.randn(2, 32, 5, 5))  # short patches
+    assert not applies(conv, x.double())
+    assert not applies(torch.nn.Conv2d(64, 128, 3, stride=2), torch.randn(2, 64, 7, 7))
+    assert not applies(torch.nn.Conv2d(64, 128, 4, padding="same"), x)  # uneven padding
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not applies(conv, x)  # bf16 stays with oneDNN
 
 
 def test_training_reads_only_what_later_layers_use():

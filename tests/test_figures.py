@@ -291,6 +291,29 @@ def test_sweep_plot_has_no_text_on_text(varied):
     assert len(fig.axes[0].lines) > 0
 
 
+def test_sweep_plot_means_span_seeds_only():
+    """Three options and seeds: one line per combination of the two beside the x axis, each
+    mean over the seeds of that combination alone."""
+    from mapscope.report.sweeps import plot_points
+
+    varied = ["max_train", "lr", "label_smoothing", "seed"]
+    rows = [
+        {"max_train": n, "lr": lr, "label_smoothing": ls, "seed": seed,
+         "test_accuracy": 0.9 + n / 1e6 + lr + ls / 10 + seed / 1e4}
+        for n, lr, ls, seed in itertools.product((100, 200), (0.01, 0.02), (0.0, 0.1), (0, 1, 2))
+    ]  # fmt: skip
+    fig = plot_points(rows, varied, "test_accuracy", True)
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert len(labels) == 4 and "lr=0.02, label_smoothing=0.1" in labels[3]
+    means = sorted(tuple(line.get_ydata()) for line in ax.lines if line.get_linestyle() == "-")
+    expected = sorted(
+        tuple(0.9 + n / 1e6 + lr + ls / 10 + 1 / 1e4 for n in (100, 200))
+        for lr, ls in itertools.product((0.01, 0.02), (0.0, 0.1))
+    )
+    np.testing.assert_allclose(means, expected)
+
+
 @pytest.mark.parametrize("n", [1, 7, 23])
 def test_image_tiles_keep_titles_apart_and_above_their_images(n):
     images = np.random.default_rng(0).random((n, 28, 28))

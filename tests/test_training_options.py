@@ -107,15 +107,17 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "-"
 
 
+KEPT_METRICS = ("n_train", "n_test", "epochs", "precision", "threads", "device", "data_checksums")
+
+
 def fingerprint(run: Path) -> tuple:
     """What a run keeps of its training, leaving out the settings it merely records."""
     files = Run.open(run).files
     metrics = read_json(files["metrics"])
-    kept = ("n_train", "n_test", "epochs", "precision", "threads", "device", "data_checksums")
     return (
         *(_digest(files[r]) if r in files else "-" for r in ("model", "split", "scaler")),
         len(read_json(files["history"])),
-        tuple(str(metrics.get(k)) for k in kept),
+        tuple(str(metrics.get(k)) for k in KEPT_METRICS),
     )
 
 
@@ -150,7 +152,7 @@ def test_the_table_names_every_option_of_every_kind():
 def test_an_option_changes_the_run_or_is_refused(kind, name, value, shared, trained, real_data):
     base, _ = KINDS[kind]
     if name == "precision":  # the precision "auto" does not choose here
-        auto = trained(kind, shared)[-1][2]
+        auto = trained(kind, shared)[-1][KEPT_METRICS.index("precision")]
         value = "fp32" if auto == "bf16" else "bf16"
     assert value != getattr(base, name), "the table must give a value other than the default"
     try:

@@ -43,6 +43,8 @@ from numba.core import types
 from numba.extending import overload
 from torch import nn
 
+from mapscope.cnn.conv_matmul import memory_format_of, padding_of
+
 
 def applies(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``pool(conv(x))`` can take a path of this module (see its docstring)."""
@@ -57,19 +59,9 @@ def applies(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
         and conv.groups == 1
         and conv.padding_mode == "zeros"
         and conv.kernel_size[0] == conv.kernel_size[1]
-        and _padding(conv) is not None
+        and padding_of(conv) is not None
         and _square_pool(pool)
     )
-
-
-def _padding(conv: nn.Conv2d) -> tuple[int, int] | None:
-    """Rows and columns of zeros on each side; None for torch's uneven "same" (even kernels)."""
-    if conv.padding == "valid":
-        return (0, 0)
-    if conv.padding == "same":
-        k = conv.kernel_size[0]
-        return ((k - 1) // 2,) * 2 if k % 2 else None
-    return conv.padding
 
 
 def _square_pool(pool: nn.MaxPool2d) -> bool:
@@ -98,7 +90,7 @@ def conv_max_pool(
     ``size`` keeps only the top-left rows x columns of the result: the part that the following
     layers read (see ``Network``); computing the rest would be work whose gradient is zero.
     """
-    pad = _padding(conv)
+    pad = padding_of(conv)
     if pad != (0, 0):
         x = F.pad(x, (pad[1], pad[1], pad[0], pad[0]))
     if size is not None:  # the input rows and columns that the kept outputs read
@@ -125,7 +117,7 @@ class _ConvMaxPool(torch.autograd.Function):
         )
         ctx.save_for_backward(pixels, window)
         ctx.setup = (n_in, n_out, k, pool, relu)
-        ctx.weight_format = _memory_format(weight)
+        ctx.weight_format = memory_format_of(weight)
         return out.permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
 
     @staticmethod
@@ -161,7 +153,7 @@ class _ConvThenMaxPool(torch.autograd.Function):
         pixels = x.detach().permute(0, 2, 3, 1).contiguous()
         ctx.save_for_backward(pixels, weight, window)
         ctx.setup = (pool, relu)
-        ctx.weight_format = _memory_format(weight)
+        ctx.weight_format = memory_format_of(weight)
         return out.permute(0, 3, 1, 2)
 
     @staticmethod
@@ -209,13 +201,6 @@ def _ordered_for(value):
     if isinstance(value, types.Integer):  # a 16-bit float's bits: sign, then magnitude
         return lambda value: value ^ ((value >> 15) & 0x7FFF)  # negatives: larger is lower
     return None
-
-
-def _memory_format(weight: torch.Tensor) -> torch.memory_format:
-    """The gradient goes back in the weight's layout: fused Adam steps both in one pass."""
-    if weight.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 class _FirstLayerKernels(NamedTuple):

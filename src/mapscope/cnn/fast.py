@@ -10,8 +10,10 @@ the pooled map, so only the trainer's own network, which has no hooks, goes thro
   becomes ``nn.Identity``. Max-pooling commutes with monotone activations, so pooling first is
   exact and the activation (and its backward) runs on a quarter of the values; a ReLU runs inside
   the numba kernels (``conv_pool``), which back-propagate only to each window's winner.
-- ``ContiguousBeforeActivation`` takes the place of the last convolution before Flatten. Flatten
-  reads the map in NCHW order, so a channels-last map is copied anyway; copying before the
+- ``ConvBeforeFlatten`` takes the place of the last convolution before Flatten. Where
+  its map is small (``conv_matmul.applies``: the reference network's 3x3x128) the convolution
+  runs as matrix products over its patches, which oneDNN's backward is slow at. Flatten reads
+  the map in NCHW order, so a channels-last map is copied anyway; copying before the
   activation keeps its forward and backward in one layout (ReLU's backward across two layouts
   took 10x longer, 66 against 6 us).
 
@@ -27,6 +29,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from mapscope.cnn import conv_matmul
 from mapscope.cnn.build import MONOTONE, Activated, Network
 from mapscope.training.swap import swapped
 
@@ -48,15 +51,18 @@ class FusedConvPool(nn.Module):
         return y if self.relu else self.layer.act(y)
 
 
-class ContiguousBeforeActivation(nn.Module):
-    """``act(conv(x))`` with the map made NCHW-contiguous before the activation."""
+class ConvBeforeFlatten(nn.Module):
+    """``act(conv(x))`` with the map made NCHW-contiguous before the activation; a small map's
+    convolution as matrix products (``conv_matmul``)."""
 
     def __init__(self, layer: Activated):
         super().__init__()
         self.layer = layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer.act(self.layer.inner(x).contiguous())
+        conv = self.layer.inner
+        maps = conv_matmul.conv_matmul(x, conv) if conv_matmul.applies(conv, x) else conv(x)
+        return self.layer.act(maps.contiguous())
 
 
 def fast_layers(net: Network) -> dict[str, nn.Module]:
@@ -71,7 +77,7 @@ def fast_layers(net: Network) -> dict[str, nn.Module]:
             swaps[name] = FusedConvPool(layer, following, net.extents[i + 1])
             swaps[names[i + 1]] = nn.Identity()
         elif isinstance(following, nn.Flatten):
-            swaps[name] = ContiguousBeforeActivation(layer)
+            swaps[name] = ConvBeforeFlatten(layer)
     return swaps
 
 

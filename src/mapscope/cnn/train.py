@@ -66,6 +66,13 @@ class CNNTask(Task[Network, TrainConfig]):
         with fast_path(net, enabled=on_cpu):
             yield
 
+    def warm_up(self, net: Network, precision: str, on_cpu: bool) -> float:
+        if not on_cpu:
+            return 0.0
+        from mapscope.cnn.precompile import compile_kernels  # numba: only when training
+
+        return compile_kernels(net.spec, precisions=(precision,))
+
     def step_loss(
         self, net: Network, output: torch.Tensor, target: torch.Tensor, config: TrainConfig
     ):

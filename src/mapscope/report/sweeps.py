@@ -23,8 +23,9 @@ def _numeric(values: list) -> bool:
 
 def plot_points(rows: list[dict], varied: list[str], metric: str, higher_is_better: bool) -> Figure:
     """The sweep's metric against its first swept option (seeds as dots, their mean as a line
-    with the standard deviation as error bars), one line per value of a second option; with
-    only seeds swept, the metric per seed and their mean."""
+    with the standard deviation as error bars), one line per combination of the other swept
+    options, so that a mean and its bar span seeds only; with only seeds swept, the metric per
+    seed and their mean."""
     fig = new_figure(7.5, 4.4)
     ax = fig.add_subplot(1, 1, 1)
     done = [r for r in rows if r.get(metric) is not None]
@@ -41,7 +42,7 @@ def plot_points(rows: list[dict], varied: list[str], metric: str, higher_is_bett
         ax.set_xticks(sorted(set(seeds)))
         ax.set_title(f"{metric} of {len(values)} runs that differ only in their seed", fontsize=10)
     else:
-        x_name, line_names = others[0], others[1:2]
+        x_name, line_names = others[0], others[1:]
         xs = list(dict.fromkeys(r[x_name] for r in done))
         position = {v: (v if _numeric(xs) else k) for k, v in enumerate(xs)}
         lines = list(dict.fromkeys(tuple(r.get(n) for n in line_names) for r in done))

@@ -15,10 +15,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     "fast": {
         "epochs": 1,
-        "max_train": 36000,
+        "max_train": 42000,
         "batch_size": 64,
         "optimizer": "adam",
-        "lr": 6e-3,
+        "lr": 4e-3,
         "schedule": "onecycle",
         "label_smoothing": 0.1,
     },

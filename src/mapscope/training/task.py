@@ -66,6 +66,12 @@ class Task(Generic[Net, Config]):
         """The block of an epoch's steps: the kind's fast path is swapped in here."""
         yield
 
+    def warm_up(self, net: Net, precision: str, on_cpu: bool) -> float:
+        """Compile or load what the fast path runs, before the first epoch's clock starts, so
+        that an epoch's seconds are its steps' (and the first epoch compares with the others);
+        returns the seconds it took."""
+        return 0.0
+
     def step_loss(self, net: Net, output: torch.Tensor, target: torch.Tensor, config: Config):
         """The loss a step minimises (inside ``training_steps``), which may differ from the
         reported ``loss`` by the config's regularisation (label smoothing, penalties)."""

@@ -391,6 +391,14 @@ def process_flags(threads: int) -> Iterator[None]:
         torch.set_flush_denormal(before)
 
 
+def warm_up(s: TrainingState) -> None:
+    """The kind's fast path compiled or loaded before the first epoch; a first compile (numba,
+    once per network shape and machine) is said, as it takes seconds."""
+    seconds = s.task.warm_up(s.net, s.precision, on_cpu=s.device.type == "cpu")
+    if seconds > 2.0:
+        tqdm.write(f"compiled the CPU training kernels in {seconds:.1f} s (cached for later runs)")
+
+
 def train_epochs(s: TrainingState, callbacks: list[EpochCallback] | None) -> None:
     """``config.epochs`` epochs after the committed ones, each trained and committed, the
     callbacks after each; Ctrl-C says what the run keeps."""
@@ -430,5 +438,6 @@ def train(
     with writing(out, overwrite, resume) as writer:
         s = set_up(task, writer, config, spec, resume, data_root, init_from)
         with process_flags(s.threads):
+            warm_up(s)
             train_epochs(s, callbacks)
             return run_metrics(s)  # inside: the threads it reports are those of the training
