@@ -6,8 +6,9 @@ whose epochs run between its own, and mapscope's time as a fraction of the refer
 
 Beside every epoch time stands the physical floor of this machine: the network's training FLOPs
 per image (forward, and a backward of twice the forward's work) times the 60000 training
-images, over the rate this machine multiplies matrices at in that precision (measured here, on
-the same threads). No trainer can beat the floor; the "x floor" column says how far each is.
+images, over the rate this machine multiplies matrices at in that precision (measured beside
+every epoch, on the same threads). No trainer can beat the floor; the "x floor" column says
+how far each is.
 
 Then the recipes (``--recipe fast``, and its 2-epoch variant for 99.3 %) over ``--seeds``
 seeds: training seconds and test accuracy, mean and spread; what evaluating the 10000 test
@@ -139,22 +140,35 @@ def matmul_rate(dtype: torch.dtype, size: int = 1024, rounds: int = 5) -> float:
     return 2 * size**3 / best
 
 
-def floors(images: int) -> dict[str, tuple[float, float]]:
-    """Per precision: (seconds per epoch at the matrix-product rate, that rate in GFLOP/s)."""
-    net = ReferenceLoop.network()
-    per_image = 3 * forward_flops(net, (1, 28, 28))  # forward + backward (input and weights)
-    dtypes = {"fp32": torch.float32}
-    if torch.cpu._is_avx512_bf16_supported():
-        dtypes["bf16"] = torch.bfloat16
-    out = {}
-    for name, dtype in dtypes.items():
-        rate = matmul_rate(dtype)
-        out[name] = (images * per_image / rate, rate / 1e9)
-    return out
+class MatmulRates:
+    """The matrix-product rate per precision, measured beside every epoch: this shared machine
+    runs faster and slower by tens of percent from minute to minute, so the floor is taken
+    from the same minutes as the epochs it is set against (the mean of those readings)."""
+
+    def __init__(self):
+        self.dtypes = {"fp32": torch.float32}
+        if torch.cpu._is_avx512_bf16_supported():
+            self.dtypes["bf16"] = torch.bfloat16
+        self.readings: dict[str, list[float]] = {name: [] for name in self.dtypes}
+
+    def measure(self) -> None:
+        for name, dtype in self.dtypes.items():
+            self.readings[name].append(matmul_rate(dtype))
+
+    def floors(self, images: int, latest: bool = False) -> dict[str, tuple[float, float]]:
+        """Per precision: (seconds for ``images`` at the mean rate, or the latest reading's,
+        and that rate in GFLOP/s)."""
+        per_image = 3 * forward_flops(ReferenceLoop.network(), (1, 28, 28))  # fwd + bwd
+        out = {}
+        for name, readings in self.readings.items():
+            rate = readings[-1] if latest else sum(readings) / len(readings)
+            out[name] = (images * per_image / rate, rate / 1e9)
+        return out
 
 
-def paired_runs(epochs: int, batch_size: int, precision: str):
-    """mapscope's trainer, with one reference epoch after each of its epochs.
+def paired_runs(epochs: int, batch_size: int, precision: str, rates: MatmulRates):
+    """mapscope's trainer, with one reference epoch and a reading of the matrix-product rates
+    after each of its epochs.
 
     Returns the precision it ran in and both histories of (cumulative seconds, accuracy).
     """
@@ -165,7 +179,7 @@ def paired_runs(epochs: int, batch_size: int, precision: str):
             Path(tmp) / "run",
             config,
             data_root=data_root(),
-            callbacks=[lambda _history: reference.epoch()],
+            callbacks=[lambda _history: (reference.epoch(), rates.measure())],
         )
         hist = read_json(Run.open(Path(tmp) / "run").files["history"])
     history, total = [], 0.0
@@ -175,22 +189,29 @@ def paired_runs(epochs: int, batch_size: int, precision: str):
     return metrics["precision"], history, reference.history
 
 
-def recipe_seeds(recipe: str, given: dict, seeds: int) -> tuple[list[float], list[float], float]:
-    """(training seconds per seed, test accuracy per seed, seconds to evaluate 10000 images)."""
-    seconds, accuracies, evaluation = [], [], 0.0
+def recipe_seeds(
+    recipe: str, given: dict, seeds: int, rates: MatmulRates
+) -> tuple[list[float], list[float], float, list[float]]:
+    """(training seconds, test accuracy, each per seed; seconds to evaluate 10000 images;
+    the training seconds per seed as multiples of the floor, read beside each run)."""
+    seconds, accuracies, evaluation, floors = [], [], 0.0, []
     for seed in range(seeds):
         with tempfile.TemporaryDirectory() as tmp:
             config = TrainConfig.from_recipe(recipe, seed=seed, **given)
             metrics = train(Path(tmp) / "run", config, data_root=data_root())
             seconds.append(metrics["train_seconds"])
             accuracies.append(metrics["test_accuracy"])
+            rates.measure()
+            images = metrics["n_train"] * metrics["epochs"]
+            floor = rates.floors(images, latest=True)[metrics["precision"]][0]
+            floors.append(metrics["train_seconds"] / floor)
             run = Run.open(Path(tmp) / "run")
             net, bundle = run.module(), run.bundle(data_root())
             x = torch.from_numpy(bundle.inputs("test", layout="nchw"))
             began = time.perf_counter()
             evaluate(CNNTask(), net, x, torch.from_numpy(bundle.labels("test")), "cpu")
             evaluation = time.perf_counter() - began
-    return seconds, accuracies, evaluation
+    return seconds, accuracies, evaluation, floors
 
 
 def spread(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
@@ -201,12 +222,20 @@ def spread(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     )
 
 
-def recipe_table(seeds: int) -> str:
+def recipe_table(seeds: int, rates: MatmulRates) -> str:
     rows = []
     for label, recipe, given in RECIPE_RUNS:
-        seconds, accuracies, evaluation = recipe_seeds(recipe, given, seeds)
-        rows.append([label, spread(seconds), spread(accuracies, 100, 2), f"{evaluation:.2f}"])
-    header = ["recipe", "train s, mean (min..max)", "test %, mean (min..max)", "eval s"]
+        seconds, accuracies, evaluation, floors = recipe_seeds(recipe, given, seeds, rates)
+        rows.append(
+            [
+                label,
+                spread(seconds),
+                spread(accuracies, 100, 2),
+                f"{evaluation:.2f}",
+                spread(floors, digits=2),
+            ]
+        )
+    header = ["recipe", "train s, mean (min..max)", "test %, mean (min..max)", "eval s", "x floor"]
     return f"\nrecipes over seeds 0..{seeds - 1}:\n" + table(header, rows)
 
 
@@ -223,12 +252,12 @@ def main() -> None:
         "--seeds", type=int, default=5, help="seeds per recipe (0: leave the recipes out)"
     )
     args = parser.parse_args()
-    runs, done = [], set()
+    runs, done, rates = [], set(), MatmulRates()
     for precision in args.precisions.split(","):
         if pick_precision(precision, torch.device("cpu")) not in done:
-            runs.append(paired_runs(args.epochs, args.batch_size, precision))
+            runs.append(paired_runs(args.epochs, args.batch_size, precision, rates))
             done.add(runs[-1][0])
-    floor = floors(60000)
+    floor = rates.floors(60000)
     rows, fractions = [], []
     for name, (seconds, rate) in floor.items():
         rows.append(
@@ -270,7 +299,7 @@ def main() -> None:
     print(table(["trainer", "s/epoch", "s to 99.0%", "s to 99.3%", "final acc", "x floor"], rows))
     print("mapscope's time as a fraction of the reference's: " + ", ".join(fractions))
     if args.seeds:
-        print(recipe_table(args.seeds))
+        print(recipe_table(args.seeds, rates))
 
 
 if __name__ == "__main__":

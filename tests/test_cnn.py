@@ -338,6 +338,37 @@ def test_small_map_convolution_as_matmul_equals_torch(
     assert have[1].stride() == conv.weight.stride()  # fused Adam steps weight and grad in one pass
 
 
+def test_small_map_convolution_as_matmul_under_bf16_autocast():
+    """In training under bf16 autocast Conv2D_3 gets bf16 maps; the products run in bf16 as
+    oneDNN's would, the filters' gradient comes back in float32. Compared with an exact float32
+    computation from the same bf16-rounded numbers, its error stays within bf16 rounding (each
+    value rounded at most twice) and within twice torch's own bf16 path on this CPU."""
+    from mapscope.cnn.conv_matmul import applies, conv_matmul
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(64, 128, 3).to(memory_format=torch.channels_last)
+    x = torch.randn(7, 64, 5, 5).bfloat16().contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert applies(conv, x) and applies(conv, x.float())
+        expected, got = conv(x), conv_matmul(x, conv)
+    assert got.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(got, expected)  # bf16 tolerances: rounding of the sums
+    upstream = torch.randn(expected.shape).bfloat16()
+    params = (x, conv.weight, conv.bias)
+    exact_x = x.detach().float().requires_grad_()
+    weight, bias = (p.detach().bfloat16().float().requires_grad_() for p in params[1:])
+    exact = torch.autograd.grad(F.conv2d(exact_x, weight, bias), (exact_x, weight, bias), upstream)
+    have = torch.autograd.grad(got, params, upstream)
+    torch_bf16 = torch.autograd.grad(expected, params, upstream)
+    for name, e, h, t in zip(("input", "weight", "bias"), exact, have, torch_bf16, strict=True):
+        assert h.dtype == params[("input", "weight", "bias").index(name)].dtype, name
+        scale = e.abs().max().item()
+        torch_error = (t.float() - e).abs().max().item()
+        error = (h.float() - e).abs().max().item()
+        assert error <= max(2 * torch_error, 2**-7 * scale), (name, error, torch_error, scale)
+
+
 def test_convolution_as_matmul_only_where_it_pays():
     from mapscope.cnn.conv_matmul import applies
 
@@ -349,8 +380,7 @@ def test_convolution_as_matmul_only_where_it_pays():
     assert not applies(conv, x.double())
     assert not applies(torch.nn.Conv2d(64, 128, 3, stride=2), torch.randn(2, 64, 7, 7))
     assert not applies(torch.nn.Conv2d(64, 128, 4, padding="same"), x)  # uneven padding
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not applies(conv, x)  # bf16 stays with oneDNN
+    assert not applies(conv, x.bfloat16())  # bf16 maps only under autocast
 
 
 def test_training_reads_only_what_later_layers_use():
