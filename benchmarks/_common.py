@@ -29,7 +29,14 @@ def cpu() -> str:
     vector = next(
         (f for f in ("avx512_bf16", "avx512f", "avx2", "neon", "asimd") if f in flags), ""
     )
+    limited = [f"{k}={os.environ[k]}" for k in LIMITS if os.environ.get(k)]
+    if limited:  # the vector units a run was allowed, where they were narrowed (emulation)
+        vector = f"{vector}, limited by {' '.join(limited)}"
     return f"{name} ({vector}, {os.cpu_count()} cores)" if vector else name
+
+
+# variables that narrow the vector units oneDNN and ATen use: an AVX2-only CPU, emulated
+LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:

@@ -147,7 +147,7 @@ class MatmulRates:
 
     def __init__(self):
         self.dtypes = {"fp32": torch.float32}
-        if torch.cpu._is_avx512_bf16_supported():
+        if bf16_matmul_speedup() > 1.0:  # native bf16 (not where oneDNN is held to AVX2)
             self.dtypes["bf16"] = torch.bfloat16
         self.readings: dict[str, list[float]] = {name: [] for name in self.dtypes}
 
@@ -155,13 +155,12 @@ class MatmulRates:
         for name, dtype in self.dtypes.items():
             self.readings[name].append(matmul_rate(dtype))
 
-    def floors(self, images: int, latest: bool = False) -> dict[str, tuple[float, float]]:
-        """Per precision: (seconds for ``images`` at the mean rate, or the latest reading's,
-        and that rate in GFLOP/s)."""
+    def floors(self, images: int) -> dict[str, tuple[float, float]]:
+        """Per precision: (seconds for ``images`` at the mean rate, that rate in GFLOP/s)."""
         per_image = 3 * forward_flops(ReferenceLoop.network(), (1, 28, 28))  # fwd + bwd
         out = {}
         for name, readings in self.readings.items():
-            rate = readings[-1] if latest else sum(readings) / len(readings)
+            rate = sum(readings) / len(readings)
             out[name] = (images * per_image / rate, rate / 1e9)
         return out
 
@@ -193,7 +192,8 @@ def recipe_seeds(
     recipe: str, given: dict, seeds: int, rates: MatmulRates
 ) -> tuple[list[float], list[float], float, list[float]]:
     """(training seconds, test accuracy, each per seed; seconds to evaluate 10000 images;
-    the training seconds per seed as multiples of the floor, read beside each run)."""
+    the training seconds per seed as multiples of the floor, at the mean of every reading so
+    far: one reading alone, taken in a slow moment, once put a run below its floor)."""
     seconds, accuracies, evaluation, floors = [], [], 0.0, []
     for seed in range(seeds):
         with tempfile.TemporaryDirectory() as tmp:
@@ -203,7 +203,7 @@ def recipe_seeds(
             accuracies.append(metrics["test_accuracy"])
             rates.measure()
             images = metrics["n_train"] * metrics["epochs"]
-            floor = rates.floors(images, latest=True)[metrics["precision"]][0]
+            floor = rates.floors(images)[metrics["precision"]][0]
             floors.append(metrics["train_seconds"] / floor)
             run = Run.open(Path(tmp) / "run")
             net, bundle = run.module(), run.bundle(data_root())
@@ -290,7 +290,7 @@ def main() -> None:
         fractions.append(f"{precision}: {ours[-1][0] / reference[-1][0]:.2f}")
     per_image = 3 * forward_flops(ReferenceLoop.network(), (1, 28, 28))
     speedup = bf16_matmul_speedup()
-    bf16 = f"{speedup:.1f}x as fast as fp32" if speedup else "none (no native bf16)"
+    bf16 = f"{speedup:.1f}x as fast as fp32" if speedup > 1.0 else "no native bf16"
     print(
         f"\n{cpu()}\nMNIST, default network, batch {args.batch_size}, {args.epochs} epochs, "
         f"{torch.get_num_threads()} threads; bf16 matrix products on this CPU: {bf16}; "

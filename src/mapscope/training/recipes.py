@@ -2,8 +2,9 @@
 
 ``default`` is ``TrainConfig``'s own defaults. ``fast`` is the shortest time to 99 % test
 accuracy on MNIST on a two-core CPU, found with ``mapscope sweep cnn`` (the sweep's table is in
-docs/performance.md): one pass over part of the training set with large steps early and a
-cosine anneal to zero. A recipe only fills the settings a user leaves out; the settings it set
+the README, "Ninety-nine in seconds"): one pass over part of the training set with large steps
+early and a cosine anneal to zero; the smallest part whose mean over seeds stays above 99 % in
+bf16 and in fp32 alike. A recipe only fills the settings a user leaves out; the settings it set
 are stored in config.json like any others, with the recipe's name.
 """
 
@@ -15,10 +16,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     "fast": {
         "epochs": 1,
-        "max_train": 42000,
+        "max_train": 33000,
         "batch_size": 64,
         "optimizer": "adam",
-        "lr": 4e-3,
+        "lr": 8e-3,
         "schedule": "onecycle",
         "label_smoothing": 0.1,
     },
