@@ -150,6 +150,8 @@ class MatmulRates:
         if bf16_matmul_speedup() > 1.0:  # native bf16 (not where oneDNN is held to AVX2)
             self.dtypes["bf16"] = torch.bfloat16
         self.readings: dict[str, list[float]] = {name: [] for name in self.dtypes}
+        # training FLOPs per image: the forward, and a backward of twice its work
+        self.per_image = 3 * forward_flops(ReferenceLoop.network(), (1, 28, 28))
 
     def measure(self) -> None:
         for name, dtype in self.dtypes.items():
@@ -157,11 +159,10 @@ class MatmulRates:
 
     def floors(self, images: int) -> dict[str, tuple[float, float]]:
         """Per precision: (seconds for ``images`` at the mean rate, that rate in GFLOP/s)."""
-        per_image = 3 * forward_flops(ReferenceLoop.network(), (1, 28, 28))  # fwd + bwd
         out = {}
         for name, readings in self.readings.items():
             rate = sum(readings) / len(readings)
-            out[name] = (images * per_image / rate, rate / 1e9)
+            out[name] = (images * self.per_image / rate, rate / 1e9)
         return out
 
 
@@ -288,13 +289,12 @@ def main() -> None:
                 ]
             )
         fractions.append(f"{precision}: {ours[-1][0] / reference[-1][0]:.2f}")
-    per_image = 3 * forward_flops(ReferenceLoop.network(), (1, 28, 28))
     speedup = bf16_matmul_speedup()
     bf16 = f"{speedup:.1f}x as fast as fp32" if speedup > 1.0 else "no native bf16"
     print(
         f"\n{cpu()}\nMNIST, default network, batch {args.batch_size}, {args.epochs} epochs, "
         f"{torch.get_num_threads()} threads; bf16 matrix products on this CPU: {bf16}; "
-        f"training FLOPs per image: {per_image / 1e6:.1f} M"
+        f"training FLOPs per image: {rates.per_image / 1e6:.1f} M"
     )
     print(table(["trainer", "s/epoch", "s to 99.0%", "s to 99.3%", "final acc", "x floor"], rows))
     print("mapscope's time as a fraction of the reference's: " + ", ".join(fractions))

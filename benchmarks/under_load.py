@@ -4,7 +4,8 @@ A learner's laptop is rarely idle. Spinning thread pools collapse when another p
 core, so training counts the busy cores at its start and uses the rest (``pick_threads``). This
 times the same epoch (the fast recipe's 33000 images, in the precision it picks) idle and
 beside one process that spins on a core, with the default thread choice and with every core
-forced, and prints each as a multiple of the idle default. The target is at most 1.6x idle beside one busy process.
+forced, and prints each as a multiple of the idle default. The target is at most 1.6x idle
+beside one busy process.
 Usage: MAPSCOPE_DATA=... python benchmarks/under_load.py [--images 33000] [--rounds 2]
 """
 

@@ -12,7 +12,6 @@ Usage: MAPSCOPE_DATA=... python scripts/gpu_check.py [--out DIR]
 from __future__ import annotations
 
 import argparse
-import json
 import struct
 import subprocess
 import sys
@@ -31,16 +30,12 @@ def mapscope(*args: str) -> float:
     return time.perf_counter() - began
 
 
-def metrics_of(run: Path) -> dict:
+def run_file(run: Path, name: str):
+    """One of a run's JSON files (``metrics``, ``history``) as the run folder names it."""
+    from mapscope.io import read_json
     from mapscope.runs import Run
 
-    return json.loads(Run.open(run).files["metrics"].read_text())
-
-
-def history_of(run: Path) -> list[dict]:
-    from mapscope.runs import Run
-
-    return json.loads(Run.open(run).files["history"].read_text())
+    return read_json(Run.open(run).files[name])
 
 
 def live_answers(run: Path) -> tuple[np.ndarray, np.ndarray, str]:
@@ -86,8 +81,8 @@ def main() -> int:
 
     cnn = out / "cnn"
     seconds = mapscope("cnn", "train", "--epochs", "2", "--out", str(cnn), "--overwrite")
-    m = metrics_of(cnn)
-    history = history_of(cnn)
+    m = run_file(cnn, "metrics")
+    history = run_file(cnn, "history")
     epochs = ", ".join(f"{h['seconds']:.2f}" for h in history)
     check(
         "cnn train --epochs 2",
@@ -96,7 +91,7 @@ def main() -> int:
         f"test {m['test_accuracy']:.4f}, command {seconds:.1f} s",
     )
     mapscope("cnn", "train", "--epochs", "1", "--resume", str(cnn))
-    resumed = metrics_of(cnn)
+    resumed = run_file(cnn, "metrics")
     check(
         "cnn train --resume",
         resumed["epochs"] == 3 and resumed["device"].startswith("cuda"),
@@ -104,7 +99,7 @@ def main() -> int:
     )
     fast = out / "fast"
     mapscope("cnn", "train", "--recipe", "fast", "--out", str(fast), "--overwrite")
-    f = metrics_of(fast)
+    f = run_file(fast, "metrics")
     check(
         "cnn train --recipe fast",
         f["test_accuracy"] > 0.985,
@@ -118,7 +113,7 @@ def main() -> int:
     seconds = mapscope(
         "ae", "train", "--epochs", "2", "--latent", "2", "--out", str(ae), "--overwrite"
     )
-    a = metrics_of(ae)
+    a = run_file(ae, "metrics")
     check(
         "ae train --epochs 2 --latent 2",
         a["device"].startswith("cuda") and np.isfinite(a["test_loss"]),

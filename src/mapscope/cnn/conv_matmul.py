@@ -122,7 +122,8 @@ class _ConvAsMatmul(torch.autograd.Function):
 @cache
 def _landing(height: int, width: int, kh: int, kw: int, dtype: torch.dtype) -> torch.Tensor:
     """Which patch entry lands on which pixel: a 0/1 matrix (pixels x patch entries), so that
-    one product per image adds every patch's gradient back onto the map (summed in float32)."""
+    one product per image adds every patch's gradient back onto the map (the library sums in
+    float32 and rounds once to the product's dtype)."""
     rows, cols = height - kh + 1, width - kw + 1
     pixel = torch.arange(height * width).view(height, width)
     landing = torch.zeros(height * width, rows, cols, kh, kw)
