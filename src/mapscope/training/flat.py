@@ -1,0 +1,147 @@
+"""Optimizers that keep all of a network's parameters, and their gradients, in one buffer.
+
+torch's fused Adam and SGD update a list of tensors one tensor at a time, each pass its own
+parallel region; the reference CNN has ten parameter tensors, so a step paid ten region starts
+for 209000 numbers. Here every parameter becomes a view into one flat tensor (keeping its shape
+and memory format, so channels-last kernels stay channels-last), its gradient a view into a
+second one, and the optimizer updates the flat tensor in a single pass. Autograd accumulates
+each parameter's gradient into its view, so ``zero_grad`` zeroes the flat gradient in place
+rather than dropping it. Adam and SGD are element-wise, so the weights are those of one tensor
+per parameter up to the last bit of a few numbers (the fused kernel runs the numbers left over
+from its vector width in scalar code, and where a tensor ends moved). Measured in a bare loop
+of the reference CNN's bf16 steps on 2 cores, alternating 30 blocks of 40 steps: 0.21 ms less
+per step (median of the pairs), of 5-7 ms.
+
+``state_dict`` and ``load_state_dict`` speak the per-parameter format of the plain optimizer,
+so a checkpoint written here resumes with a plain optimizer and the other way round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def flatten_(parameters: list[nn.Parameter]) -> nn.Parameter:
+    """Move ``parameters`` (in place) into views of one new buffer; returns the buffer as a
+    parameter whose gradient is the flat gradient the parameters' gradients are views of."""
+    first = parameters[0]
+    total = sum(p.numel() for p in parameters)
+    flat = torch.empty(total, dtype=first.dtype, device=first.device)
+    grad = torch.zeros_like(flat)
+    offset = 0
+    for p in parameters:
+        view = flat.as_strided(p.shape, p.stride(), offset)
+        view.copy_(p.detach())
+        p.data = view
+        p.grad = grad.as_strided(p.shape, p.stride(), offset)
+        offset += p.numel()
+    buffer = nn.Parameter(flat)
+    buffer.grad = grad
+    return buffer
+
+
+def can_flatten(parameters: list[nn.Parameter]) -> bool:
+    """One dtype and device, and each parameter dense in memory (any order of its axes): what
+    a view into one buffer can hold."""
+    if not parameters:
+        return False
+    first = parameters[0]
+    return all(
+        p.dtype == first.dtype and p.device == first.device and _dense(p) for p in parameters
+    )
+
+
+def _dense(p: torch.Tensor) -> bool:
+    """Whether ``p``'s strides cover exactly ``p.numel()`` numbers with no gaps or overlaps."""
+    order = sorted((s, n) for s, n in zip(p.stride(), p.shape, strict=True) if n > 1)
+    expected = 1
+    for stride, size in order:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+class FlatParameters:
+    """Mixin for a torch optimizer: the parameters in one buffer (see the module docstring)."""
+
+    def __init__(self, params: Iterable[nn.Parameter], **settings: Any):
+        self.parameters_ = list(params)
+        self.flat_ = flatten_(self.parameters_)
+        super().__init__([self.flat_], **settings)  # type: ignore[call-arg]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the flat gradient in place: the parameters' gradients are views of it."""
+        assert self.flat_.grad is not None
+        self.flat_.grad.zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The plain optimizer's format: one entry per parameter, buffers in its shape."""
+        flat = super().state_dict()  # type: ignore[misc]
+        groups = [
+            {**group, "params": list(range(len(self.parameters_)))}
+            for group in flat["param_groups"]
+        ]
+        buffers = flat["state"].get(0, {})
+        state = {}
+        if buffers:
+            for i, (p, offset) in enumerate(self._offsets()):
+                state[i] = {
+                    # each parameter its own step counter, as a plain optimizer keeps them
+                    key: value.clone() if key == "step" else _piece(value, p, offset).clone()
+                    for key, value in buffers.items()
+                }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take a plain optimizer's state (``state_dict``'s format); ValueError where it does
+        not fit these parameters."""
+        state, groups = state_dict.get("state"), state_dict.get("param_groups")
+        if not isinstance(state, dict) or not isinstance(groups, list) or len(groups) != 1:
+            raise ValueError("the optimizer state has not one group of per-parameter buffers")
+        group = groups[0]
+        if not isinstance(group, dict) or group.get("params") != list(range(len(self.parameters_))):
+            raise ValueError("the optimizer state names other parameters than this network's")
+        buffers: dict[str, Any] = {}
+        if state:
+            if sorted(state) != list(range(len(self.parameters_))):
+                raise ValueError("the optimizer state has buffers for some parameters only")
+            keys = state[0].keys() if isinstance(state[0], dict) else ()
+            for i, (p, offset) in enumerate(self._offsets()):
+                entry = state[i]
+                if not isinstance(entry, dict) or entry.keys() != keys:
+                    raise ValueError(f"the optimizer state of parameter {i} has other buffers")
+                for key, value in entry.items():
+                    if key == "step":  # one counter for the buffer, not another's
+                        buffers[key] = value.clone() if isinstance(value, torch.Tensor) else value
+                        continue
+                    if not isinstance(value, torch.Tensor) or value.shape != p.shape:
+                        raise ValueError(f"optimizer buffer {key!r} does not fit parameter {i}")
+                    whole = buffers.setdefault(key, torch.zeros_like(self.flat_))
+                    _piece(whole, p, offset).copy_(value)
+        super().load_state_dict(  # type: ignore[misc]
+            {"state": {0: buffers} if buffers else {}, "param_groups": [{**group, "params": [0]}]}
+        )
+
+    def _offsets(self):
+        offset = 0
+        for p in self.parameters_:
+            yield p, offset
+            offset += p.numel()
+
+
+def _piece(flat: torch.Tensor, p: torch.Tensor, offset: int) -> torch.Tensor:
+    """The part of ``flat`` that holds parameter ``p``, in ``p``'s shape and memory format."""
+    return flat.as_strided(p.shape, p.stride(), offset)
+
+
+class FlatAdam(FlatParameters, torch.optim.Adam):
+    """``torch.optim.Adam`` over one buffer of all the parameters."""
+
+
+class FlatSGD(FlatParameters, torch.optim.SGD):
+    """``torch.optim.SGD`` over one buffer of all the parameters."""
