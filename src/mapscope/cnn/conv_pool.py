@@ -297,6 +297,23 @@ def _first_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
     return _FirstLayerKernels(forward, backward)
 
 
+@njit(cache=True)
+def _patch_offsets(rows: int, cols: int, stride: int, pool: int, n_in: int):
+    """Where each pooled cell's window starts in a channels-last input row-major by cell, and
+    how far each window position lies from there: a source's patch starts at
+    ``corners[cell] + shifts[position]``. Looked up rather than computed per source, the
+    kernel gradient's listing of each filter's sources took about half the time (measured
+    alone, 64 images with no unit active: 71 against 133 us)."""
+    corners = np.empty(rows * cols, np.uint64)
+    for r in range(rows):
+        for c in range(cols):
+            corners[r * cols + c] = r * pool * stride + c * pool * n_in
+    shifts = np.empty(pool * pool, np.uint64)
+    for w in range(pool * pool):
+        shifts[w] = (w // pool) * stride + (w % pool) * n_in
+    return corners, shifts
+
+
 class _DeeperLayerKernels(NamedTuple):
     max_pool: Callable
     grad_input: Callable
@@ -393,6 +410,7 @@ def _deeper_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
         per_part = -(-n_out // parts)
         stride = uint64(pixels.shape[2])  # one input row
         totals = grad_w.reshape(-1)
+        corners, shifts = _patch_offsets(grad.shape[1], grad.shape[2], pixels.shape[2], pool, n_in)
         for part in prange(parts):
             first, last = part * per_part, min(n_out, (part + 1) * per_part)
             grad_w[first:last] = 0.0
@@ -405,15 +423,13 @@ def _deeper_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
                 grads, windows_at = grad[n].reshape(-1), window[n].reshape(-1)
                 for ch in range(first, last):
                     m = 0
-                    at = uint64(ch)  # (row, column, filter) in this image's gradient
-                    for r in range(grad.shape[1]):
-                        for c in range(grad.shape[2]):
-                            v, w = grads[at], windows_at[at]
-                            at += uint64(n_out)
-                            corner = (r * pool + max(w, 0) // pool) * pixels.shape[2]
-                            start[m] = uint64(corner + (c * pool + max(w, 0) % pool) * n_in)
-                            scale[m] = v
-                            m += (w >= 0) & (v != 0.0)
+                    at = uint64(ch)  # (cell, filter) in this image's gradient
+                    for cell in range(cells):
+                        v, w = grads[at], windows_at[at]
+                        at += uint64(n_out)
+                        start[m] = corners[cell] + shifts[max(w, 0)]
+                        scale[m] = v
+                        m += (w >= 0) & (v != 0.0)
                     for q in range(m, m + 3):  # pad the last group of four
                         scale[q], start[q] = 0.0, 0
                     for q in range(0, m, 4):
