@@ -113,3 +113,16 @@ def test_only_dense_parameters_of_one_kind_are_flattened():
     assert not can_flatten([])
     rmsprop = make_optimizer("rmsprop", [dense], 1e-2, 0.9)
     assert type(rmsprop) is torch.optim.RMSprop
+
+
+def test_sgd_without_momentum_keeps_no_buffer():
+    net = _net()
+    optimizer = make_optimizer("sgd", net.parameters(), 1e-2, 0.0)
+    _steps(net, optimizer, 2)
+    saved = optimizer.state_dict()
+    assert saved["param_groups"][0]["params"] == list(range(len(list(net.parameters()))))
+    assert all(v is None for entry in saved["state"].values() for v in entry.values())
+    before = [p.detach().clone() for p in net.parameters()]
+    optimizer.load_state_dict(saved)
+    _steps(net, optimizer, 1)  # and it still steps
+    assert any(not torch.equal(a, p) for a, p in zip(before, net.parameters(), strict=True))

@@ -90,11 +90,7 @@ class FlatParameters:
         state = {}
         if buffers:
             for i, (p, offset) in enumerate(self._offsets()):
-                state[i] = {
-                    # each parameter its own step counter, as a plain optimizer keeps them
-                    key: value.clone() if key == "step" else _piece(value, p, offset).clone()
-                    for key, value in buffers.items()
-                }
+                state[i] = {key: _split(key, value, p, offset) for key, value in buffers.items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -116,7 +112,7 @@ class FlatParameters:
                 if not isinstance(entry, dict) or entry.keys() != keys:
                     raise ValueError(f"the optimizer state of parameter {i} has other buffers")
                 for key, value in entry.items():
-                    if key == "step":  # one counter for the buffer, not another's
+                    if key == "step" or value is None:  # a counter of its own, or no buffer
                         buffers[key] = value.clone() if isinstance(value, torch.Tensor) else value
                         continue
                     if not isinstance(value, torch.Tensor) or value.shape != p.shape:
@@ -134,9 +130,17 @@ class FlatParameters:
             offset += p.numel()
 
 
+def _split(key: str, value: Any, p: torch.Tensor, offset: int) -> Any:
+    """Parameter ``p``'s own copy of one flat state entry: the step counter (each parameter
+    its own, as a plain optimizer keeps them), no buffer, or its part of a flat buffer."""
+    if key == "step" or value is None:
+        return value.clone() if isinstance(value, torch.Tensor) else value
+    return _piece(value, p, offset).clone()
+
+
 def _piece(flat: torch.Tensor, p: torch.Tensor, offset: int) -> torch.Tensor:
     """The part of ``flat`` that holds parameter ``p``, in ``p``'s shape and memory format."""
-    return flat.as_strided(p.shape, p.stride(), offset)
+    return flat.as_strided(p.shape, p.stride(), flat.storage_offset() + offset)
 
 
 class FlatAdam(FlatParameters, torch.optim.Adam):
