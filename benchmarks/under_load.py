@@ -2,11 +2,11 @@
 
 A learner's laptop is rarely idle. Spinning thread pools collapse when another process holds a
 core, so training counts the busy cores at its start and uses the rest (``pick_threads``). This
-times the same epoch (the fast recipe's 33000 images, in the precision it picks) idle and
+times the same epoch (the fast recipe's images, in the precision it picks) idle and
 beside one process that spins on a core, with the default thread choice and with every core
 forced, and prints each as a multiple of the idle default. The target is at most 1.6x idle
 beside one busy process.
-Usage: MAPSCOPE_DATA=... python benchmarks/under_load.py [--images 33000] [--rounds 2]
+Usage: MAPSCOPE_DATA=... python benchmarks/under_load.py [--images N] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import cpu, data_root, table  # noqa: E402
 
 from mapscope.cnn.train import TrainConfig, train  # noqa: E402
+from mapscope.training.recipes import RECIPES  # noqa: E402
 
 
 def spin() -> None:
@@ -39,7 +40,12 @@ def epoch_seconds(images: int, threads: int | None) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--images", type=int, default=33000)
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=RECIPES["fast"]["max_train"],
+        help="images of the epoch (default: the fast recipe's)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="timings per case (best kept)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1

@@ -122,14 +122,12 @@ def make_optimizer(name: str, params, lr: float, momentum: float) -> torch.optim
     tensor, about 0.4 ms of a 10 ms CPU step for the reference network) over all parameters in
     one buffer (``training/flat.py``: one pass in all, 0.2 ms less of a 5-7 ms step)."""
     params = list(params)
-    if name in ("sgd", "adam") and can_flatten(params):
-        if name == "sgd":
-            return FlatSGD(params, lr=lr, momentum=momentum, fused=True)
-        return FlatAdam(params, lr=lr, fused=True)
+    flat = can_flatten(params)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, fused=True)
+        sgd = FlatSGD if flat else torch.optim.SGD
+        return sgd(params, lr=lr, momentum=momentum, fused=True)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return (FlatAdam if flat else torch.optim.Adam)(params, lr=lr, fused=True)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7)  # Keras defaults
     return {"nadam": torch.optim.NAdam, "adamax": torch.optim.Adamax}[name](params, lr=lr)
