@@ -230,7 +230,7 @@ def recipe_table(seeds: int, rates: MatmulRates) -> str:
         rows.append(
             [
                 label,
-                spread(seconds),
+                spread(seconds, digits=2),
                 spread(accuracies, 100, 2),
                 f"{evaluation:.2f}",
                 spread(floors, digits=2),

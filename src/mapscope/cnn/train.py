@@ -1,7 +1,7 @@
 """Training a CNN into a run folder: the one trainer (``mapscope.training``) with a classifier's
-task. The loss is cross-entropy on the logits in float32 (plus the spec's L1/L2 on the kernels
-during training); on the CPU the epoch's steps run through the fast path of ``cnn/fast.py``,
-swapped in for the steps and out again before validation and saving.
+task. The loss is cross-entropy on the logits in float32 (``training/losses.py``), plus the
+spec's L1/L2 on the kernels during training; on the CPU the epoch's steps run through the fast
+path of ``cnn/fast.py``, swapped in for the steps and out again before validation and saving.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError
 from mapscope.training import trainer
 from mapscope.training.config import OPTIMIZERS, TrainConfig
+from mapscope.training.losses import smoothed_cross_entropy
 from mapscope.training.task import Task
 from mapscope.training.trainer import EpochCallback
 
@@ -76,7 +77,7 @@ class CNNTask(Task[Network, TrainConfig]):
     def step_loss(
         self, net: Network, output: torch.Tensor, target: torch.Tensor, config: TrainConfig
     ):
-        loss = F.cross_entropy(output.float(), target, label_smoothing=config.label_smoothing)
+        loss = smoothed_cross_entropy(output.float(), target, config.label_smoothing)
         if net.spec.l1 or net.spec.l2:  # adding a zero would cost an op and its backward
             loss = loss + regularization(net)
         return loss
