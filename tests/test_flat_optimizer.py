@@ -126,3 +126,39 @@ def test_sgd_without_momentum_keeps_no_buffer():
     optimizer.load_state_dict(saved)
     _steps(net, optimizer, 1)  # and it still steps
     assert any(not torch.equal(a, p) for a, p in zip(before, net.parameters(), strict=True))
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, {"weight_decay": 0.01, "maximize": True}, {"amsgrad": True}]
+)
+def test_flat_adams_direct_step_is_torchs_own_step_bit_for_bit(settings):
+    """FlatAdam.step calls the fused kernel itself; torch's Adam.step, on a twin, is the
+    reference (settings the direct call does not cover, like amsgrad, go through it anyway)."""
+    nets = _net(), _net()
+    direct, reference = (
+        FlatAdam(net.parameters(), lr=1e-2, fused=True, **settings) for net in nets
+    )
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(4):
+        x = torch.randn(8, 1, 28, 28, generator=generator)
+        y = torch.randint(0, 10, (8,), generator=generator)
+        for net, optimizer in zip(nets, (direct, reference), strict=True):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+        direct.step()
+        torch.optim.Adam.step(reference)
+    assert torch.equal(direct.flat_, reference.flat_)
+    for key, value in direct.state[direct.flat_].items():
+        assert torch.equal(value, reference.state[reference.flat_][key]), key
+
+
+def test_flat_adam_runs_step_hooks_around_each_step():
+    net = _net()
+    optimizer = make_optimizer("adam", net.parameters(), 1e-2, 0.9)
+    calls = []
+    optimizer.register_step_pre_hook(lambda *_: calls.append("pre"))
+    optimizer.register_step_post_hook(lambda *_: calls.append("post"))
+    before = optimizer.flat_.clone()
+    _steps(net, optimizer, 2)
+    assert calls == ["pre", "post", "pre", "post"]
+    assert not torch.equal(optimizer.flat_, before)
