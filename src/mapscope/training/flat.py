@@ -151,7 +151,7 @@ _UNCOVERED = ("amsgrad", "decoupled_weight_decay", "capturable", "differentiable
 class FlatAdam(FlatParameters, torch.optim.Adam):
     """``torch.optim.Adam`` over one buffer of all the parameters."""
 
-    def step(self, closure=None):  # type: ignore[override]
+    def step(self, closure=None):
         """Adam's update of the flat buffer: torch's fused kernel, called directly.
 
         torch reaches the same kernel through ``Optimizer``'s wrapper (a profiler record, step
