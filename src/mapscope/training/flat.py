@@ -157,10 +157,11 @@ class FlatAdam(FlatParameters, torch.optim.Adam):
         torch reaches the same kernel through ``Optimizer``'s wrapper (a profiler record, step
         hooks) and some 200 Python calls; right after a backward pass, with the interpreter's
         caches cold, they took 0.25-0.3 ms of a 5 ms step of the reference CNN on 2 cores,
-        the kernel itself 0.1-0.15 ms. The first step, which creates the state, and whatever
-        this call does not cover (a closure, step hooks, amsgrad, AdamW's decoupled weight
-        decay, a tensor learning rate or betas, capturable or differentiable) go through
-        torch's own step, wrapper included. Both run the same kernel on the same numbers."""
+        the kernel itself 0.1-0.15 ms. The first step, which creates the state, parameters on
+        a GPU (where this call has not been run yet), and whatever it does not cover (a
+        closure, step hooks, amsgrad, AdamW's decoupled weight decay, a tensor learning rate or
+        betas, capturable or differentiable) go through torch's own step, wrapper included.
+        Both run the same kernel on the same numbers."""
         group = self.param_groups[0]
         state = self.state.get(self.flat_)
         covered = group.get("fused") and not any(group.get(setting) for setting in _UNCOVERED)
@@ -171,7 +172,8 @@ class FlatAdam(FlatParameters, torch.optim.Adam):
             or _global_optimizer_pre_hooks
             or _global_optimizer_post_hooks
         )
-        direct = state and covered and scalars and not hooked and closure is None
+        on_cpu = self.flat_.device.type == "cpu"  # where the direct call has been checked
+        direct = state and covered and scalars and on_cpu and not hooked and closure is None
         if not direct or self.flat_.grad is None:
             return _hooked_step(torch.optim.Adam)(self, closure)
         beta1, beta2 = group["betas"]
