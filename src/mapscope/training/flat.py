@@ -19,6 +19,7 @@ so a checkpoint written here resumes with a plain optimizer and the other way ro
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 import torch
@@ -174,7 +175,7 @@ class FlatAdam(FlatParameters, torch.optim.Adam):
         )
         on_cpu = self.flat_.device.type == "cpu"  # where the direct call has been checked
         direct = state and covered and scalars and on_cpu and not hooked and closure is None
-        if not direct or self.flat_.grad is None:
+        if not direct:
             return _hooked_step(torch.optim.Adam)(self, closure)
         beta1, beta2 = group["betas"]
         with torch.no_grad():
@@ -201,9 +202,11 @@ class FlatAdam(FlatParameters, torch.optim.Adam):
     step.hooked = True  # type: ignore[attr-defined]
 
 
+@cache
 def _hooked_step(optimizer_class: type[torch.optim.Optimizer]):
     """``optimizer_class.step`` inside Optimizer's profiler record and step hooks, as torch
-    runs it (unwrapped first where an instance of that class has wrapped it already)."""
+    runs it (unwrapped first where an instance of that class has wrapped it already); made once
+    per class, as a GPU's every step comes here."""
     step = optimizer_class.step
     if getattr(step, "hooked", False):
         step = step.__wrapped__  # type: ignore[attr-defined]
