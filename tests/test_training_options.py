@@ -69,6 +69,7 @@ TRAINER = [
     ("max_test", 100, {}),
     ("threads", 1, {}),
     ("label_smoothing", 0.1, {}),  # refused by the autoencoder: it has no labels
+    ("shift", 2, {}),  # refused by the autoencoder: it rebuilds the image it is given
 ]
 # fields that record where the other settings came from, rather than set anything themselves
 # (a recipe's settings are the fields it fills: test_a_recipe_fills_the_options_left_out)
@@ -177,6 +178,12 @@ def test_a_recipe_fills_the_options_left_out():
         TrainConfig.from_recipe("fastest")
     with pytest.raises(ConfigError, match="recipe"):
         AETrainConfig(recipe="fast").validate()
+    for name in RECIPES:  # every recipe is a valid config as it stands
+        assert TrainConfig.from_recipe(name).validate().recipe == name
+    accurate = TrainConfig.from_recipe("accurate")
+    assert (accurate.shift, accurate.scaling, accurate.max_train) == (2, "unit", None)
+    with pytest.raises(ConfigError, match="shift needs a scaling"):  # a given option that clashes
+        TrainConfig.from_recipe("accurate", scaling="standard").validate()
 
 
 def test_label_smoothing_is_the_loss_a_step_minimises():
@@ -210,3 +217,5 @@ def test_cli_recipe_prints_and_stores_its_settings(cli, tmp_path):
     assert stored["lr"] == TrainConfig.from_recipe("fast").lr and stored["label_smoothing"] > 0
     resumed = cli("cnn", "train", "--resume", run, "--recipe", "fast")
     assert resumed.returncode == 2 and "--recipe" in resumed.stderr
+    clash = cli("cnn", "train", "--recipe", "one-pass", "--scaling", "standard", "--out", run)
+    assert clash.returncode == 2 and "shift needs a scaling" in clash.stderr

@@ -61,6 +61,10 @@ class AETrainConfig(TrainConfig):
         problems.choice("colour", self.colour, COLOURS)
         if self.label_smoothing:
             problems.add("label_smoothing applies to classifiers; an autoencoder has no labels")
+        if self.shift:
+            problems.add(
+                "shift applies to classifiers; an autoencoder rebuilds the image it is given"
+            )
         if self.recipe != "default":
             problems.add(
                 f"recipe {self.recipe!r} is a CNN recipe; autoencoders train with their defaults"

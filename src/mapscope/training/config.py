@@ -14,11 +14,13 @@ import torch
 from mapscope.checks import Problems
 from mapscope.data.prepare import SCALINGS
 from mapscope.errors import ConfigError
+from mapscope.training.augment import SHIFTED_SCALINGS
 from mapscope.training.flat import FlatAdam, FlatSGD, can_flatten
 from mapscope.training.recipes import RECIPES
 from mapscope.training.schedules import SCHEDULES
 
 OPTIMIZERS = ("rmsprop", "sgd", "adam", "nadam", "adamax")
+MOST_SHIFT = 8  # pixels: a quarter of a 28-pixel digit image
 DECAYING = ("power", "exponential")  # the schedules that read decay_rate and decay_steps
 
 
@@ -42,6 +44,7 @@ class TrainConfig:
     max_test: int | None = None  # validate each epoch on the first N test images (quick ones)
     threads: int | None = None  # None: the cores free at the start (``pick_threads``)
     label_smoothing: float = 0.0  # share of each target spread over all classes (classifiers)
+    shift: int = 0  # move each training image by up to N pixels each way (classifiers; augment.py)
     recipe: str = "default"  # the named set of settings the others were taken from (RECIPES)
 
     @classmethod
@@ -81,6 +84,7 @@ class TrainConfig:
         problems.finite("lr", self.lr, strict=True)
         problems.fraction("momentum", self.momentum)
         problems.fraction("label_smoothing", self.label_smoothing)
+        self.check_shift(problems)
         problems.choice("recipe", self.recipe, RECIPES)
         if self.decay_rate is not None:
             problems.finite("decay_rate", self.decay_rate, strict=True)
@@ -92,6 +96,20 @@ class TrainConfig:
         problems.seed("seed", self.seed)
         self.check_used(problems)
         return problems
+
+    def check_shift(self, problems: Problems) -> None:
+        problems.at_least("shift", self.shift, 0)
+        if self.shift > MOST_SHIFT:
+            problems.add(
+                f"shift must be at most {MOST_SHIFT} pixels, got {self.shift}; a digit moved "
+                "further loses strokes over the image's edge (2 is usual for MNIST)"
+            )
+        if self.shift and self.scaling not in SHIFTED_SCALINGS:
+            problems.add(
+                f"shift needs a scaling that treats every pixel alike ({', '.join(SHIFTED_SCALINGS)}"
+                f"), not {self.scaling!r}: per-pixel standardisation blows up a stroke moved onto "
+                "a pixel that is blank in every training image; add --scaling unit"
+            )
 
     def check_used(self, problems: Problems) -> None:
         """No setting is recorded and then ignored: one that the chosen optimizer or schedule

@@ -30,6 +30,7 @@ from mapscope.history import epoch_record, total_seconds
 from mapscope.runs.epochs import current_epoch
 from mapscope.runs.folder import RunWriter, read_config, writing
 from mapscope.schema import read_as
+from mapscope.training.augment import shift_images
 from mapscope.training.config import TrainConfig, make_optimizer
 from mapscope.training.schedules import learning_rate
 from mapscope.training.task import Task
@@ -299,7 +300,7 @@ def batches(
     s: TrainingState, epoch: int, last_epoch: int
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """The epoch's mini-batches (number, inputs, targets), shuffled by the state's generator
-    and moved to its device, each with the learning rate of its step set; a progress bar."""
+    (which also draws the images' offsets under ``shift``) and moved to its device, each with the learning rate of its step set; a progress bar."""
     order = torch.randperm(len(s.x_train), generator=s.generator)
     batch = s.config.batch_size
     bar = tqdm(
@@ -311,7 +312,8 @@ def batches(
     )
     for b in bar:
         idx = order[b * batch : (b + 1) * batch]
-        xb = s.x_train[idx].to(s.device, memory_format=torch.channels_last)
+        xb = shift_images(s.x_train[idx], s.config.shift, s.generator)
+        xb = xb.to(s.device, memory_format=torch.channels_last)
         yb = s.y_train[idx].to(s.device)
         for group in s.optimizer.param_groups:
             group["lr"] = s.lr_at(s.step)
