@@ -293,7 +293,7 @@ def test_cli_trains_a_2d_autoencoder_and_draws_its_manifold(cli, mapscope, tmp_p
         "1000",
     )
     assert done.returncode == 0, done.stderr
-    assert "(bce) on 1000 test images, 1 epochs on 2048 images" in done.stdout
+    assert "(bce) on 1000 test images, 1 epoch on 2048 images" in done.stdout
     assert f"wrote {run / 'epochs' / '0001' / 'model.safetensors'}" in done.stdout
     code, out, err = mapscope(
         "ae", "latent", "--model", run, "--out", tmp_path / "lat", "--n", "200"

@@ -19,6 +19,7 @@ from mapscope.cli.common import (
     out_image,
     parse_ints,
     tested_on,
+    trained_for,
     wrote,
 )
 from mapscope.errors import ConfigError
@@ -121,7 +122,7 @@ def train_command(
         metrics = train(out, cfg, spec, data_root=data_dir, overwrite=overwrite)
     typer.echo(
         f"test reconstruction loss {metrics['test_loss']:.4f} ({metrics['loss']}){tested_on(metrics)}, "
-        f"{metrics['epochs']} epochs on {metrics['n_train']} images, "
+        f"{trained_for(metrics)}, "
         f"{metrics['train_seconds']:.1f} s training"
     )
     wrote(*Run.open(out).files.values())

@@ -15,6 +15,7 @@ from mapscope.cli.common import (
     check_resume_options,
     given_options,
     tested_on,
+    trained_for,
     wrote,
 )
 from mapscope.cnn.predict import predict_drawing, predict_proba
@@ -128,8 +129,8 @@ def train_command(
         spec = load_spec(config) if config else None
         metrics = train(out, cfg, spec, init_from=restart, data_root=data_dir, overwrite=overwrite)
     typer.echo(
-        f"test accuracy {metrics['test_accuracy']:.4f}{tested_on(metrics)}, {metrics['epochs']} epochs on "
-        f"{metrics['n_train']} images, {metrics['train_seconds']:.1f} s training"
+        f"test accuracy {metrics['test_accuracy']:.4f}{tested_on(metrics)}, "
+        f"{trained_for(metrics)}, {metrics['train_seconds']:.1f} s training"
     )
     wrote(*Run.open(out).files.values())
 

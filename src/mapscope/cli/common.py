@@ -77,6 +77,12 @@ def tested_on(metrics: dict[str, Any]) -> str:
     return f" on {metrics['n_test']} test images" if "n_test" in metrics else ""
 
 
+def trained_for(metrics: dict[str, Any]) -> str:
+    """ "N epochs on M images" for a training's summary line, "1 epoch" in the singular."""
+    epochs = metrics["epochs"]
+    return f"{epochs} epoch{'' if epochs == 1 else 's'} on {metrics['n_train']} images"
+
+
 def config_from(cls: type[Config], options: dict[str, Any], **overrides: Any) -> Config:
     """A config dataclass from a command's options, field by field by keyword: an option the
     config does not have is ignored, a field the command does not offer keeps its default."""
