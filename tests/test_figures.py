@@ -341,3 +341,28 @@ def test_signed_tiles_put_zero_at_the_middle_colour_of_every_image():
     assert limits == [(-0.5, 0.5), (-1.0, 1.0)]
     plain = image_tiles(weights, ["a", "b"])
     assert [image.get_clim() for image in plain.axes[0].get_images()][1] == (-0.2, 1.0)
+
+
+def test_training_curves_say_what_the_training_loss_adds(real_data, tmp_path):
+    """A label-smoothed run's training loss sits far above its plain validation loss; the
+    legend says why, and says nothing for a run that minimises plain cross-entropy."""
+    from small_nets import SMALL_CNN
+
+    from mapscope.cnn.saved import minimised_beside_cross_entropy
+    from mapscope.cnn.train import TrainConfig, train
+    from mapscope.report.curves import plot_cnn_history
+    from mapscope.runs import Run
+
+    quick = {"epochs": 1, "max_train": 128, "max_test": 200, "threads": 1}
+    train(tmp_path / "s", TrainConfig(label_smoothing=0.1, **quick), SMALL_CNN, data_root=real_data)
+    train(tmp_path / "p", TrainConfig(**quick), SMALL_CNN, data_root=real_data)
+    net = Run.open(tmp_path / "s").module()
+    assert minimised_beside_cross_entropy(tmp_path / "s", net) == "label smoothing 0.1"
+    assert minimised_beside_cross_entropy(tmp_path / "p", net) == ""
+    row = {"epoch": 1, "loss": 0.6, "accuracy": 0.9, "val_loss": 0.1, "val_accuracy": 0.95, "lr": 0}
+    loss_panel, accuracy_panel = plot_cnn_history([row], "label smoothing 0.1").axes[:2]
+    assert [t.get_text() for t in loss_panel.get_legend().get_texts()] == [
+        "train (with label smoothing 0.1)",
+        "validation (test split)",
+    ]
+    assert accuracy_panel.get_legend().get_texts()[0].get_text() == "train"

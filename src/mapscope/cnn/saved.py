@@ -19,6 +19,7 @@ from mapscope.cnn.predict import predict_proba
 from mapscope.cnn.spec import NetSpec, spec_from_dict
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError, RunError
+from mapscope.io import read_json
 from mapscope.report.curves import plot_cnn_history
 from mapscope.runs import epochs
 from mapscope.runs.folder import COMMON_FILES, require_tables
@@ -81,7 +82,18 @@ def start(
 def save_epoch(
     run_dir: Path, net: Network, state: dict, history: list[dict], metrics: dict[str, Any]
 ) -> None:
-    epochs.save_epoch(run_dir, net, state, history, metrics, plot_cnn_history(history))
+    figure = plot_cnn_history(history, minimised_beside_cross_entropy(run_dir, net))
+    epochs.save_epoch(run_dir, net, state, history, metrics, figure)
+
+
+def minimised_beside_cross_entropy(run_dir: Path, net: Network) -> str:
+    """What the run's training loss adds to cross-entropy: its label smoothing (config.json)
+    and its kernels' penalties (the spec); "" for none."""
+    train = read_json(run_dir / COMMON_FILES["config"]).get("train", {})
+    smoothing = train.get("label_smoothing", 0.0)
+    terms = [f"label smoothing {smoothing:g}"] if smoothing else []
+    terms += [f"{name.upper()} penalty" for name in ("l1", "l2") if getattr(net.spec, name)]
+    return ", ".join(terms)
 
 
 def load_epoch(run_dir: Path, net: Network) -> tuple[dict, list[dict]]:
