@@ -3,12 +3,14 @@
 ``default`` is ``TrainConfig``'s own defaults. The others are the shortest times to a test
 accuracy on MNIST on a two-core CPU, each found with ``mapscope sweep cnn`` (the sweeps' tables
 are in the README, "Ninety-nine in seconds"), all Adam with large steps early and a cosine anneal
-to zero (OneCycle), batch 64 and label smoothing 0.1:
+to zero (OneCycle), batch 64 and label smoothing:
 
 - ``fast``: 99 % in one pass over part of the training set, each image moved by up to a pixel
   (``shift``, which needs the [0, 1] ``unit`` scaling): the smallest part whose mean over five
   seeds stays above 99 % in bf16, in fp32 and in fp32 held to AVX2 alike;
-- ``one-pass``: 99.3 % in one pass over all 60000 images, moved the same way;
+- ``one-pass``: 99.3 % in one pass over the first 48000 images, moved the same way, with label
+  smoothing 0.15: a part that fits in 6 s in fp32 held to AVX2 too (where a pass over all 60000
+  is slower than 6 s by the floor alone) and holds 99.3 % over five seeds there and in bf16;
 - ``accurate``: 99.5 % in four passes, each image moved by up to two pixels.
 
 A recipe only fills the settings a user leaves out; the settings it set are stored in
@@ -30,6 +32,13 @@ _ADAM_ONECYCLE = {
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     "fast": {"epochs": 1, "max_train": 27000, **_ADAM_ONECYCLE, "scaling": "unit", "shift": 1},
-    "one-pass": {"epochs": 1, **_ADAM_ONECYCLE, "scaling": "unit", "shift": 1},
+    "one-pass": {
+        "epochs": 1,
+        "max_train": 48000,
+        **_ADAM_ONECYCLE,
+        "label_smoothing": 0.15,
+        "scaling": "unit",
+        "shift": 1,
+    },
     "accurate": {"epochs": 4, **_ADAM_ONECYCLE, "scaling": "unit", "shift": 2},
 }
