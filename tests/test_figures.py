@@ -362,7 +362,7 @@ def test_training_curves_say_what_the_training_loss_adds(real_data, tmp_path):
     row = {"epoch": 1, "loss": 0.6, "accuracy": 0.9, "val_loss": 0.1, "val_accuracy": 0.95, "lr": 0}
     loss_panel, accuracy_panel = plot_cnn_history([row], "label smoothing 0.1").axes[:2]
     assert [t.get_text() for t in loss_panel.get_legend().get_texts()] == [
-        "train (with label smoothing 0.1)",
+        "train (mean over the pass,\nwith label smoothing 0.1)",
         "validation (test split)",
     ]
-    assert accuracy_panel.get_legend().get_texts()[0].get_text() == "train"
+    assert accuracy_panel.get_legend().get_texts()[0].get_text() == "train (mean over the pass)"
