@@ -366,3 +366,5 @@ def test_training_curves_say_what_the_training_loss_adds(real_data, tmp_path):
         "validation (test split)",
     ]
     assert accuracy_panel.get_legend().get_texts()[0].get_text() == "train (mean over the pass)"
+    ae_loss_panel = plot_ae_history([{"epoch": 1, "loss": 0.2, "val_loss": 0.1, "lr": 0}]).axes[0]
+    assert ae_loss_panel.get_legend().get_texts()[0].get_text() == "train (mean over the pass)"

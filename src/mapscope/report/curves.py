@@ -20,20 +20,24 @@ def epoch_axis(ax, epochs: Sequence[int]) -> None:
     ax.set_xlabel("epoch")
 
 
+def train_label(adds: str = "") -> str:
+    """The training curve's legend, for every model the trainer trains: its figures are means
+    over each pass's steps, taken while the weights still moved (on moved images where ``shift``
+    is set), so after one pass they trail validation's, which is measured at the end."""
+    return f"train (mean over the pass{adds})"
+
+
 def plot_cnn_history(history: Sequence[dict[str, float]], minimised: str = "") -> Figure:
     """Loss, accuracy and learning rate per epoch. ``minimised`` names what the training loss
     adds to the plain cross-entropy that validation reports ("label smoothing 0.1"), so that a
-    training loss far above the validation loss reads as what it is. The training figures are
-    means over the epoch's steps, taken while learning (on moved images where ``shift`` is set),
-    so after one pass they sit below validation's, which is measured at the end."""
+    training loss far above the validation loss reads as what it is."""
     epochs = [h["epoch"] for h in history]
     fig = new_figure(13, 3.6)
     panels = [("loss", "val_loss", "loss"), ("accuracy", "val_accuracy", "accuracy")]
     for i, (train_key, val_key, title) in enumerate(panels, start=1):
         ax = fig.add_subplot(1, 3, i)
         adds = f",\nwith {minimised}" if minimised and train_key == "loss" else ""
-        label = f"train (mean over the pass{adds})"  # measured while the weights still moved
-        ax.plot(epochs, [h[train_key] for h in history], "o-", label=label)
+        ax.plot(epochs, [h[train_key] for h in history], "o-", label=train_label(adds))
         ax.plot(epochs, [h[val_key] for h in history], "s-", label="validation (test split)")
         epoch_axis(ax, epochs)
         ax.set_title(title, y=1.0)  # a fixed place: no measuring of the axis below
@@ -130,7 +134,7 @@ def plot_ae_history(history: Sequence[dict[str, float]]) -> Figure:
     epochs = [h["epoch"] for h in history]
     fig = new_figure(10, 3.6)
     ax = fig.add_subplot(1, 2, 1)
-    ax.plot(epochs, [h["loss"] for h in history], "o-", label="train")
+    ax.plot(epochs, [h["loss"] for h in history], "o-", label=train_label())
     ax.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation (test split)")
     epoch_axis(ax, epochs)
     ax.set_title("reconstruction loss per pixel", y=1.0)
