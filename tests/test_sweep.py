@@ -60,6 +60,21 @@ def test_bad_grids_are_refused_before_anything_trains(arguments, message):
         make_grid(CNN, **arguments)
 
 
+def test_set_holds_an_option_the_grid_file_varies(tmp_path):
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text("[fixed]\nepochs = 2\n\n[grid]\nshift = [0, 2]\nlr = [0.001, 0.002]\n")
+    grid = make_grid(CNN, None, None, None, grid_file, {"shift": "2", "scaling": "unit"})
+    assert grid.varied_names == ["lr"]
+    assert [p.options["shift"] for p in grid.points()] == [2, 2]
+    with pytest.raises(ConfigError, match="--set lr is also swept by --param"):
+        make_grid(CNN, None, "lr", ["0.1"], None, {"lr": "0.2"})
+    with pytest.raises(ConfigError, match="--set seed is also swept by --param or --seeds"):
+        make_grid(CNN, [0, 1], fixed={"seed": "3"})
+    grid_file.write_text("[fixed]\nlr = 0.1\n\n[grid]\nlr = [0.001, 0.002]\n")
+    with pytest.raises(ConfigError, match=r"lr is both in \[fixed\] and in \[grid\]"):
+        make_grid(CNN, grid_file=grid_file)
+
+
 def test_grid_file_with_a_stray_table_is_refused(tmp_path):
     grid_file = tmp_path / "grid.toml"
     grid_file.write_text("[grids]\nlr = [0.1]\n")

@@ -47,7 +47,9 @@ def sweep(
         None, help="TOML file: [fixed] options for every point, [grid] lists to combine."
     ),
     settings: list[str] = typer.Option(
-        None, "--set", help="A fixed option for every point, NAME=VALUE; repeatable."
+        None,
+        "--set",
+        help="A fixed option for every point, NAME=VALUE (also one the --grid file varies); repeatable.",
     ),
     scheduler: str = SCHEDULER,
     workers: int = WORKERS,

@@ -87,7 +87,9 @@ def run_tasks(
                 n_workers=workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                # a free port: with None the scheduler's HTTP server still asks for 8787 and
+                # warns when another cluster holds it
+                dashboard_address=":0",
                 silence_logs=quiet,
             )
         client = Client(cluster)

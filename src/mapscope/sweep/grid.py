@@ -85,6 +85,10 @@ def read_grid_file(path: str | Path) -> tuple[dict[str, Any], dict[str, list[Any
             raise ConfigError(
                 f"--grid {path}: grid.{name} must be a non-empty list like [0.001, 0.002]."
             )
+        if name in fixed:
+            raise ConfigError(
+                f"--grid {path}: {name} is both in [fixed] and in [grid]; keep it in one table."
+            )
     return fixed, axes
 
 
@@ -103,7 +107,12 @@ def make_grid(
     fixed_options = {n: coerce(kind, n, v, source) for n, v in given_fixed.items()}
     for name, value in (fixed or {}).items():
         fixed_options[name] = coerce(kind, name, value, "--set")
-    axes = {n: [coerce(kind, n, v, source) for v in vs] for n, vs in given_axes.items()}
+    # --set holds an option the file varies at one value: the file's grid, less that axis
+    axes = {
+        n: [coerce(kind, n, v, source) for v in vs]
+        for n, vs in given_axes.items()
+        if n not in (fixed or {})
+    }
     if (param is None) != (values is None):
         raise ConfigError(
             "give --param and --values together (like --param lr --values 0.001,0.002)."
@@ -121,7 +130,8 @@ def make_grid(
             raise ConfigError("--seeds is empty; give seeds like 0..4.")
         axes["seed"] = [coerce(kind, "seed", s, "--seeds") for s in seeds]
     for name in axes:
-        fixed_options.pop(name, None)
+        if name in (fixed or {}):
+            raise ConfigError(f"--set {name} is also swept by --param or --seeds; give it once.")
     for name, vs in axes.items():
         if len(set(map(_text, vs))) != len(vs):
             raise ConfigError(f"{name}: a value is given twice in {vs}.")
