@@ -66,6 +66,8 @@ def test_set_holds_an_option_the_grid_file_varies(tmp_path):
     grid = make_grid(CNN, None, None, None, grid_file, {"shift": "2", "scaling": "unit"})
     assert grid.varied_names == ["lr"]
     assert [p.options["shift"] for p in grid.points()] == [2, 2]
+    grid = make_grid(CNN, None, "lr", ["0.1"], grid_file, {"shift": "2", "scaling": "unit"})
+    assert [p.options["lr"] for p in grid.points()] == [0.1]  # --param replaces the file's list
     with pytest.raises(ConfigError, match="--set lr is also swept by --param"):
         make_grid(CNN, None, "lr", ["0.1"], None, {"lr": "0.2"})
     with pytest.raises(ConfigError, match="--set seed is also swept by --param or --seeds"):

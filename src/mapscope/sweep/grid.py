@@ -12,6 +12,9 @@ A grid file::
     [grid]           # every combination of these lists
     lr = [0.001, 0.002]
     batch_size = [32, 64]
+
+The command line wins over the file: ``--set lr=0.01`` holds the file's ``lr`` axis at one value,
+and ``--param lr --values ...`` replaces its list.
 """
 
 from __future__ import annotations
@@ -107,7 +110,7 @@ def make_grid(
     fixed_options = {n: coerce(kind, n, v, source) for n, v in given_fixed.items()}
     for name, value in (fixed or {}).items():
         fixed_options[name] = coerce(kind, name, value, "--set")
-    # --set holds an option the file varies at one value: the file's grid, less that axis
+    # the command line over the file: --set holds an option the file varies at one value
     axes = {
         n: [coerce(kind, n, v, source) for v in vs]
         for n, vs in given_axes.items()
@@ -120,8 +123,7 @@ def make_grid(
     if param is not None:
         if not values:
             raise ConfigError("--values is empty; give at least one value, like --values 0.1,0.2.")
-        if param in axes:
-            raise ConfigError(f"--param {param} is also a list in the --grid file; give it once.")
+        axes.pop(param, None)  # the command line's values replace the file's list
         axes[param] = [coerce(kind, param, v, "--values") for v in values]
     if seeds is not None:
         if "seed" in axes:
