@@ -68,6 +68,9 @@ def test_set_holds_an_option_the_grid_file_varies(tmp_path):
     assert [p.options["shift"] for p in grid.points()] == [2, 2]
     grid = make_grid(CNN, None, "lr", ["0.1"], grid_file, {"shift": "2", "scaling": "unit"})
     assert [p.options["lr"] for p in grid.points()] == [0.1]  # --param replaces the file's list
+    grid_file.write_text("[fixed]\nlr = 0.002\n")
+    grid = make_grid(CNN, None, "lr", ["0.1", "0.2"], grid_file)
+    assert "lr" not in grid.fixed  # sweep.json's fixed options name only what stays fixed
     with pytest.raises(ConfigError, match="--set lr is also swept by --param"):
         make_grid(CNN, None, "lr", ["0.1"], None, {"lr": "0.2"})
     with pytest.raises(ConfigError, match="--set seed is also swept by --param or --seeds"):

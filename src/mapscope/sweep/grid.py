@@ -107,14 +107,15 @@ def make_grid(
     value is one ConfigError, not a failed point."""
     given_fixed, given_axes = ({}, {}) if grid_file is None else read_grid_file(grid_file)
     source = f"--grid {grid_file}"
+    given_set = fixed or {}
     fixed_options = {n: coerce(kind, n, v, source) for n, v in given_fixed.items()}
-    for name, value in (fixed or {}).items():
+    for name, value in given_set.items():
         fixed_options[name] = coerce(kind, name, value, "--set")
     # the command line over the file: --set holds an option the file varies at one value
     axes = {
         n: [coerce(kind, n, v, source) for v in vs]
         for n, vs in given_axes.items()
-        if n not in (fixed or {})
+        if n not in given_set
     }
     if (param is None) != (values is None):
         raise ConfigError(
@@ -132,8 +133,9 @@ def make_grid(
             raise ConfigError("--seeds is empty; give seeds like 0..4.")
         axes["seed"] = [coerce(kind, "seed", s, "--seeds") for s in seeds]
     for name in axes:
-        if name in (fixed or {}):
+        if name in given_set:
             raise ConfigError(f"--set {name} is also swept by --param or --seeds; give it once.")
+        fixed_options.pop(name, None)  # the file's [fixed] value that --param replaces
     for name, vs in axes.items():
         if len(set(map(_text, vs))) != len(vs):
             raise ConfigError(f"{name}: a value is given twice in {vs}.")
