@@ -146,12 +146,14 @@ class AETask(Task[AutoEncoder, AETrainConfig]):
         return targets(bundle, part, positions)
 
     @contextlib.contextmanager
-    def training_steps(self, net: AutoEncoder, on_cpu: bool) -> Iterator[None]:
+    def training_steps(
+        self, net: AutoEncoder, config: AETrainConfig, on_cpu: bool
+    ) -> Iterator[None]:
         with (
             logit_output(net, enabled=net.spec.loss == "bce"),
             fast_path(net, enabled=on_cpu),
         ):
-            yield
+            yield None
 
     def step_loss(
         self, net: AutoEncoder, output: torch.Tensor, target: torch.Tensor, config: AETrainConfig

@@ -18,6 +18,7 @@ from mapscope.cnn import saved
 from mapscope.cnn.build import Network, build
 from mapscope.cnn.fast import fast_path
 from mapscope.cnn.spec import NetSpec, default_spec
+from mapscope.cnn.whole_step import WholeStep, whole_step
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError
 from mapscope.training import trainer
@@ -63,9 +64,11 @@ class CNNTask(Task[Network, TrainConfig]):
         return build(spec, seed)
 
     @contextlib.contextmanager
-    def training_steps(self, net: Network, on_cpu: bool) -> Iterator[None]:
+    def training_steps(
+        self, net: Network, config: TrainConfig, on_cpu: bool
+    ) -> Iterator[WholeStep | None]:
         with fast_path(net, enabled=on_cpu):
-            yield
+            yield whole_step(net, config.label_smoothing) if on_cpu else None
 
     def warm_up(self, net: Network, precision: str, on_cpu: bool) -> float:
         if not on_cpu:

@@ -29,17 +29,39 @@ def smoothed_cross_entropy(
     return _SmoothedCrossEntropy.apply(logits, target, float(smoothing))
 
 
+def smoothed_cross_entropy_and_gradient(
+    logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``smoothed_cross_entropy`` and its gradient with respect to ``logits``, without autograd
+    (for a training step computed by hand, ``cnn/whole_step.py``)."""
+    log_p, wanted = _log_probabilities_and_wanted(logits, target, smoothing)
+    return _mean_loss(log_p, wanted), _gradient(log_p, wanted, 1.0)
+
+
+def _log_probabilities_and_wanted(logits, target, smoothing):
+    n, classes = logits.shape
+    log_p = torch.log_softmax(logits, dim=1)
+    wanted = torch.full_like(log_p, smoothing / classes)
+    wanted.scatter_(1, target[:, None], 1.0 - smoothing + smoothing / classes)
+    return log_p, wanted
+
+
+def _mean_loss(log_p: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+    return torch.dot(wanted.view(-1), log_p.view(-1)).mul_(-1.0 / len(log_p))
+
+
+def _gradient(log_p: torch.Tensor, wanted: torch.Tensor, grad) -> torch.Tensor:
+    """The loss's gradient times ``grad`` (the gradient flowing into the loss)."""
+    return (log_p.exp() - wanted).mul_(grad / len(log_p))
+
+
 class _SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, smoothing):
-        n, classes = logits.shape
-        log_p = torch.log_softmax(logits, dim=1)
-        wanted = torch.full_like(log_p, smoothing / classes)
-        wanted.scatter_(1, target[:, None], 1.0 - smoothing + smoothing / classes)
+        log_p, wanted = _log_probabilities_and_wanted(logits, target, smoothing)
         ctx.save_for_backward(log_p, wanted)
-        return torch.dot(wanted.view(-1), log_p.view(-1)).mul_(-1.0 / n)
+        return _mean_loss(log_p, wanted)
 
     @staticmethod
     def backward(ctx, grad):
-        log_p, wanted = ctx.saved_tensors
-        return (log_p.exp() - wanted).mul_(grad / len(log_p)), None, None
+        return _gradient(*ctx.saved_tensors, grad), None, None

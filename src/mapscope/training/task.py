@@ -9,7 +9,7 @@ resuming. A kind is a ``Task`` subclass of a dozen lines (``cnn/train.py``, ``ae
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Generic, TypeVar
@@ -22,6 +22,7 @@ from mapscope.data.bundle import DataBundle
 from mapscope.training.config import TrainConfig
 
 Net = TypeVar("Net", bound=nn.Module)
+StepByHand = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Config = TypeVar("Config", bound=TrainConfig)
 
 
@@ -62,9 +63,12 @@ class Task(Generic[Net, Config]):
         return bundle.labels(part, positions)
 
     @contextlib.contextmanager
-    def training_steps(self, net: Net, on_cpu: bool) -> Iterator[None]:
-        """The block of an epoch's steps: the kind's fast path is swapped in here."""
-        yield
+    def training_steps(self, net: Net, config: Config, on_cpu: bool) -> Iterator[StepByHand | None]:
+        """The block of an epoch's steps: the kind's fast path is swapped in here. It may
+        yield a step by hand, ``step(x, target) -> (output, loss)`` with the loss's gradient
+        added to the parameters' ``.grad``, that the trainer calls under the step's autocast
+        instead of a forward, ``step_loss`` and ``loss.backward()``; None: autograd's step."""
+        yield None
 
     def warm_up(self, net: Net, precision: str, on_cpu: bool) -> float:
         """Compile or load what the fast path runs, before the first epoch's clock starts, so

@@ -271,13 +271,14 @@ def run_epoch(s: TrainingState, epoch: int, last_epoch: int) -> tuple[float, flo
     began = time.perf_counter()
     loss_sum = torch.zeros((), device=s.device)
     correct = None
-    with s.task.training_steps(s.net, on_cpu=s.device.type == "cpu"):
+    with s.task.training_steps(s.net, s.config, on_cpu=s.device.type == "cpu") as by_hand:
         for b, xb, yb in batches(s, epoch, last_epoch):
-            with autocast(s.device, s.precision):
-                output = s.net(xb)
-            loss = s.task.step_loss(s.net, output, yb, s.config)
             s.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if by_hand is None:
+                output, loss = backprop(s, xb, yb)
+            else:
+                with autocast(s.device, s.precision):
+                    output, loss = by_hand(xb, yb)
             s.optimizer.step()
             s.step += 1
             loss_sum += loss.detach() * len(xb)
@@ -294,6 +295,18 @@ def run_epoch(s: TrainingState, epoch: int, last_epoch: int) -> tuple[float, flo
         raise TrainingDiverged(f"loss became {train_loss} in epoch {epoch}; lower --lr.")
     accuracy = None if correct is None else correct.item() / len(s.x_train)
     return train_loss, accuracy, time.perf_counter() - began
+
+
+def backprop(
+    s: TrainingState, xb: torch.Tensor, yb: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's output, the step's loss, and its gradient in every parameter's ``.grad``
+    (autograd's step; a kind's ``training_steps`` may offer one by hand instead)."""
+    with autocast(s.device, s.precision):
+        output = s.net(xb)
+    loss = s.task.step_loss(s.net, output, yb, s.config)
+    loss.backward()
+    return output, loss.detach()
 
 
 def batches(
