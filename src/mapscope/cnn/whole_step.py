@@ -16,6 +16,11 @@ in (``conv_pool``), a small-map convolution before Flatten as matrix products (`
 with a ReLU or none, Flatten, and dense layers with a ReLU or none (the output layer's softmax
 lives in the loss), trained with cross-entropy and label smoothing but no L1/L2 penalty.
 ``whole_step`` returns None for any other network, and the trainer keeps autograd's step.
+
+For the reference network, in steps alternating with autograd's in one process (2 cores, AMD
+Zen 4, batch 64), a step took 3-5 % less time in fp32 and 6-9 % less in bf16. Making the network
+one autograd node instead, with the loss's node and ``AccumulateGrad`` kept, saved a third of
+that: most of autograd's cost here lies outside the layers.
 """
 
 from __future__ import annotations
