@@ -71,12 +71,17 @@ def compute_dtype() -> torch.dtype:
     return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
 
 
+def padded(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``x`` with the rows and columns of zeros that ``conv``'s padding adds on each side."""
+    pad = padding_of(conv)
+    if pad is None or pad == (0, 0):
+        return x
+    return F.pad(x, (pad[1], pad[1], pad[0], pad[0]))
+
+
 def conv_matmul(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """``conv(x)`` through its patches; differentiable in ``x`` and the conv's parameters."""
-    pad = padding_of(conv)
-    if pad is not None and pad != (0, 0):
-        x = F.pad(x, (pad[1], pad[1], pad[0], pad[0]))
-    return _ConvAsMatmul.apply(x, conv.weight, conv.bias, compute_dtype())
+    return _ConvAsMatmul.apply(padded(x, conv), conv.weight, conv.bias, compute_dtype())
 
 
 class _ConvAsMatmul(torch.autograd.Function):

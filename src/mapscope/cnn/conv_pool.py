@@ -43,7 +43,7 @@ from numba.core import types
 from numba.extending import overload
 from torch import nn
 
-from mapscope.cnn.conv_matmul import memory_format_of, padding_of
+from mapscope.cnn.conv_matmul import memory_format_of, padded, padding_of
 
 
 def applies(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
@@ -90,14 +90,21 @@ def conv_max_pool(
     ``size`` keeps only the top-left rows x columns of the result: the part that the following
     layers read (see ``Network``); computing the rest would be work whose gradient is zero.
     """
-    pad = padding_of(conv)
-    if pad != (0, 0):
-        x = F.pad(x, (pad[1], pad[1], pad[0], pad[0]))
-    if size is not None:  # the input rows and columns that the kept outputs read
-        k, p = conv.kernel_size[0], pool.kernel_size
-        x = x[:, :, : size[0] * p + k - 1, : size[1] * p + k - 1]
+    x = kernel_input(x, conv, pool, size)
     function = _ConvThenMaxPool if x.requires_grad else _ConvMaxPool
     return function.apply(x, conv.weight, conv.bias, pool.kernel_size, relu)
+
+
+def kernel_input(
+    x: torch.Tensor, conv: nn.Conv2d, pool: nn.MaxPool2d, size: tuple[int, int] | None
+) -> torch.Tensor:
+    """What the kernels convolve: ``x`` padded as ``conv`` pads it, cut to the input rows and
+    columns that the kept ``size`` of the pooled result reads."""
+    x = padded(x, conv)
+    if size is not None:
+        k, p = conv.kernel_size[0], pool.kernel_size
+        x = x[:, :, : size[0] * p + k - 1, : size[1] * p + k - 1]
+    return x
 
 
 class _ConvMaxPool(torch.autograd.Function):

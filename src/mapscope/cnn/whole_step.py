@@ -56,10 +56,6 @@ def _add_grad(parameter: torch.Tensor, grad: torch.Tensor) -> None:
         parameter.grad.add_(grad)
 
 
-def _padded(x: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
-    return F.pad(x, (pad[1], pad[1], pad[0], pad[0])) if pad != (0, 0) else x
-
-
 def _unpadded(grad: torch.Tensor, shape: torch.Size, pad: tuple[int, int]) -> torch.Tensor:
     """The gradient of an input of ``shape`` that was zero-padded by ``pad`` and then cut to the
     rows and columns that ``grad`` covers (the part the next layers read)."""
@@ -73,26 +69,24 @@ class _ConvPool:
     """A convolution, its max-pool and ReLU through ``conv_pool``'s kernels."""
 
     def __init__(self, module: FusedConvPool, first: bool):
-        self.conv, self.pool, self.size = module.layer.inner, module.pool, module.size
-        self.first = first
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv, pool = self.conv, self.pool.kernel_size
-        self.shape, self.pad = x.shape, conv_matmul.padding_of(conv)
-        x = _padded(x, self.pad)
-        if self.size is not None:  # as conv_pool.conv_max_pool: what the next layers read
-            k = conv.kernel_size[0]
-            x = x[:, :, : self.size[0] * pool + k - 1, : self.size[1] * pool + k - 1]
         from mapscope.cnn import conv_pool  # numba: only when training
 
-        self.function = conv_pool._ConvMaxPool if self.first else conv_pool._ConvThenMaxPool
+        self.module, self.first = module, first
+        self.kernel_input = conv_pool.kernel_input
+        self.function = conv_pool._ConvMaxPool if first else conv_pool._ConvThenMaxPool
+        self.pad = conv_matmul.padding_of(module.layer.inner)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, pool = self.module.layer.inner, self.module.pool
+        self.shape = x.shape
+        x = self.kernel_input(x, conv, pool, self.module.size)
         self.ctx = _Context((not self.first, True, True, False, False))
-        return self.function.forward(self.ctx, x, conv.weight, conv.bias, pool, True)
+        return self.function.forward(self.ctx, x, conv.weight, conv.bias, pool.kernel_size, True)
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor | None:
         grad_x, grad_w, grad_b, _, _ = self.function.backward(self.ctx, grad)
-        _add_grad(self.conv.weight, grad_w)
-        _add_grad(self.conv.bias, grad_b)
+        _add_grad(self.module.layer.inner.weight, grad_w)
+        _add_grad(self.module.layer.inner.bias, grad_b)
         return None if grad_x is None else _unpadded(grad_x, self.shape, self.pad)
 
 
@@ -103,13 +97,18 @@ class _ConvMatmul:
     def __init__(self, module: ConvBeforeFlatten, first: bool):
         self.conv, self.first = module.layer.inner, first
         self.relu = isinstance(module.layer.act, nn.ReLU)
+        self.pad = conv_matmul.padding_of(self.conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv
-        self.shape, self.pad = x.shape, conv_matmul.padding_of(conv)
+        self.shape = x.shape
         self.ctx = _Context((not self.first, True, conv.bias is not None, False))
         maps = conv_matmul._ConvAsMatmul.forward(
-            self.ctx, _padded(x, self.pad), conv.weight, conv.bias, conv_matmul.compute_dtype()
+            self.ctx,
+            conv_matmul.padded(x, conv),
+            conv.weight,
+            conv.bias,
+            conv_matmul.compute_dtype(),
         )
         out = maps.contiguous()  # a copy: the products' rows are channels-last
         self.out = out.clamp_min_(0.0) if self.relu else out
@@ -161,22 +160,35 @@ class _Dense:
 
 
 def _stages(net: Network) -> list | None:
-    """The network's swapped-in layers as stages in order; None where one is not covered."""
+    """The network's swapped-in layers as stages in order; None where one is not covered,
+    including a fused layer whose kernels (``applies``) do not take the shapes the network's
+    spec gives, in float32 on the CPU as the trainer feeds it."""
+    from mapscope.cnn import conv_pool  # numba: only when training
+
     stages: list = []
-    for module in net.layers.values():
-        first = not any(isinstance(s, _ConvPool | _ConvMatmul | _Dense) for s in stages)
+    first = True  # no parameters before this layer: its input needs no gradient
+    for i, module in enumerate(net.layers.values()):
         if isinstance(module, nn.Identity):  # a max-pool's slot, pooled by the layer before
             continue
+        if isinstance(module, FusedConvPool | ConvBeforeFlatten):
+            shape = net.spec.input_shape if i == 0 else net.spec.shapes[i - 1]
+            extent = net.extents[i - 1] if i > 0 else None
+            x = torch.empty(1, shape[0], *(extent or shape[1:]))
         if isinstance(module, FusedConvPool) and module.relu:
+            if not conv_pool.applies(module.layer.inner, module.pool, x):
+                return None
             if stages and isinstance(stages[-1], _ConvPool) and not stages[-1].first:
                 return None  # under bf16 its input would be bf16, which the kernels do not take
             stages.append(_ConvPool(module, first))
         elif isinstance(module, ConvBeforeFlatten) and isinstance(
             module.layer.act, nn.ReLU | nn.Identity
         ):
+            if not conv_matmul.applies(module.layer.inner, x):
+                return None
             stages.append(_ConvMatmul(module, first))
         elif isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1:
             stages.append(_Flatten())
+            continue
         elif (
             isinstance(module, Activated)
             and isinstance(module.inner, nn.Linear)
@@ -186,26 +198,8 @@ def _stages(net: Network) -> list | None:
             stages.append(_Dense(module, first))
         else:
             return None
+        first = False
     return stages
-
-
-def _covered(net: Network) -> bool:
-    """Whether each fused layer takes its kernels (``applies``) for the shapes the network's
-    spec gives, in float32 on the CPU as the trainer feeds it."""
-    from mapscope.cnn import conv_pool  # numba: only when training
-
-    layers = list(net.layers.values())
-    for i, module in enumerate(layers):
-        if isinstance(module, FusedConvPool | ConvBeforeFlatten):
-            shape = net.spec.input_shape if i == 0 else net.spec.shapes[i - 1]
-            extent = net.extents[i - 1] if i > 0 else None
-            x = torch.empty(1, shape[0], *(extent or shape[1:]))
-            conv = module.layer.inner
-            if isinstance(module, FusedConvPool) and not conv_pool.applies(conv, module.pool, x):
-                return False
-            if isinstance(module, ConvBeforeFlatten) and not conv_matmul.applies(conv, x):
-                return False
-    return True
 
 
 class WholeStep:
@@ -213,8 +207,8 @@ class WholeStep:
     and its gradient added to every parameter's ``.grad``, as a forward, the loss and
     ``loss.backward()`` through the fast path would give. Call it under the step's autocast."""
 
-    def __init__(self, net: Network, stages: list, smoothing: float):
-        self.net, self.stages, self.smoothing = net, stages, smoothing
+    def __init__(self, stages: list, smoothing: float):
+        self.stages, self.smoothing = stages, smoothing
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,7 +227,7 @@ class WholeStep:
 def whole_step(net: Network, smoothing: float) -> WholeStep | None:
     """A ``WholeStep`` for ``net`` inside its ``fast_path`` block, or None where the network or
     its loss is not covered (see the module docstring): then autograd's step trains it."""
-    if net.spec.l1 or net.spec.l2 or not _covered(net):
+    if net.spec.l1 or net.spec.l2:
         return None
     stages = _stages(net)
-    return None if stages is None else WholeStep(net, stages, smoothing)
+    return None if stages is None else WholeStep(stages, smoothing)

@@ -281,7 +281,7 @@ def run_epoch(s: TrainingState, epoch: int, last_epoch: int) -> tuple[float, flo
                     output, loss = by_hand(xb, yb)
             s.optimizer.step()
             s.step += 1
-            loss_sum += loss.detach() * len(xb)
+            loss_sum += loss * len(xb)  # both steps hand back a detached loss
             right = s.task.correct(output, yb)
             if right is not None:
                 correct = right if correct is None else correct + right
