@@ -56,6 +56,16 @@ def _add_grad(parameter: torch.Tensor, grad: torch.Tensor) -> None:
         parameter.grad.add_(grad)
 
 
+def _activated(out: torch.Tensor, relu: bool) -> torch.Tensor:
+    """``out`` through the layer's ReLU (in place) or, without one, as it is."""
+    return out.clamp_min_(0.0) if relu else out
+
+
+def _through_activation(grad: torch.Tensor, out: torch.Tensor, relu: bool) -> torch.Tensor:
+    """The gradient before the activation that gave ``out``: zero where the ReLU was off."""
+    return torch.ops.aten.threshold_backward(grad, out, 0.0) if relu else grad
+
+
 def _unpadded(grad: torch.Tensor, shape: torch.Size, pad: tuple[int, int]) -> torch.Tensor:
     """The gradient of an input of ``shape`` that was zero-padded by ``pad`` and then cut to the
     rows and columns that ``grad`` covers (the part the next layers read)."""
@@ -110,14 +120,11 @@ class _ConvMatmul:
             conv.bias,
             conv_matmul.compute_dtype(),
         )
-        out = maps.contiguous()  # a copy: the products' rows are channels-last
-        self.out = out.clamp_min_(0.0) if self.relu else out
+        self.out = _activated(maps.contiguous(), self.relu)  # a copy: rows are channels-last
         return self.out
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor | None:
-        grad = grad.view(self.out.shape)
-        if self.relu:
-            grad = torch.ops.aten.threshold_backward(grad, self.out, 0.0)
+        grad = _through_activation(grad.view(self.out.shape), self.out, self.relu)
         grad_x, grad_w, grad_b, _ = conv_matmul._ConvAsMatmul.backward(self.ctx, grad)
         _add_grad(self.conv.weight, grad_w)
         if grad_b is not None:
@@ -146,13 +153,11 @@ class _Dense:
         dtype = conv_matmul.compute_dtype()
         self.x, self.weight = x.to(dtype), self.linear.weight.to(dtype)
         out = torch.addmm(self.linear.bias.to(dtype), self.x, self.weight.t())
-        self.out = out.clamp_min_(0.0) if self.relu else out
+        self.out = _activated(out, self.relu)
         return self.out
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor | None:
-        grad = grad.to(self.out.dtype)
-        if self.relu:
-            grad = torch.ops.aten.threshold_backward(grad, self.out, 0.0)
+        grad = _through_activation(grad.to(self.out.dtype), self.out, self.relu)
         weight = self.linear.weight
         _add_grad(weight, (grad.t() @ self.x).to(weight.dtype))
         _add_grad(self.linear.bias, grad.sum(0).to(self.linear.bias.dtype))  # as autograd

@@ -39,7 +39,7 @@ def smoothed_cross_entropy_and_gradient(
 
 
 def _log_probabilities_and_wanted(logits, target, smoothing):
-    n, classes = logits.shape
+    classes = logits.shape[1]
     log_p = torch.log_softmax(logits, dim=1)
     wanted = torch.full_like(log_p, smoothing / classes)
     wanted.scatter_(1, target[:, None], 1.0 - smoothing + smoothing / classes)
