@@ -179,6 +179,38 @@ def test_training_restores_the_denormal_flag(real_data, tmp_path):
     assert not flushing_denormals()
 
 
+def test_a_long_warm_up_says_it_is_compiling_while_it_works(monkeypatch, capsys):
+    """A first compile shows nothing else for seconds: the notice comes while it runs (before
+    it is done), and neither line comes when the kernels load from the cache at once."""
+    import time
+    from types import SimpleNamespace
+
+    from mapscope.training import trainer
+
+    said_during: list[str] = []
+
+    class Compiling:
+        def warm_up(self, net, precision, on_cpu):
+            time.sleep(0.4)  # a stand-in for numba compiling
+            said_during.append(capsys.readouterr().out)
+            return 0.4
+
+    class Cached:
+        def warm_up(self, net, precision, on_cpu):
+            return 0.01
+
+    monkeypatch.setattr(trainer, "COMPILE_NOTICE_AFTER", 0.1)
+    state = SimpleNamespace(
+        task=Compiling(), net=None, precision="fp32", device=torch.device("cpu")
+    )
+    trainer.warm_up(state)
+    assert "compiling the CPU training kernels" in said_during[0]
+    assert "compiled the CPU training kernels in 0.4 s" in capsys.readouterr().out
+    trainer.warm_up(SimpleNamespace(**{**vars(state), "task": Cached()}))
+    time.sleep(0.2)  # past the notice's delay: a cancelled notice stays silent
+    assert capsys.readouterr().out == ""
+
+
 def _state(module):
     return (
         [m.training for m in module.modules()],
