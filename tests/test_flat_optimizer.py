@@ -50,6 +50,23 @@ def test_flat_optimizer_steps_as_torchs(name):
     assert conv.untyped_storage().data_ptr() == flat.flat_.untyped_storage().data_ptr()
 
 
+@pytest.mark.parametrize("name", ["adam", "nadam", "adamax"])
+def test_beta2_is_the_adam_familys_second_beta(name):
+    """``beta2`` reaches the optimizer, and the flat Adam steps with it as torch's Adam does."""
+    net, plain_net = _net(), _net()
+    optimizer = make_optimizer(name, net.parameters(), 1e-2, 0.9, beta2=0.95)
+    assert optimizer.param_groups[0]["betas"] == (0.9, 0.95)
+    if name != "adam":
+        return
+    plain = torch.optim.Adam(plain_net.parameters(), lr=1e-2, betas=(0.9, 0.95), fused=True)
+    default = make_optimizer(name, _net().parameters(), 1e-2, 0.9)
+    assert default.param_groups[0]["betas"] == (0.9, 0.999)  # torch's default
+    _steps(net, optimizer, 5)
+    _steps(plain_net, plain, 5)
+    for a, b in zip(net.parameters(), plain_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_zero_grad_zeroes_the_views_in_place():
     net = _net()
     optimizer = make_optimizer("adam", net.parameters(), 1e-2, 0.9)

@@ -55,6 +55,8 @@ TRAINER = [
     ("lr", 1e-2, {}),
     ("momentum", 0.5, {}),  # refused: adam reads no momentum
     ("momentum", 0.5, {"optimizer": "sgd"}),
+    ("beta2", 0.95, {}),
+    ("beta2", 0.95, {"optimizer": "sgd"}),  # refused: sgd reads no beta2
     ("schedule", "none", {}),
     ("decay_rate", 0.1, {}),  # refused: onecycle reads no decay rate
     ("decay_rate", 0.1, {"schedule": "power", "decay_steps": 1}),

@@ -69,6 +69,11 @@ def train_command(
     ),
     lr: float = typer.Option(AETrainConfig.lr, help="(Peak) learning rate."),
     momentum: float = typer.Option(AETrainConfig.momentum, help="Momentum for sgd."),
+    beta2: float = typer.Option(
+        AETrainConfig.beta2,
+        help="Decay of the running squared gradient for adam, nadam and adamax (their second "
+        "beta); lower (0.95) adapts faster in short runs.",
+    ),
     schedule: str = typer.Option(
         AETrainConfig.schedule, help="none, power, exponential or onecycle."
     ),

@@ -58,6 +58,11 @@ def train_command(
     ),
     lr: float = typer.Option(TrainConfig.lr, help="(Peak) learning rate."),
     momentum: float = typer.Option(TrainConfig.momentum, help="Momentum for sgd."),
+    beta2: float = typer.Option(
+        TrainConfig.beta2,
+        help="Decay of the running squared gradient for adam, nadam and adamax (their second "
+        "beta); lower (0.95) adapts faster in short runs.",
+    ),
     schedule: str = typer.Option(
         TrainConfig.schedule, help="none, power, exponential or onecycle."
     ),

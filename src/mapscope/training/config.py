@@ -22,6 +22,7 @@ from mapscope.training.schedules import SCHEDULES
 OPTIMIZERS = ("rmsprop", "sgd", "adam", "nadam", "adamax")
 MOST_SHIFT = 8  # pixels: a quarter of a 28-pixel digit image
 DECAYING = ("power", "exponential")  # the schedules that read decay_rate and decay_steps
+BETA2_READERS = ("adam", "nadam", "adamax")  # the optimizers that read beta2
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 2e-3
     momentum: float = 0.9
+    beta2: float = 0.999  # Adam's (NAdam's, Adamax's) decay of its running squared gradient
     schedule: str = "onecycle"
     decay_rate: float | None = None  # None: the schedule's default (power 1.0, exponential 0.5)
     decay_steps: int = 1000
@@ -83,6 +85,7 @@ class TrainConfig:
         problems.at_least("threads", self.threads, 1, optional=True)
         problems.finite("lr", self.lr, strict=True)
         problems.fraction("momentum", self.momentum)
+        problems.fraction("beta2", self.beta2)
         problems.fraction("label_smoothing", self.label_smoothing)
         self.check_shift(problems)
         problems.choice("recipe", self.recipe, RECIPES)
@@ -119,6 +122,11 @@ class TrainConfig:
                 f"momentum {self.momentum} is read by the sgd optimizer only; leave it out with "
                 f"optimizer {self.optimizer!r}, or choose sgd"
             )
+        if self.optimizer not in BETA2_READERS and self.beta2 != TrainConfig.beta2:
+            problems.add(
+                f"beta2 {self.beta2} is read by the {', '.join(BETA2_READERS)} optimizers only; "
+                f"leave it out with optimizer {self.optimizer!r}, or choose adam"
+            )
         if self.schedule not in DECAYING:
             if self.decay_rate is not None:
                 problems.add(
@@ -135,17 +143,22 @@ class TrainConfig:
         problems.choice("dataset", self.dataset, ("mnist", "fashion-mnist"))
 
 
-def make_optimizer(name: str, params, lr: float, momentum: float) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params, lr: float, momentum: float, beta2: float = TrainConfig.beta2
+) -> torch.optim.Optimizer:
     """Adam and SGD use torch's fused kernels (one pass per tensor instead of ~10 small ops per
     tensor, about 0.4 ms of a 10 ms CPU step for the reference network) over all parameters in
-    one buffer (``training/flat.py``: one pass in all, 0.2 ms less of a 5-7 ms step)."""
+    one buffer (``training/flat.py``: one pass in all, 0.2 ms less of a 5-7 ms step).
+    ``beta2`` is the Adam family's second beta (its first stays torch's 0.9)."""
     params = list(params)
     flat = can_flatten(params)
+    betas = (0.9, beta2)
     if name == "sgd":
         sgd = FlatSGD if flat else torch.optim.SGD
         return sgd(params, lr=lr, momentum=momentum, fused=True)
     if name == "adam":
-        return (FlatAdam if flat else torch.optim.Adam)(params, lr=lr, fused=True)
+        return (FlatAdam if flat else torch.optim.Adam)(params, lr=lr, betas=betas, fused=True)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7)  # Keras defaults
-    return {"nadam": torch.optim.NAdam, "adamax": torch.optim.Adamax}[name](params, lr=lr)
+    chosen = {"nadam": torch.optim.NAdam, "adamax": torch.optim.Adamax}[name]
+    return chosen(params, lr=lr, betas=betas)

@@ -91,7 +91,7 @@ class TrainingState:
             config=config,
             net=net,
             optimizer=make_optimizer(
-                config.optimizer, net.parameters(), config.lr, config.momentum
+                config.optimizer, net.parameters(), config.lr, config.momentum, config.beta2
             ),
             generator=torch.Generator().manual_seed(config.seed),
             bundle=bundle,
