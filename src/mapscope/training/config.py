@@ -22,7 +22,8 @@ from mapscope.training.schedules import SCHEDULES
 OPTIMIZERS = ("rmsprop", "sgd", "adam", "nadam", "adamax")
 MOST_SHIFT = 8  # pixels: a quarter of a 28-pixel digit image
 DECAYING = ("power", "exponential")  # the schedules that read decay_rate and decay_steps
-BETA2_READERS = ("adam", "nadam", "adamax")  # the optimizers that read beta2
+# the settings only some optimizers read, with those optimizers (the first is the one to suggest)
+OPTIMIZER_SETTINGS = {"momentum": ("sgd",), "beta2": ("adam", "nadam", "adamax")}
 
 
 @dataclass(frozen=True)
@@ -117,16 +118,14 @@ class TrainConfig:
     def check_used(self, problems: Problems) -> None:
         """No setting is recorded and then ignored: one that the chosen optimizer or schedule
         does not read is refused unless it keeps its default."""
-        if self.optimizer != "sgd" and self.momentum != TrainConfig.momentum:
-            problems.add(
-                f"momentum {self.momentum} is read by the sgd optimizer only; leave it out with "
-                f"optimizer {self.optimizer!r}, or choose sgd"
-            )
-        if self.optimizer not in BETA2_READERS and self.beta2 != TrainConfig.beta2:
-            problems.add(
-                f"beta2 {self.beta2} is read by the {', '.join(BETA2_READERS)} optimizers only; "
-                f"leave it out with optimizer {self.optimizer!r}, or choose adam"
-            )
+        for name, readers in OPTIMIZER_SETTINGS.items():
+            value = getattr(self, name)
+            if self.optimizer not in readers and value != getattr(TrainConfig, name):
+                plural = "s" if len(readers) > 1 else ""
+                problems.add(
+                    f"{name} {value} is read by the {', '.join(readers)} optimizer{plural} only; "
+                    f"leave it out with optimizer {self.optimizer!r}, or choose {readers[0]}"
+                )
         if self.schedule not in DECAYING:
             if self.decay_rate is not None:
                 problems.add(
