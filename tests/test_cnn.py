@@ -86,7 +86,7 @@ def test_training_fast_path_equals_plain_forward():
 
 
 def test_training_fast_path_gradients_equal_plain_torch(monkeypatch):
-    from mapscope.cnn import conv_matmul, conv_pool
+    from mapscope.cnn import conv_matmul, conv_pool, winograd
 
     net = build(default_spec(), seed=3).to(memory_format=torch.channels_last).train()
     x = torch.randn(8, 1, 28, 28).contiguous(memory_format=torch.channels_last)
@@ -100,6 +100,7 @@ def test_training_fast_path_gradients_equal_plain_torch(monkeypatch):
     fused = gradients()
     monkeypatch.setattr(conv_pool, "applies", lambda *args: False)
     monkeypatch.setattr(conv_matmul, "applies", lambda *args: False)
+    monkeypatch.setattr(winograd, "applies", lambda *args: False)
     plain = gradients()
     for name in plain:
         torch.testing.assert_close(fused[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
@@ -383,6 +384,107 @@ def test_convolution_as_matmul_only_where_it_pays():
     assert not applies(conv, x.bfloat16())  # bf16 maps only under autocast
 
 
+@pytest.mark.parametrize("m", [2, 3])
+def test_winograd_transforms_give_the_convolution_exactly(m):
+    """A^T [(G g) * (B^T d)] is the 1-D convolution of the tile d with the kernel g: the
+    matrices are exact (up to float32's rounding of 1/6), for any numbers."""
+    from mapscope.cnn.winograd import KERNEL, transforms
+
+    output, filter_, data = (t.astype(np.float64) for t in transforms(m))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        tile, kernel = rng.normal(size=m + KERNEL - 1), rng.normal(size=KERNEL)
+        want = np.correlate(tile, kernel, mode="valid")  # y_i = sum_k g_k d_(i+k), as conv2d
+        np.testing.assert_allclose(output @ ((filter_ @ kernel) * (data @ tile)), want, atol=1e-6)
+    assert set(np.unique(data)) <= set(range(-3, 4))  # B^T: small integers, no 1e-16 residue
+
+
+@pytest.mark.parametrize(
+    ("n_in", "n_out", "side", "padding", "bias", "channels_last"),
+    [
+        (64, 128, 5, "valid", True, True),  # Conv2D_3 of the reference network: one tile
+        (64, 128, 3, 1, True, True),  # padding as the spec builds it: 3x3 map
+        (8, 16, 8, "valid", False, False),  # 2x2 overlapping tiles, no bias, NCHW input
+    ],
+)
+def test_winograd_convolution_equals_torch(n_in, n_out, side, padding, bias, channels_last):
+    from mapscope.cnn.winograd import applies, conv_winograd
+
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    conv = torch.nn.Conv2d(n_in, n_out, 3, padding=padding, bias=bias).to(memory_format=layout)
+    x = torch.randn(7, n_in, side, side).contiguous(memory_format=layout).requires_grad_()
+    assert applies(conv, x)
+    expected, got = conv(x), conv_winograd(x, conv)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn_like(expected)
+    params = (x, conv.weight) + ((conv.bias,) if bias else ())
+    want = torch.autograd.grad(expected, params, upstream)
+    have = torch.autograd.grad(got, params, upstream)
+    for name, w, h in zip(("input", "weight", "bias"), want, have, strict=False):
+        assert_sums_close(h, w, msg=name)
+    assert have[1].stride() == conv.weight.stride()  # fused Adam steps weight and grad in one pass
+
+
+@pytest.mark.parametrize(
+    ("n_in", "n_out", "side", "padding", "relu"),
+    [
+        (32, 64, 12, "valid", True),  # Conv2D_2 + Max_Pool_2 as training cuts its input
+        (32, 64, 13, "valid", True),  # an odd map (11x11): the pool drops the last row
+        (3, 5, 10, 1, False),  # padding, few channels, no ReLU
+    ],
+)
+def test_winograd_pools_what_torch_pools(n_in, n_out, side, padding, relu):
+    """The pooled maps are torch's; each window position is torch's argmax, or, where float
+    rounding may order two near-equal values otherwise, a position holding the same value."""
+    from mapscope.cnn.conv_matmul import padded
+    from mapscope.cnn.winograd import conv_max_pool, pools
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(n_in, n_out, 3, padding=padding).to(memory_format=torch.channels_last)
+    x = torch.randn(6, n_in, side, side).contiguous(memory_format=torch.channels_last)
+    x_padded = padded(x, conv)
+    assert pools(x_padded, conv.weight, 2)
+    with torch.no_grad():
+        maps = conv(x)
+        got, window = conv_max_pool(x_padded, conv.weight, conv.bias, relu)
+    pooled, flat_at = F.max_pool2d(maps, 2, return_indices=True)
+    expected = torch.relu(pooled) if relu else pooled
+    torch.testing.assert_close(got, expected.permute(0, 2, 3, 1), rtol=1e-5, atol=1e-5)
+    rows, cols = torch.meshgrid(
+        torch.arange(pooled.shape[2]), torch.arange(pooled.shape[3]), indexing="ij"
+    )
+    at = (flat_at // maps.shape[3] - 2 * rows) * 2 + (flat_at % maps.shape[3] - 2 * cols)
+    at = at.permute(0, 2, 3, 1).to(torch.int8)
+    if relu:
+        assert torch.equal(window == -1, expected.permute(0, 2, 3, 1) <= 0)
+    on = window >= 0
+    # (N, rows, cols, K, 4): each pooling window's values, in window-position order
+    windows = maps.unfold(2, 2, 2).unfold(3, 2, 2).flatten(-2).permute(0, 2, 3, 1, 4)
+    chosen = windows.gather(-1, window.clamp_min(0).long().unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(chosen[on], pooled.permute(0, 2, 3, 1)[on], rtol=1e-5, atol=1e-5)
+    assert (window[on] == at[on]).float().mean() > 0.999
+
+
+def test_winograd_only_where_it_applies():
+    from mapscope.cnn.winograd import applies, pools
+
+    conv = torch.nn.Conv2d(64, 128, 3)
+    x = torch.randn(2, 64, 5, 5)
+    assert applies(conv, x)
+    assert applies(conv, torch.randn(2, 64, 11, 11))  # a 9x9 map: 3x3 blocks
+    assert not applies(conv, torch.randn(2, 64, 6, 6))  # a 4x4 map is no whole 3x3 blocks
+    assert not applies(torch.nn.Conv2d(64, 128, 5), torch.randn(2, 64, 7, 7))
+    assert not applies(torch.nn.Conv2d(64, 128, 3, stride=2), torch.randn(2, 64, 7, 7))
+    assert not applies(conv, x.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 keeps the bf16 paths
+        assert not applies(conv, x)
+        assert not pools(torch.randn(2, 32, 12, 12), torch.randn(64, 32, 3, 3), 2)
+    assert pools(torch.randn(2, 32, 12, 12), torch.randn(64, 32, 3, 3), 2)
+    assert not pools(torch.randn(2, 32, 12, 12), torch.randn(64, 32, 3, 3), 3)
+    assert not pools(torch.randn(2, 32, 12, 12), torch.randn(64, 32, 5, 5), 2)
+
+
 def test_training_reads_only_what_later_layers_use():
     from mapscope.cnn.build import read_extents
 
@@ -635,16 +737,18 @@ def test_training_gives_the_thread_count_back(real_data, tmp_path):
 def test_precompile_covers_every_kernel_a_default_training_uses(real_data, tmp_path):
     """After ``python -m mapscope.cnn.precompile`` (``make setup`` runs it), a default training
     compiles nothing new: each kernel it calls already has its signature."""
-    from mapscope.cnn import conv_pool
+    from mapscope.cnn import conv_pool, winograd
     from mapscope.cnn.precompile import compile_kernels
     from mapscope.cnn.train import TrainConfig, train
 
     compile_kernels()
     kernels = [*conv_pool._first_layer_kernels(1, 32, 3, 2, True)]
     kernels += [*conv_pool._deeper_layer_kernels(32, 64, 3, 2, True)]
+    kernels += [*winograd._kernels(3)]  # Conv2D_3 in float32
+    kernels += [*winograd._kernels(2)[:2], winograd._pooling_kernel(2, True)]  # Conv2D_2
     before = {k: len(k.signatures) for k in kernels}
     assert all(before.values())
-    assert before[kernels[2]] == 2  # the deeper max-pool in float32 and for bf16's int16 bits
+    assert before[kernels[2]] == 1  # the deeper max-pool: bf16's int16 bits (float32: Winograd)
     for precision in ("fp32", "bf16"):
         config = TrainConfig(epochs=1, max_train=256, max_test=256, precision=precision)
         train(tmp_path / precision, config, data_root=real_data)

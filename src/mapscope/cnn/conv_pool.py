@@ -9,8 +9,9 @@ there:
 - The first layer (``Conv2D_1``; its input needs no gradient): the convolution runs in the
   kernel too, window by window, so the 26x26x32 map is never stored, and the backward turns the
   pooled gradient straight into the 288 kernel gradients.
-- Deeper layers (``Conv2D_2``): the convolution stays torch's (oneDNN is fast once there are
-  input channels); the backward adds one kernel-sized patch to the input gradient and one input
+- Deeper layers (``Conv2D_2``): the convolution is Winograd's F(2x2, 3x3) in float32 for 3x3
+  kernels before a 2x2 pool (``winograd``, which pools as it computes), torch's otherwise
+  (oneDNN is fast once there are input channels, and takes bf16 under autocast); the backward adds one kernel-sized patch to the input gradient and one input
   patch to the filter's kernel gradient for each non-zero pooled gradient, a quarter or less of
   the dense work.
 
@@ -43,6 +44,7 @@ from numba.core import types
 from numba.extending import overload
 from torch import nn
 
+from mapscope.cnn import winograd
 from mapscope.cnn.conv_matmul import memory_format_of, padded, padding_of
 
 
@@ -150,13 +152,16 @@ class _ConvThenMaxPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, pool, relu):
         n_out, n_in, k, _ = weight.shape
-        kernels = _deeper_layer_kernels(n_in, n_out, k, pool, relu)
-        maps = F.conv2d(x, weight, bias)  # bfloat16 under CPU autocast: oneDNN's fast path
-        maps = maps.permute(0, 2, 3, 1).contiguous()  # free: oneDNN writes channels-last
-        rows, cols = maps.shape[1] // pool, maps.shape[2] // pool
-        out = torch.empty(x.shape[0], rows, cols, n_out, dtype=maps.dtype)
-        window = torch.empty(x.shape[0], rows, cols, n_out, dtype=torch.int8)
-        kernels.max_pool(_as_numpy(maps), _as_numpy(out), window.numpy())
+        if winograd.pools(x, weight, pool):  # float32, 3x3 then 2x2: pooled as it is computed
+            out, window = winograd.conv_max_pool(x, weight, bias, relu)
+        else:
+            kernels = _deeper_layer_kernels(n_in, n_out, k, pool, relu)
+            maps = F.conv2d(x, weight, bias)  # bfloat16 under CPU autocast: oneDNN's fast path
+            maps = maps.permute(0, 2, 3, 1).contiguous()  # free: oneDNN writes channels-last
+            rows, cols = maps.shape[1] // pool, maps.shape[2] // pool
+            out = torch.empty(x.shape[0], rows, cols, n_out, dtype=maps.dtype)
+            window = torch.empty(x.shape[0], rows, cols, n_out, dtype=torch.int8)
+            kernels.max_pool(_as_numpy(maps), _as_numpy(out), window.numpy())
         pixels = x.detach().permute(0, 2, 3, 1).contiguous()
         ctx.save_for_backward(pixels, weight, window)
         ctx.setup = (pool, relu)

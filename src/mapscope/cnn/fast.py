@@ -10,9 +10,11 @@ the pooled map, so only the trainer's own network, which has no hooks, goes thro
   becomes ``nn.Identity``. Max-pooling commutes with monotone activations, so pooling first is
   exact and the activation (and its backward) runs on a quarter of the values; a ReLU runs inside
   the numba kernels (``conv_pool``), which back-propagate only to each window's winner.
-- ``ConvBeforeFlatten`` takes the place of the last convolution before Flatten. Where
-  its map is small (``conv_matmul.applies``: the reference network's 3x3x128) the convolution
-  runs as matrix products over its patches, which oneDNN's backward is slow at. Flatten reads
+- ``ConvBeforeFlatten`` takes the place of the last convolution before Flatten. With 3x3
+  kernels and a map of whole 3x3 blocks (the reference network's 3x3x128) it runs in float32
+  as Winograd's F(3x3, 3x3) (``winograd``); otherwise, and under bf16 autocast, a small map's
+  convolution runs as matrix products over its patches (``conv_matmul``): oneDNN's backward is
+  slow at so small a map. Flatten reads
   the map in NCHW order, so a channels-last map is copied anyway; copying before the
   activation keeps its forward and backward in one layout (ReLU's backward across two layouts
   took 10x longer, 66 against 6 us).
@@ -52,8 +54,8 @@ class FusedConvPool(nn.Module):
 
 
 class ConvBeforeFlatten(nn.Module):
-    """``act(conv(x))`` with the map made NCHW-contiguous before the activation; a small map's
-    convolution as matrix products (``conv_matmul``)."""
+    """``act(conv(x))`` with the map made NCHW-contiguous before the activation; the
+    convolution by Winograd's algorithm or, on a small map, as matrix products (see above)."""
 
     def __init__(self, layer: Activated):
         super().__init__()
@@ -61,7 +63,14 @@ class ConvBeforeFlatten(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.layer.inner
-        maps = conv_matmul.conv_matmul(x, conv) if conv_matmul.applies(conv, x) else conv(x)
+        from mapscope.cnn import winograd  # numba: only when training
+
+        if winograd.applies(conv, x):
+            maps = winograd.conv_winograd(x, conv)
+        elif conv_matmul.applies(conv, x):
+            maps = conv_matmul.conv_matmul(x, conv)
+        else:
+            maps = conv(x)
         return self.layer.act(maps.contiguous())
 
 

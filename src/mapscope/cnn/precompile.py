@@ -43,7 +43,7 @@ def compile_kernels(spec: NetSpec | None = None, precisions=("fp32", "bf16")) ->
 def main() -> None:
     print("compiling the CPU training kernels (numba; once per machine) ...", flush=True)
     seconds = compile_kernels()
-    print(f"compiled in {seconds:.1f} s, cached beside mapscope/cnn/conv_pool.py")
+    print(f"compiled in {seconds:.1f} s, cached beside mapscope/cnn/conv_pool.py and winograd.py")
 
 
 if __name__ == "__main__":

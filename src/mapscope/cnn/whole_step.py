@@ -12,7 +12,7 @@ its ``.grad``, as ``loss.backward()`` would. The layers' own code is reused: eac
 autograd path (in float32 the same bits).
 
 It covers networks made of the fast path's fused convolution and max-pool with its ReLU folded
-in (``conv_pool``), a small-map convolution before Flatten as matrix products (``conv_matmul``)
+in (``conv_pool``), a small-map convolution before Flatten (``winograd`` or ``conv_matmul``)
 with a ReLU or none, Flatten, and dense layers with a ReLU or none (the output layer's softmax
 lives in the loss), trained with cross-entropy and label smoothing but no L1/L2 penalty.
 ``whole_step`` returns None for any other network, and the trainer keeps autograd's step.
@@ -100,32 +100,36 @@ class _ConvPool:
         return None if grad_x is None else _unpadded(grad_x, self.shape, self.pad)
 
 
-class _ConvMatmul:
-    """A small-map convolution as matrix products (``conv_matmul``), then its activation, in
-    the NCHW order that Flatten reads."""
+class _ConvBeforeFlatten:
+    """A small-map convolution by Winograd's algorithm in float32 (``winograd``) or as matrix
+    products (``conv_matmul``), as ``ConvBeforeFlatten`` chooses, then its activation, in the
+    NCHW order that Flatten reads."""
 
     def __init__(self, module: ConvBeforeFlatten, first: bool):
+        from mapscope.cnn import winograd  # numba: only when training
+
         self.conv, self.first = module.layer.inner, first
         self.relu = isinstance(module.layer.act, nn.ReLU)
         self.pad = conv_matmul.padding_of(self.conv)
+        self.winograd = winograd
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv
         self.shape = x.shape
-        self.ctx = _Context((not self.first, True, conv.bias is not None, False))
-        maps = conv_matmul._ConvAsMatmul.forward(
-            self.ctx,
-            conv_matmul.padded(x, conv),
-            conv.weight,
-            conv.bias,
-            conv_matmul.compute_dtype(),
-        )
-        self.out = _activated(maps.contiguous(), self.relu)  # a copy: rows are channels-last
+        needs = (not self.first, True, conv.bias is not None)
+        if self.winograd.applies(conv, x):
+            self.function, dtype = self.winograd._ConvWinograd, ()
+        else:
+            self.function, dtype = conv_matmul._ConvAsMatmul, (conv_matmul.compute_dtype(),)
+        self.ctx = _Context(needs + (False,) * len(dtype))
+        padded = conv_matmul.padded(x, conv)
+        maps = self.function.forward(self.ctx, padded, conv.weight, conv.bias, *dtype)
+        self.out = _activated(maps.contiguous(), self.relu)  # patches' rows are channels-last
         return self.out
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor | None:
         grad = _through_activation(grad.view(self.out.shape), self.out, self.relu)
-        grad_x, grad_w, grad_b, _ = conv_matmul._ConvAsMatmul.backward(self.ctx, grad)
+        grad_x, grad_w, grad_b = self.function.backward(self.ctx, grad)[:3]
         _add_grad(self.conv.weight, grad_w)
         if grad_b is not None:
             _add_grad(self.conv.bias, grad_b)
@@ -190,7 +194,7 @@ def _stages(net: Network) -> list | None:
         ):
             if not conv_matmul.applies(module.layer.inner, x):
                 return None
-            stages.append(_ConvMatmul(module, first))
+            stages.append(_ConvBeforeFlatten(module, first))
         elif isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1:
             stages.append(_Flatten())
             continue
