@@ -10,10 +10,11 @@ there:
   kernel too, window by window, so the 26x26x32 map is never stored, and the backward turns the
   pooled gradient straight into the 288 kernel gradients.
 - Deeper layers (``Conv2D_2``): the convolution is Winograd's F(2x2, 3x3) in float32 for 3x3
-  kernels before a 2x2 pool (``winograd``, which pools as it computes), torch's otherwise
-  (oneDNN is fast once there are input channels, and takes bf16 under autocast); the backward adds one kernel-sized patch to the input gradient and one input
-  patch to the filter's kernel gradient for each non-zero pooled gradient, a quarter or less of
-  the dense work.
+  kernels before a 2x2 pool below AVX-512 (``winograd``, which pools as it computes), torch's
+  otherwise (oneDNN is fast once there are input channels, and takes bf16 under autocast); the
+  backward adds one kernel-sized patch to the input gradient and one input patch to the
+  filter's kernel gradient for each non-zero pooled gradient, a quarter or less of the dense
+  work.
 
 Measured on 2 cores, batch 64, alternating blocks of training steps in one process (fastest
 of 8-10 rounds): the first path took a step from 9.4 to 8.2 ms on the machine of that day; on a
@@ -152,7 +153,7 @@ class _ConvThenMaxPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, pool, relu):
         n_out, n_in, k, _ = weight.shape
-        if winograd.pools(x, weight, pool):  # float32, 3x3 then 2x2: pooled as it is computed
+        if winograd.pools(x, weight, pool) and winograd.pooled_pays():  # pooled as computed
             out, window = winograd.conv_max_pool(x, weight, bias, relu)
         else:
             kernels = _deeper_layer_kernels(n_in, n_out, k, pool, relu)

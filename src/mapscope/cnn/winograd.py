@@ -16,10 +16,10 @@ bf16 paths: with the transformed values rounded to bf16, F(3x3, 3x3) was off by 
 the largest output, and F(2x2, 3x3) by 0.53 % against 0.36 % for oneDNN's direct bf16
 convolution, for about 0.1 ms of a 4 ms step.
 
-- ``Conv2D_2`` before its 2x2 max-pool (``conv_pool``), forward only: with F(2x2, 3x3) the 2x2
-  output blocks are the pool's windows, so the output transform pools as it goes and the map is
-  never stored. The backward stays ``conv_pool``'s sparse one, which reads only the input, the
-  filters and the winning positions.
+- ``Conv2D_2`` before its 2x2 max-pool (``conv_pool``), forward only, where torch runs below
+  AVX-512 (``pooled_pays``): with F(2x2, 3x3) the 2x2 output blocks are the pool's windows, so
+  the output transform pools as it goes and the map is never stored. The backward stays
+  ``conv_pool``'s sparse one, which reads only the input, the filters and the winning positions.
 - ``Conv2D_3`` over the 5x5 map, forward and backward: one F(3x3, 3x3) tile per image, in place
   of ``conv_matmul``'s patches.
 
@@ -29,10 +29,12 @@ units in the last place of the largest values (relative 2-4e-6 against 5e-7 for 
 sums). Every kernel writes each output from one image or one filter alone, and the products run
 on the same threads in the same order, so a training stays reproducible for a seed.
 
-On 2 cores (AMD Zen 4 held to AVX2, batch 64, blocks of whole steps alternating with and without
-this module in one process) a step took 5.1-5.4 ms against 6.5-6.7 ms: Conv2D_2's forward 0.9
-against 1.3 ms, Conv2D_3's forward and backward 0.8 against 1.6 ms. Without the hold to AVX2,
-where oneDNN's float32 convolution is faster, 5.6-5.8 against 6.2-6.4 ms.
+Measured on AMD Zen 4, batch 64, real images, whole training steps with each layer's path on
+and off in turns in one process (medians of 12 rounds of 50 steps): held to AVX2 a step took
+0.82x the time with Conv2D_3 by Winograd and 0.95x with Conv2D_2 (0.79x both) on 2 threads,
+0.83x and 0.93x (0.78x) on one. With AVX-512 Conv2D_3 gave 0.83-0.85x, but Conv2D_2 0.97x on one
+thread and 1.00-1.08x on two, where oneDNN's direct convolution is faster: there it keeps
+oneDNN's.
 """
 
 from __future__ import annotations
@@ -346,6 +348,14 @@ def pools(x: torch.Tensor, weight: torch.Tensor, pool: int) -> bool:
         and not torch.is_autocast_enabled("cpu")
         and min(x.shape[2:]) >= KERNEL + 1
     )
+
+
+def pooled_pays() -> bool:
+    """Whether ``conv_max_pool`` beats oneDNN's float32 convolution and the pool kernel inside
+    a training step: where torch runs below AVX-512. With AVX-512 oneDNN's direct convolution
+    is as fast, and the transform domain's 10 MB a step crowd the rest of the step out of the
+    caches (see the module's docstring)."""
+    return torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AVX512_BF16", "AMX")
 
 
 def conv_max_pool(
