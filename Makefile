@@ -20,8 +20,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # numba's machine code for the CPU training kernels, compiled once here rather than in the first
-# training (10-15 s on 2 cores); compiled again when the kernels' source changes
-$(VENV)/.kernels: $(VENV)/.installed src/mapscope/cnn/conv_pool.py
+# training (30-40 s on 2 cores); compiled again when the kernels' source changes
+KERNEL_SOURCES := $(addprefix src/mapscope/cnn/,conv_pool.py winograd.py precompile.py)
+$(VENV)/.kernels: $(VENV)/.installed $(KERNEL_SOURCES)
 	$(BIN)/python -m mapscope.cnn.precompile
 	touch $@
 

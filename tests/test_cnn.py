@@ -755,22 +755,21 @@ def test_training_gives_the_thread_count_back(real_data, tmp_path):
 
 def test_precompile_covers_every_kernel_a_default_training_uses(real_data, tmp_path):
     """After ``python -m mapscope.cnn.precompile`` (``make setup`` runs it), a default training
-    compiles nothing new: each kernel it calls already has its signature."""
+    compiles nothing new: each kernel it calls already has its signature, whichever float32
+    path ``Conv2D_2`` takes at the instruction set torch runs at."""
     from mapscope.cnn import conv_pool, winograd
     from mapscope.cnn.precompile import compile_kernels
     from mapscope.cnn.train import TrainConfig, train
 
-    compile_kernels()
+    compile_kernels(every_isa=True)
     kernels = [*conv_pool._first_layer_kernels(1, 32, 3, 2, True)]
     kernels += [*conv_pool._deeper_layer_kernels(32, 64, 3, 2, True)]
     kernels += [*winograd._kernels(3)]  # Conv2D_3 in float32
-    pooled = winograd.pooled_pays()  # Conv2D_2 in float32 by Winograd below AVX-512
-    if pooled:
-        kernels += [*winograd._kernels(2)[:2], winograd._pooling_kernel(2, True)]
+    # Conv2D_2 in float32: by Winograd below AVX-512, by oneDNN and the pool kernel above
+    kernels += [*winograd._kernels(2)[:2], winograd._pooling_kernel(2, True)]
     before = {k: len(k.signatures) for k in kernels}
     assert all(before.values())
-    # the deeper max-pool: for bf16's int16 bits, and in float32 where Winograd does not pool
-    assert before[kernels[2]] == (1 if pooled else 2)
+    assert before[kernels[2]] == 2  # the deeper max-pool: float32, and bf16's int16 bits
     for precision in ("fp32", "bf16"):
         config = TrainConfig(epochs=1, max_train=256, max_test=256, precision=precision)
         train(tmp_path / precision, config, data_root=real_data)

@@ -152,17 +152,10 @@ class _ConvThenMaxPool(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, pool, relu):
-        n_out, n_in, k, _ = weight.shape
         if winograd.pools(x, weight, pool) and winograd.pooled_pays():  # pooled as computed
             out, window = winograd.conv_max_pool(x, weight, bias, relu)
         else:
-            kernels = _deeper_layer_kernels(n_in, n_out, k, pool, relu)
-            maps = F.conv2d(x, weight, bias)  # bfloat16 under CPU autocast: oneDNN's fast path
-            maps = maps.permute(0, 2, 3, 1).contiguous()  # free: oneDNN writes channels-last
-            rows, cols = maps.shape[1] // pool, maps.shape[2] // pool
-            out = torch.empty(x.shape[0], rows, cols, n_out, dtype=maps.dtype)
-            window = torch.empty(x.shape[0], rows, cols, n_out, dtype=torch.int8)
-            kernels.max_pool(_as_numpy(maps), _as_numpy(out), window.numpy())
+            out, window = conv_then_max_pool(x, weight, bias, pool, relu)
         pixels = x.detach().permute(0, 2, 3, 1).contiguous()
         ctx.save_for_backward(pixels, weight, window)
         ctx.setup = (pool, relu)
@@ -196,6 +189,23 @@ class _ConvThenMaxPool(torch.autograd.Function):
         grad_w = grad_w.view(n_out, k, k, n_in).permute(0, 3, 1, 2)
         grad_w = grad_w.contiguous(memory_format=ctx.weight_format)
         return grad_x, grad_w, grad_b, None, None
+
+
+def conv_then_max_pool(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pool: int, relu: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch's convolution of a padded input, then the pool kernel: the pooled maps (N, rows,
+    cols, K), in the convolution's dtype, and each one's window position (int8; -1 where the
+    ReLU is off), the layout the sparse backward reads."""
+    n_out, n_in, k, _ = weight.shape
+    kernels = _deeper_layer_kernels(n_in, n_out, k, pool, relu)
+    maps = F.conv2d(x, weight, bias)  # bfloat16 under CPU autocast: oneDNN's fast path
+    maps = maps.permute(0, 2, 3, 1).contiguous()  # free: oneDNN writes channels-last
+    rows, cols = maps.shape[1] // pool, maps.shape[2] // pool
+    out = torch.empty(x.shape[0], rows, cols, n_out, dtype=maps.dtype)
+    window = torch.empty(x.shape[0], rows, cols, n_out, dtype=torch.int8)
+    kernels.max_pool(_as_numpy(maps), _as_numpy(out), window.numpy())
+    return out, window
 
 
 def _as_numpy(t: torch.Tensor) -> np.ndarray:

@@ -11,6 +11,12 @@ It trains nothing: one forward and backward pass of two random images through th
 network's fast path, in float32 and under bf16 autocast (both kernel variants), so that every
 kernel a default training uses is compiled and cached. Later processes load the cache in well
 under a second.
+
+Which float32 path ``Conv2D_2`` takes depends on the instruction set torch runs at (Winograd's
+pooled kernel below AVX-512, oneDNN's convolution and the pool kernel at AVX-512 and above; see
+``winograd.pooled_pays``), and a process can be held below its CPU's (``ATEN_CPU_CAPABILITY``, as
+the benchmarks emulate an AVX2-only CPU). Run as a module, it compiles both, so that such a
+process's first training compiles nothing either.
 """
 
 from __future__ import annotations
@@ -18,15 +24,19 @@ from __future__ import annotations
 import time
 
 import torch
+from torch import nn
 
-from mapscope.cnn.build import build
-from mapscope.cnn.fast import fast_path
+from mapscope.cnn.build import Network, build
+from mapscope.cnn.fast import FusedConvPool, fast_layers, fast_path
 from mapscope.cnn.spec import NetSpec, default_spec
 
 
-def compile_kernels(spec: NetSpec | None = None, precisions=("fp32", "bf16")) -> float:
+def compile_kernels(
+    spec: NetSpec | None = None, precisions=("fp32", "bf16"), every_isa: bool = False
+) -> float:
     """Compile (or load from numba's cache) the kernels ``spec``'s training uses on the CPU in
-    each of ``precisions``; returns the seconds it took. Touches no random state: a training
+    each of ``precisions``, and with ``every_isa`` the float32 pooling paths of the other
+    instruction sets too; returns the seconds it took. Touches no random state: a training
     that warms up first draws the same numbers as one that does not."""
     began = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # dropout layers draw from the global generator
@@ -37,12 +47,40 @@ def compile_kernels(spec: NetSpec | None = None, precisions=("fp32", "bf16")) ->
             dtype = torch.bfloat16 if precision == "bf16" else None
             with fast_path(net), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
                 net(x).float().sum().backward()
+        if every_isa and "fp32" in precisions:
+            _compile_both_float32_pools(net)
     return time.perf_counter() - began
+
+
+@torch.no_grad()
+def _compile_both_float32_pools(net: Network) -> None:
+    """Each deeper convolution-and-pool's forward by both float32 paths, whichever this
+    process's instruction set picks (the backward is the same for both)."""
+    from mapscope.cnn import conv_pool, winograd  # numba: only when compiling
+
+    names = list(net.layers)
+    for name, module in fast_layers(net).items():
+        i = names.index(name)
+        if not isinstance(module, FusedConvPool) or i == 0:  # the first layer has one path
+            continue
+        shape, extent = net.spec.shapes[i - 1], net.extents[i - 1]
+        x = torch.zeros(2, shape[0], *(extent or shape[1:]))
+        x = x.contiguous(memory_format=torch.channels_last)
+        conv, pool = module.layer.inner, module.pool
+        if not isinstance(conv, nn.Conv2d) or not conv_pool.applies(conv, pool, x):
+            continue
+        x = conv_pool.kernel_input(x, conv, pool, module.size)
+        weight, bias, size = conv.weight, conv.bias, pool.kernel_size
+        if not isinstance(size, int) or bias is None:  # ruled out by applies(); for the types
+            continue
+        if winograd.pools(x, weight, size):
+            winograd.conv_max_pool(x, weight, bias, module.relu)
+        conv_pool.conv_then_max_pool(x, weight, bias, size, module.relu)
 
 
 def main() -> None:
     print("compiling the CPU training kernels (numba; once per machine) ...", flush=True)
-    seconds = compile_kernels()
+    seconds = compile_kernels(every_isa=True)
     print(f"compiled in {seconds:.1f} s, cached beside mapscope/cnn/conv_pool.py and winograd.py")
 
 
