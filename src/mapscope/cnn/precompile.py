@@ -1,9 +1,10 @@
 """Compile the CPU fast path's numba kernels ahead of the first training.
 
 numba compiles each kernel the first time a layer shape meets it and caches the machine code on
-disk beside the module. For the default network that first compile takes 10-15 s on 2 cores, which
-a newcomer's first ``mapscope cnn train`` would otherwise pay. ``make setup`` runs this module
-once after installing; with pip alone, run it yourself::
+disk beside the module. For the default network that first compile takes about 10 s for a bf16
+training and 30-36 s for a float32 one (Winograd's kernels; 2 cores), which a newcomer's first
+``mapscope cnn train`` would otherwise pay. ``make setup`` runs this module once after
+installing; with pip alone, run it yourself::
 
     python -m mapscope.cnn.precompile
 
