@@ -22,13 +22,15 @@ process's first training compiles nothing either.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from mapscope.cnn.build import Network, build
-from mapscope.cnn.fast import FusedConvPool, fast_layers, fast_path
+from mapscope.cnn.fast import FusedConvPool, fast_path
 from mapscope.cnn.spec import NetSpec, default_spec
 
 
@@ -46,37 +48,53 @@ def compile_kernels(
         x = torch.zeros(2, *net.spec.input_shape).contiguous(memory_format=torch.channels_last)
         for precision in precisions:
             dtype = torch.bfloat16 if precision == "bf16" else None
-            with fast_path(net), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            with (
+                fast_path(net),
+                torch.autocast("cpu", dtype=dtype, enabled=dtype is not None),
+                _deeper_pool_inputs(net) as pools,
+            ):
                 net(x).float().sum().backward()
-        if every_isa and "fp32" in precisions:
-            _compile_both_float32_pools(net)
+            if every_isa and dtype is None:
+                for module, inputs in pools:
+                    _compile_both_float32_paths(module, inputs)
     return time.perf_counter() - began
 
 
+@contextlib.contextmanager
+def _deeper_pool_inputs(net: Network) -> Iterator[list[tuple[FusedConvPool, torch.Tensor]]]:
+    """What each fused convolution-and-pool of the fast path swapped into ``net`` receives in
+    the block, where its input needs gradient (the deeper layers: the first has one path)."""
+    seen: list[tuple[FusedConvPool, torch.Tensor]] = []
+
+    def record(module, args):
+        if args[0].requires_grad:
+            seen.append((module, args[0].detach()))
+
+    fused = [m for m in net.layers.values() if isinstance(m, FusedConvPool)]
+    handles = [m.register_forward_pre_hook(record) for m in fused]
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 @torch.no_grad()
-def _compile_both_float32_pools(net: Network) -> None:
-    """Each deeper convolution-and-pool's forward by both float32 paths, whichever this
-    process's instruction set picks (the backward is the same for both)."""
+def _compile_both_float32_paths(module: FusedConvPool, x: torch.Tensor) -> None:
+    """The layer's float32 forward by both paths, whichever this process's instruction set
+    picks (the backward is the same for both)."""
     from mapscope.cnn import conv_pool, winograd  # numba: only when compiling
 
-    names = list(net.layers)
-    for name, module in fast_layers(net).items():
-        i = names.index(name)
-        if not isinstance(module, FusedConvPool) or i == 0:  # the first layer has one path
-            continue
-        shape, extent = net.spec.shapes[i - 1], net.extents[i - 1]
-        x = torch.zeros(2, shape[0], *(extent or shape[1:]))
-        x = x.contiguous(memory_format=torch.channels_last)
-        conv, pool = module.layer.inner, module.pool
-        if not isinstance(conv, nn.Conv2d) or not conv_pool.applies(conv, pool, x):
-            continue
-        x = conv_pool.kernel_input(x, conv, pool, module.size)
-        weight, bias, size = conv.weight, conv.bias, pool.kernel_size
-        if not isinstance(size, int) or bias is None:  # ruled out by applies(); for the types
-            continue
-        if winograd.pools(x, weight, size):
-            winograd.conv_max_pool(x, weight, bias, module.relu)
-        conv_pool.conv_then_max_pool(x, weight, bias, size, module.relu)
+    conv, pool = module.layer.inner, module.pool
+    if not isinstance(conv, nn.Conv2d) or not conv_pool.applies(conv, pool, x):
+        return
+    x = conv_pool.kernel_input(x, conv, pool, module.size)
+    weight, bias, size = conv.weight, conv.bias, pool.kernel_size
+    if not isinstance(size, int) or bias is None:  # ruled out by applies(); for the types
+        return
+    if winograd.pools(x, weight, size):
+        winograd.conv_max_pool(x, weight, bias, module.relu)
+    conv_pool.conv_then_max_pool(x, weight, bias, size, module.relu)
 
 
 def main() -> None:
