@@ -188,6 +188,7 @@ def test_sparse_backward_equals_torch(n_in, n_out, kernel, pool, side, padding, 
     assert have[1].stride() == conv.weight.stride()  # fused Adam steps weight and grad in one pass
 
 
+@pytest.mark.parametrize("dense", [False, True], ids=["sparse-backward", "onednn-backward"])
 @pytest.mark.parametrize(
     ("n_in", "n_out", "kernel", "pool", "side", "relu"),
     [
@@ -195,26 +196,29 @@ def test_sparse_backward_equals_torch(n_in, n_out, kernel, pool, side, padding, 
         (3, 5, 5, 3, 17, False),  # the odd sizes above (kernels compiled once for both tests)
     ],
 )
-def test_sparse_path_under_bf16_autocast_pools_what_torch_computes(
-    n_in, n_out, kernel, pool, side, relu
+def test_deeper_path_under_bf16_autocast_pools_what_torch_computes(
+    n_in, n_out, kernel, pool, side, relu, dense, monkeypatch
 ):
-    """The forward equals torch's autocast path bit for bit; the float32 backward equals an exact
-    float32 backward through the same winning positions. Torch's own bf16 backward is only a
-    yardstick: how far it lies from the exact one depends on the CPU (native bf16 on AVX512-BF16,
-    emulated on AVX2-only CPUs), so its tolerance is measured on this machine, not assumed."""
-    from mapscope.cnn.conv_pool import applies, conv_max_pool
+    """The forward equals torch's autocast path bit for bit. The sparse backward (float32)
+    equals an exact float32 backward through the same winning positions; the dense one, taken
+    where oneDNN has AMX (forced here on any CPU), is oneDNN's bf16 backward, as torch's own.
+    Torch's bf16 backward is the yardstick for both: how far it lies from the exact one depends
+    on the CPU (AMX, native bf16 on AVX512-BF16, emulated on AVX2-only CPUs), so its tolerance
+    is measured on this machine, not assumed."""
+    from mapscope.cnn import conv_pool
 
+    monkeypatch.setattr(conv_pool, "dense_backward_pays", lambda: dense)
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(n_in, n_out, kernel).to(memory_format=torch.channels_last)
     max_pool = torch.nn.MaxPool2d(pool)
     x = torch.randn(6, n_in, side, side).contiguous(memory_format=torch.channels_last)
     x.requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert applies(conv, max_pool, x)
+        assert conv_pool.applies(conv, max_pool, x)
         maps = conv(x)  # oneDNN's bf16 convolution
         expected, winners = F.max_pool2d(maps, pool, return_indices=True)
         expected = torch.relu(expected) if relu else expected
-        got = conv_max_pool(x, conv, max_pool, relu=relu)
+        got = conv_pool.conv_max_pool(x, conv, max_pool, relu=relu)
     assert got.dtype == torch.bfloat16 and torch.equal(got, expected)
     upstream = torch.randn(expected.shape)
     params = (x, conv.weight, conv.bias)
@@ -228,14 +232,61 @@ def test_sparse_path_under_bf16_autocast_pools_what_torch_computes(
         torch.nn.grad.conv2d_weight(x.detach(), conv.weight.shape, grad_maps),
         grad_maps.sum(dim=(0, 2, 3)),
     )
-    have = torch.autograd.grad(got.float(), params, upstream)  # here: float32 backward
+    have = torch.autograd.grad(got.float(), params, upstream)
     torch_bf16 = torch.autograd.grad(expected.float(), params, upstream)  # torch: bf16 backward
     for name, e, h, t in zip(("input", "weight", "bias"), exact, have, torch_bf16, strict=True):
-        assert h.dtype == torch.float32
-        assert_sums_close(h, e, msg=name)
+        assert h.dtype == torch.float32 and h.stride() == t.stride()
+        if not dense:
+            assert_sums_close(h, e, msg=name)
         # no worse than torch's own bf16 path on this CPU, as a fraction of the gradient's size
         torch_error = (t - e).abs().max().item()
         assert (h - e).abs().max().item() <= max(torch_error, 1e-5 * e.abs().max().item()), name
+
+
+def test_dense_backward_is_taken_only_under_bf16_where_onednn_has_amx(monkeypatch):
+    """Which backward a deeper layer takes follows the rule, not the CPU the test runs on: the
+    dense one under bf16 autocast where ``dense_backward_pays``, the sparse one otherwise."""
+    from mapscope.cnn import conv_pool
+
+    conv, max_pool = torch.nn.Conv2d(32, 64, 3), torch.nn.MaxPool2d(2)
+    x = torch.randn(3, 32, 12, 12, requires_grad=True)
+    taken, dense_backward = [], conv_pool._dense_backward
+
+    def spied(ctx, grad):
+        taken.append("dense")
+        return dense_backward(ctx, grad)
+
+    monkeypatch.setattr(conv_pool, "_dense_backward", spied)
+    for amx in (False, True):
+        monkeypatch.setattr(conv_pool, "dense_backward_pays", lambda amx=amx: amx)
+        for dtype in (torch.float32, torch.bfloat16):
+            taken.clear()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                out = conv_pool.conv_max_pool(x, conv, max_pool, relu=True)
+            out.float().sum().backward()
+            assert taken == (["dense"] if amx and dtype == torch.bfloat16 else []), (amx, dtype)
+
+
+def test_dense_backward_pays_only_where_onednn_may_use_amx(monkeypatch):
+    from mapscope.cnn import conv_pool
+
+    for amx, limit, pays in [
+        (True, None, True),
+        (True, "AVX512_CORE_AMX", True),
+        (True, "avx10_1_512_amx", True),
+        (True, "AVX512_CORE_BF16", False),
+        (True, "AVX2", False),
+        (False, None, False),
+    ]:
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+        if limit is None:
+            monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+        else:
+            monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
+        conv_pool.dense_backward_pays.cache_clear()
+        assert conv_pool.dense_backward_pays() is pays, (amx, limit)
+    conv_pool.dense_backward_pays.cache_clear()
 
 
 def test_sparse_backward_is_the_same_on_any_number_of_threads():

@@ -32,6 +32,7 @@ not depend on the number of threads at all).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import cache
 from typing import NamedTuple
@@ -46,7 +47,7 @@ from numba.extending import overload
 from torch import nn
 
 from mapscope.cnn import winograd
-from mapscope.cnn.conv_matmul import memory_format_of, padded, padding_of
+from mapscope.cnn.conv_matmul import compute_dtype, memory_format_of, padded, padding_of
 
 
 def applies(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
@@ -152,18 +153,26 @@ class _ConvThenMaxPool(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, pool, relu):
+        ctx.dense = compute_dtype() == torch.bfloat16 and dense_backward_pays()
+        ctx.setup = (pool, relu)
+        ctx.weight_format = memory_format_of(weight)
+        if ctx.dense:  # cast here as autocast would, and kept for oneDNN's backward
+            x, weight = x.detach().to(torch.bfloat16), weight.detach().to(torch.bfloat16)
+            out, window = conv_then_max_pool(x, weight, bias, pool, relu)
+            ctx.save_for_backward(x, weight, window)
+            return out.permute(0, 3, 1, 2)
         if winograd.pools(x, weight, pool) and winograd.pooled_pays():  # pooled as computed
             out, window = winograd.conv_max_pool(x, weight, bias, relu)
         else:
             out, window = conv_then_max_pool(x, weight, bias, pool, relu)
         pixels = x.detach().permute(0, 2, 3, 1).contiguous()
         ctx.save_for_backward(pixels, weight, window)
-        ctx.setup = (pool, relu)
-        ctx.weight_format = memory_format_of(weight)
         return out.permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.dense:
+            return _dense_backward(ctx, grad)
         pixels, weight, window = ctx.saved_tensors
         n_out, n_in, k, _ = weight.shape
         kernels = _deeper_layer_kernels(n_in, n_out, k, *ctx.setup)
@@ -189,6 +198,62 @@ class _ConvThenMaxPool(torch.autograd.Function):
         grad_w = grad_w.view(n_out, k, k, n_in).permute(0, 3, 1, 2)
         grad_w = grad_w.contiguous(memory_format=ctx.weight_format)
         return grad_x, grad_w, grad_b, None, None
+
+
+def _dense_backward(ctx, grad):
+    """The pooled gradient put back at each window's winner, then oneDNN's bf16 convolution
+    backward over the whole map: the gradients torch's autocast backward computes."""
+    x, weight, window = ctx.saved_tensors
+    pooled_grad = grad.permute(0, 2, 3, 1).to(torch.bfloat16).contiguous()
+    maps = unpooled(pooled_grad, window, x, weight, *ctx.setup)
+    grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+        maps.permute(0, 3, 1, 2),
+        x,
+        weight,
+        [weight.shape[0]],
+        (1, 1),
+        (0, 0),
+        (1, 1),
+        False,
+        (0, 0),
+        1,
+        (ctx.needs_input_grad[0], True, True),
+    )
+    grad_w = grad_w.float().contiguous(memory_format=ctx.weight_format)
+    return None if grad_x is None else grad_x.float(), grad_w, grad_b.float(), None, None
+
+
+def unpooled(
+    pooled: torch.Tensor,
+    window: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    pool: int,
+    relu: bool,
+) -> torch.Tensor:
+    """The pooled gradient (N, rows, cols, K) put back where each window's maximum was in the
+    map that ``weight`` makes of ``x`` (N, H, W, K, in ``pooled``'s dtype), zero elsewhere."""
+    n_out, n_in, k, _ = weight.shape
+    kernels = _deeper_layer_kernels(n_in, n_out, k, pool, relu)
+    rows, cols = x.shape[2] - k + 1, x.shape[3] - k + 1
+    maps = torch.empty(x.shape[0], rows, cols, n_out, dtype=pooled.dtype)
+    kernels.unpool(_as_numpy(pooled), window.numpy(), _as_numpy(maps))
+    return maps
+
+
+@cache
+def dense_backward_pays() -> bool:
+    """Whether a bf16 layer's backward runs faster densely, by oneDNN, than in the sparse
+    kernels: where oneDNN multiplies on AMX tiles. On a 2-core Intel Xeon with AMX, Conv2D_2's
+    backward (64 images) took 0.47 ms by oneDNN, 1.48 ms sparse; held to AVX512-BF16
+    (``ONEDNN_MAX_CPU_ISA``) oneDNN's took 2.87 ms, and on AMD Zen 4 the sparse kernels win too."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL"))
+    return (
+        torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and torch.cpu._is_amx_tile_supported()
+        and (limit.upper() in ("ALL", "DEFAULT") or "AMX" in limit.upper())
+    )
 
 
 def conv_then_max_pool(
@@ -344,6 +409,7 @@ class _DeeperLayerKernels(NamedTuple):
     max_pool: Callable
     grad_input: Callable
     grad_weight: Callable
+    unpool: Callable
 
 
 @cache
@@ -491,4 +557,22 @@ def _deeper_layer_kernels(n_in: int, n_out: int, k: int, pool: int, relu: bool):
                                     s0 * image[p0 + i] + s1 * image[p1 + i]
                                 ) + (s2 * image[p2 + i] + s3 * image[p3 + i])
 
-    return _DeeperLayerKernels(max_pool, grad_input, grad_weight)
+    @njit(parallel=True, cache=True)
+    def unpool(grad, window, maps):
+        # grad, window (N, rows, cols, out) -> maps (N, H, W, out): each pooled gradient at its
+        # window's winner, zero elsewhere; a 16-bit float's bits are copied as they are
+        rows, cols = grad.shape[1], grad.shape[2]
+        for n in prange(maps.shape[0]):
+            maps[n, rows * pool :] = 0  # rows and columns no window covers
+            maps[n, :, cols * pool :] = 0
+            for r in range(rows):
+                for dy in range(pool):
+                    for c in range(cols):
+                        for dx in range(pool):
+                            at = dy * pool + dx
+                            here = maps[n, r * pool + dy, c * pool + dx]
+                            for ch in range(n_out):
+                                won = window[n, r, c, ch] == at
+                                here[ch] = grad[n, r, c, ch] if won else 0
+
+    return _DeeperLayerKernels(max_pool, grad_input, grad_weight, unpool)

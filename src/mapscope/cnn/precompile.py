@@ -16,8 +16,10 @@ under a second.
 Which float32 path ``Conv2D_2`` takes depends on the instruction set torch runs at (Winograd's
 pooled kernel below AVX-512, oneDNN's convolution and the pool kernel at AVX-512 and above; see
 ``winograd.pooled_pays``), and a process can be held below its CPU's (``ATEN_CPU_CAPABILITY``, as
-the benchmarks emulate an AVX2-only CPU). Run as a module, it compiles both, so that such a
-process's first training compiles nothing either.
+the benchmarks emulate an AVX2-only CPU). Under bf16 the backward of ``Conv2D_2`` is oneDNN's
+where it has AMX and the sparse kernels' elsewhere (``conv_pool.dense_backward_pays``). Run as a
+module, it compiles every one of these paths, so that a process held below its CPU's
+instruction set compiles nothing in its first training either.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def compile_kernels(
     spec: NetSpec | None = None, precisions=("fp32", "bf16"), every_isa: bool = False
 ) -> float:
     """Compile (or load from numba's cache) the kernels ``spec``'s training uses on the CPU in
-    each of ``precisions``, and with ``every_isa`` the float32 pooling paths of the other
-    instruction sets too; returns the seconds it took. Touches no random state: a training
+    each of ``precisions``, and with ``every_isa`` those of the other instruction sets too
+    (float32 pooling below AVX-512, bf16 backward with AMX); returns the seconds it took. Touches no random state: a training
     that warms up first draws the same numbers as one that does not."""
     began = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # dropout layers draw from the global generator
@@ -56,7 +58,7 @@ def compile_kernels(
                 net(x).float().sum().backward()
             if every_isa and dtype is None:
                 for module, inputs in pools:
-                    _compile_both_float32_paths(module, inputs)
+                    _compile_every_path(module, inputs)
     return time.perf_counter() - began
 
 
@@ -80,9 +82,10 @@ def _deeper_pool_inputs(net: Network) -> Iterator[list[tuple[FusedConvPool, torc
 
 
 @torch.no_grad()
-def _compile_both_float32_paths(module: FusedConvPool, x: torch.Tensor) -> None:
+def _compile_every_path(module: FusedConvPool, x: torch.Tensor) -> None:
     """The layer's float32 forward by both paths, whichever this process's instruction set
-    picks (the backward is the same for both)."""
+    picks (the backward is the same for both), and the kernel of the bf16 backward that only
+    CPUs with AMX take."""
     from mapscope.cnn import conv_pool, winograd  # numba: only when compiling
 
     conv, pool = module.layer.inner, module.pool
@@ -94,7 +97,9 @@ def _compile_both_float32_paths(module: FusedConvPool, x: torch.Tensor) -> None:
         return
     if winograd.pools(x, weight, size):
         winograd.conv_max_pool(x, weight, bias, module.relu)
-    conv_pool.conv_then_max_pool(x, weight, bias, size, module.relu)
+    out, window = conv_pool.conv_then_max_pool(x, weight, bias, size, module.relu)
+    # and what the bf16 backward puts the pooled gradient back with where oneDNN has AMX
+    conv_pool.unpooled(out.bfloat16(), window, x, weight, size, module.relu)
 
 
 def main() -> None:
