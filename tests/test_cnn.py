@@ -267,10 +267,10 @@ def test_dense_backward_is_taken_only_under_bf16_where_onednn_has_amx(monkeypatc
             assert taken == (["dense"] if amx and dtype == torch.bfloat16 else []), (amx, dtype)
 
 
-def test_dense_backward_pays_only_where_onednn_may_use_amx(monkeypatch):
-    from mapscope.cnn import conv_pool
+def test_onednn_uses_amx_only_where_the_cpu_has_it_and_nothing_holds_onednn_below(monkeypatch):
+    from mapscope.device import onednn_uses_amx
 
-    for amx, limit, pays in [
+    for amx, limit, uses in [
         (True, None, True),
         (True, "AVX512_CORE_AMX", True),
         (True, "avx10_1_512_amx", True),
@@ -284,9 +284,9 @@ def test_dense_backward_pays_only_where_onednn_may_use_amx(monkeypatch):
             monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
         else:
             monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
-        conv_pool.dense_backward_pays.cache_clear()
-        assert conv_pool.dense_backward_pays() is pays, (amx, limit)
-    conv_pool.dense_backward_pays.cache_clear()
+        onednn_uses_amx.cache_clear()
+        assert onednn_uses_amx() is uses, (amx, limit)
+    onednn_uses_amx.cache_clear()
 
 
 def test_sparse_backward_is_the_same_on_any_number_of_threads():
@@ -575,13 +575,13 @@ def test_auto_precision_is_bf16_only_where_bf16_products_are_faster(monkeypatch)
     from mapscope.device import pick_precision
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(device, "onednn_uses_amx", lambda: False)
     monkeypatch.setattr(device, "bf16_matmul_speedup", lambda: 0.5)  # AVX512-BF16, half width
     assert pick_precision("auto", cpu) == "fp32"
     monkeypatch.setattr(device, "bf16_matmul_speedup", lambda: 4.0)  # full-width bf16 units
     assert pick_precision("auto", cpu) == "bf16"
     monkeypatch.setattr(device, "bf16_matmul_speedup", lambda: 0.5)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    monkeypatch.setattr(device, "onednn_uses_amx", lambda: True)
     assert pick_precision("auto", cpu) == "bf16"
     assert pick_precision("fp32", cpu) == "fp32"
     with pytest.raises(ConfigError, match="auto, fp32 or bf16"):

@@ -25,8 +25,8 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def pick_precision(name: str, device: torch.device) -> str:
     """bf16 autocast only where bf16 matrix units make it pay: recent GPUs, and CPUs whose
-    bf16 matrix products run at least 1.5 times as fast as fp32 ones (AMX, or AVX512-BF16 on
-    full-width 512-bit units).
+    bf16 matrix products run at least 1.5 times as fast as fp32 ones (AMX that oneDNN may use,
+    or AVX512-BF16 on full-width 512-bit units).
 
     CPU flags do not tell: on a 2-core AVX512-BF16 CPU without AMX, a training step of the
     reference network took 16.5 ms under bf16 autocast and 12.0 ms in fp32, because its bf16
@@ -42,9 +42,24 @@ def pick_precision(name: str, device: torch.device) -> str:
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if torch.cpu._is_amx_tile_supported():
+    if onednn_uses_amx():
         return "bf16"
     return "bf16" if bf16_matmul_speedup() >= 1.5 else "fp32"
+
+
+@functools.cache
+def onednn_uses_amx() -> bool:
+    """Whether oneDNN multiplies bf16 on this CPU's AMX tiles: the CPU has them and neither
+    ``ONEDNN_MAX_CPU_ISA`` (or its older name ``DNNL_MAX_CPU_ISA``) holds oneDNN below them.
+    The flag alone misleads where the benchmarks hold a CPU with AMX to AVX2: bf16 is then
+    emulated, and an epoch took 51.6 s in bf16 against 17.2 s for a plain fp32 loop."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).upper()
+    return (
+        torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and torch.cpu._is_amx_tile_supported()
+        and (limit in ("ALL", "DEFAULT") or "AMX" in limit)
+    )
 
 
 @functools.cache

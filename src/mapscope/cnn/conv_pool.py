@@ -32,7 +32,6 @@ not depend on the number of threads at all).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import cache
 from typing import NamedTuple
@@ -48,6 +47,7 @@ from torch import nn
 
 from mapscope.cnn import winograd
 from mapscope.cnn.conv_matmul import compute_dtype, memory_format_of, padded, padding_of
+from mapscope.device import onednn_uses_amx
 
 
 def applies(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
@@ -241,19 +241,12 @@ def unpooled(
     return maps
 
 
-@cache
 def dense_backward_pays() -> bool:
     """Whether a bf16 layer's backward runs faster densely, by oneDNN, than in the sparse
     kernels: where oneDNN multiplies on AMX tiles. On a 2-core Intel Xeon with AMX, Conv2D_2's
     backward (64 images) took 0.47 ms by oneDNN, 1.48 ms sparse; held to AVX512-BF16
     (``ONEDNN_MAX_CPU_ISA``) oneDNN's took 2.87 ms, and on AMD Zen 4 the sparse kernels win too."""
-    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL"))
-    return (
-        torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-        and torch.cpu._is_amx_tile_supported()
-        and (limit.upper() in ("ALL", "DEFAULT") or "AMX" in limit.upper())
-    )
+    return onednn_uses_amx()
 
 
 def conv_then_max_pool(
