@@ -25,7 +25,9 @@ ties go to the first position of a window, as in torch. They are used only where
 float32 input and parameters on the CPU, stride 1, a square pool whose stride is its size, as
 ``nn.MaxPool2d(size)`` builds it. Under bf16 autocast the deeper path's convolution runs in bf16
 exactly as torch's would, its maps are pooled as they are, and both backward passes run in
-float32. The kernels are compiled by numba once per layer shape and cached on disk. Every sum
+float32, except on a CPU where oneDNN multiplies on AMX tiles: there the deeper layer's backward
+puts the pooled gradient back at the winners and runs oneDNN's bf16 convolution backward over
+the whole map, three times as fast as the sparse one (``dense_backward_pays``). The kernels are compiled by numba once per layer shape and cached on disk. Every sum
 runs in a fixed order, so the same threads give the same result (the deeper path's gradients do
 not depend on the number of threads at all).
 """
