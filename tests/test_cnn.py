@@ -679,7 +679,7 @@ def test_resume_keeps_the_precision_the_run_started_in(real_data, tmp_path, monk
     from mapscope import device
     from mapscope.cnn.train import TrainConfig, train
 
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(device, "onednn_uses_amx", lambda: False)
     monkeypatch.setattr(device, "bf16_matmul_speedup", lambda: 4.0)
     short = TrainConfig(epochs=1, max_train=256, max_test=500)
     first = train(tmp_path / "r", short, SMALL_CNN, data_root=real_data)
