@@ -27,6 +27,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def pytest_configure(config):
     # keep the verification cache of test runs out of the user's real cache folder
     os.environ["MAPSCOPE_CACHE"] = tempfile.mkdtemp(prefix="mapscope-test-cache-")
+    # no command of the suite starts the kernels' background compile (its own tests do)
+    os.environ["MAPSCOPE_BACKGROUND_COMPILE"] = "0"
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:  # the workers share the cores: each takes its part (training picks its own)
         share = max(1, (os.cpu_count() or 1) // workers)

@@ -4,7 +4,9 @@ numba compiles each kernel the first time a layer shape meets it and caches the 
 disk beside the module. For the default network that first compile takes about 10 s for a bf16
 training and 30-36 s for a float32 one (Winograd's kernels; 2 cores), which a newcomer's first
 ``mapscope cnn train`` would otherwise pay. ``make setup`` runs this module once after
-installing; with pip alone, run it yourself::
+installing; with pip alone, the first ``mapscope`` command that does not train runs it in the
+background for the precision a default training takes (``background.py``), or run it
+yourself::
 
     python -m mapscope.cnn.precompile
 
@@ -24,13 +26,16 @@ instruction set compiles nothing in its first training either.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from mapscope.cnn import background
 from mapscope.cnn.build import Network, build
 from mapscope.cnn.fast import FusedConvPool, fast_path
 from mapscope.cnn.spec import NetSpec, default_spec
@@ -102,9 +107,31 @@ def _compile_every_path(module: FusedConvPool, x: torch.Tensor) -> None:
     conv_pool.unpooled(out.bfloat16(), window, x, weight, size, module.relu)
 
 
-def main() -> None:
+def for_default_training() -> float:
+    """Compile what a default training takes on this machine: the precision ``auto`` picks,
+    at the instruction set torch runs at (what a background compile does first)."""
+    from mapscope.device import pick_precision
+
+    return compile_kernels(precisions=(pick_precision("auto", torch.device("cpu")),))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m mapscope.cnn.precompile", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--background",
+        metavar="MARKER",
+        type=Path,
+        help="run as the background compile that `mapscope` commands start (cnn/background.py)",
+    )
+    args = parser.parse_args(argv)
+    if args.background is not None:
+        background.run_in_background(args.background, for_default_training)
+        return
     print("compiling the CPU training kernels (numba; once per machine) ...", flush=True)
     seconds = compile_kernels(every_isa=True)
+    background.mark_compiled()
     print(f"compiled in {seconds:.1f} s, cached beside mapscope/cnn/conv_pool.py and winograd.py")
 
 

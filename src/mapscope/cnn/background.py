@@ -1,0 +1,166 @@
+"""Compiling the CPU training kernels in the background, before a first training needs them.
+
+numba compiles the CNN's training kernels on a machine's first training and caches them beside
+the package (5-36 s on 2 cores, by CPU and precision). ``make setup`` compiles them ahead; a
+plain ``pip install`` cannot run anything, so the first ``mapscope`` command that does not train
+(``mapscope data check``, ``data fetch``, ``summary`` ...) starts the compile of what a default
+training takes on this machine as a separate, lowered-priority process and returns. A training
+that starts while it runs waits for it, then loads the cache; one that starts first compiles
+itself, as before. The training code is the same either way: the first run's bits are every
+later run's.
+
+Whether this install has been compiled for is kept in a small marker file beside numba's cache
+(the package's ``cnn/__pycache__``, or the user cache folder where that is read-only), named by
+what numba's cache depends on: the Python, numba and mapscope versions, the CPU, and the kernel
+sources' size and time. ``MAPSCOPE_BACKGROUND_COMPILE=0`` turns the background compile off.
+POSIX only (it detaches with a new session); elsewhere the first training compiles.
+
+This module imports neither torch nor numba: every command's start runs it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from mapscope import __version__
+
+ENV = "MAPSCOPE_BACKGROUND_COMPILE"
+SOURCES = ("conv_pool.py", "winograd.py", "precompile.py")
+HERE = Path(__file__).resolve().parent
+
+
+def state_dir() -> Path:
+    """Beside numba's cache where the package can be written to, else the user cache."""
+    beside = HERE / "__pycache__"
+    try:
+        beside.mkdir(exist_ok=True)
+        if os.access(beside, os.W_OK):
+            return beside
+    except OSError:
+        pass
+    from mapscope.data.cache import user_cache_dir
+
+    fallback = user_cache_dir() / "kernels"
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
+@functools.cache
+def install_key() -> str:
+    """What numba's cache of the kernels depends on, hashed: a new CPU, Python, numba or
+    mapscope version, or an edited kernel source gives a new key (and a new compile)."""
+    parts = [__version__, sys.version, platform.machine(), _cpu()]
+    try:
+        parts.append(metadata.version("numba"))
+    except metadata.PackageNotFoundError:
+        parts.append("no numba")
+    for name in SOURCES:
+        stat = (HERE / name).stat()
+        parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _cpu() -> str:
+    """The CPU's model and instruction-set flags (Linux), else what the platform says."""
+    try:
+        first = Path("/proc/cpuinfo").read_text(errors="replace").split("\n\n")[0]
+    except OSError:
+        return platform.processor()
+    wanted = ("vendor_id", "cpu family", "model", "model name", "flags", "Features", "CPU part")
+    lines = [line for line in first.splitlines() if line.split(":")[0].strip() in wanted]
+    return "\n".join(lines)
+
+
+STALE_AFTER = 900.0  # seconds: a pid file this old is a crashed compile's, not a running one
+
+
+def stem() -> Path:
+    """This install's marker files, without their suffix: ``.done``, ``.pid``, ``.log``."""
+    return state_dir() / f"kernels-{install_key()}"
+
+
+def mark_compiled(at: Path | None = None) -> None:
+    """Record that this install's kernels are compiled (the precompile calls this)."""
+    (at or stem()).with_suffix(".done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+
+
+def compiled() -> bool:
+    return stem().with_suffix(".done").exists()
+
+
+def running() -> int | None:
+    """The process id of this install's background compile while it runs, else None."""
+    pid_file = stem().with_suffix(".pid")
+    try:
+        pid = int(pid_file.read_text().strip())
+        stale = time.time() - pid_file.stat().st_mtime > STALE_AFTER
+    except (OSError, ValueError):
+        return None
+    if stale or not _alive(pid):
+        pid_file.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # gone, or the number is someone else's
+        return False
+    return True
+
+
+def start() -> Path | None:
+    """Start the background compile unless it is done, running, turned off, or not possible
+    here; returns its log file when it started one."""
+    if os.environ.get(ENV, "1") == "0" or os.name != "posix":
+        return None
+    try:
+        if compiled() or running() is not None:
+            return None
+        at = stem()
+        with open(at.with_suffix(".log"), "w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "mapscope.cnn.precompile", "--background", str(at)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives this command; Ctrl-C here does not stop it
+            )
+        at.with_suffix(".pid").write_text(f"{process.pid}\n")
+    except OSError:  # a read-only install and cache, no fork: the first training compiles
+        return None
+    return at.with_suffix(".log")
+
+
+def wait(poll: float = 0.1, limit: float = STALE_AFTER) -> float:
+    """Wait while this install's background compile runs; returns the seconds waited (0 when
+    none was running). ``limit`` keeps a stuck one from holding a training forever."""
+    if running() is None:
+        return 0.0
+    began = time.perf_counter()
+    while running() is not None and time.perf_counter() - began < limit:
+        time.sleep(poll)
+    return time.perf_counter() - began
+
+
+def run_in_background(at: Path, compile_for_this_machine) -> None:
+    """The detached process's body: lower its priority, compile, mark ``at`` done, and remove
+    its pid file whatever happens."""
+    try:
+        if hasattr(os, "nice"):
+            os.nice(10)  # the user's own work comes first
+        print(f"compiling the CPU training kernels in the background (pid {os.getpid()}) ...")
+        seconds = compile_for_this_machine()
+        mark_compiled(at)
+        print(f"compiled in {seconds:.1f} s", flush=True)
+    finally:
+        at.with_suffix(".pid").unlink(missing_ok=True)

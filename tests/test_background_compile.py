@@ -1,0 +1,68 @@
+"""The kernels' compile in the background: started by a command that does not train, waited for
+by a training, once per install (``cnn/background.py``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from mapscope.cnn import background
+
+
+@pytest.fixture()
+def markers(tmp_path, monkeypatch):
+    """This install's marker files in a folder of the test's own, the compile turned on."""
+    monkeypatch.setattr(background, "state_dir", lambda: tmp_path)
+    monkeypatch.setenv(background.ENV, "1")
+    return tmp_path
+
+
+def test_a_background_compile_runs_once_marks_the_install_and_a_training_waits_for_it(markers):
+    log = background.start()
+    assert log is not None and log.parent == markers
+    pid = background.running()
+    assert pid is not None and background.start() is None  # no second compile beside the first
+    waited = background.wait()
+    assert waited > 0 and background.running() is None
+    assert background.compiled() and not background.stem().with_suffix(".pid").exists()
+    assert "compiled in" in log.read_text()
+    assert background.start() is None and background.wait() == 0.0  # done: nothing to start
+
+
+def test_nothing_starts_when_turned_off(markers, monkeypatch):
+    monkeypatch.setenv(background.ENV, "0")
+    assert background.start() is None and not list(markers.iterdir())
+
+
+def test_a_crashed_compiles_pid_file_is_not_waited_for(markers):
+    pid_file = background.stem().with_suffix(".pid")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    pid_file.write_text(f"{dead.pid}\n")
+    assert background.running() is None and not pid_file.exists()
+    pid_file.write_text(f"{os.getpid()}\n")  # alive, but the file is older than any compile
+    old = time.time() - background.STALE_AFTER - 1
+    os.utime(pid_file, (old, old))
+    assert background.running() is None and background.wait() == 0.0
+
+
+def test_the_install_key_follows_the_cpu_and_the_kernel_sources(monkeypatch):
+    key = background.install_key()
+    background.install_key.cache_clear()
+    monkeypatch.setattr(background, "_cpu", lambda: "another CPU")
+    assert background.install_key() != key
+    background.install_key.cache_clear()
+
+
+def test_commands_that_do_not_train_a_cnn_start_it_and_trainings_do_not(mapscope, monkeypatch):
+    started = []
+    monkeypatch.setattr(background, "start", lambda: started.append(True))
+    assert mapscope("data", "check", "mnist")[0] == 0
+    assert started == [True]
+    started.clear()
+    for trains in (["cnn", "train", "--help"], ["sweep", "--help"]):
+        assert mapscope(*trains)[0] == 0
+    assert started == []
