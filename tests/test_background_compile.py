@@ -66,3 +66,16 @@ def test_commands_that_do_not_train_a_cnn_start_it_and_trainings_do_not(mapscope
     for trains in (["cnn", "train", "--help"], ["sweep", "--help"]):
         assert mapscope(*trains)[0] == 0
     assert started == []
+
+
+def test_a_failed_compile_is_recorded_and_not_started_again(markers):
+    def broken() -> float:
+        raise RuntimeError("no compiler today")
+
+    at = background.stem()
+    at.with_suffix(".pid").write_text(f"{os.getpid()}\n")
+    with pytest.raises(RuntimeError):
+        background.run_in_background(at, broken, nice=0)
+    assert "no compiler today" in at.with_suffix(".failed").read_text()
+    assert not at.with_suffix(".pid").exists() and not background.compiled()
+    assert background.start() is None

@@ -12,7 +12,8 @@ later run's.
 Whether this install has been compiled for is kept in a small marker file beside numba's cache
 (the package's ``cnn/__pycache__``, or the user cache folder where that is read-only), named by
 what numba's cache depends on: the Python, numba and mapscope versions, the CPU, and the kernel
-sources' size and time. ``MAPSCOPE_BACKGROUND_COMPILE=0`` turns the background compile off.
+sources' size and time; a compile that failed leaves its traceback there and is not started
+again. ``MAPSCOPE_BACKGROUND_COMPILE=0`` turns the background compile off.
 POSIX only (it detaches with a new session); elsewhere the first training compiles.
 
 This module imports neither torch nor numba: every command's start runs it.
@@ -27,6 +28,7 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 from importlib import metadata
 from pathlib import Path
 
@@ -96,6 +98,12 @@ def compiled() -> bool:
     return stem().with_suffix(".done").exists()
 
 
+def failed() -> bool:
+    """A background compile of this install failed (its traceback is in the ``.failed`` file
+    and the log); no command starts another, and a training compiles, and fails, itself."""
+    return stem().with_suffix(".failed").exists()
+
+
 def running() -> int | None:
     """The process id of this install's background compile while it runs, else None."""
     pid_file = stem().with_suffix(".pid")
@@ -124,7 +132,7 @@ def start() -> Path | None:
     if os.environ.get(ENV, "1") == "0" or os.name != "posix":
         return None
     try:
-        if compiled() or running() is not None:
+        if compiled() or failed() or running() is not None:
             return None
         at = stem()
         with open(at.with_suffix(".log"), "w") as log:
@@ -152,15 +160,18 @@ def wait(poll: float = 0.1, limit: float = STALE_AFTER) -> float:
     return time.perf_counter() - began
 
 
-def run_in_background(at: Path, compile_for_this_machine) -> None:
-    """The detached process's body: lower its priority, compile, mark ``at`` done, and remove
-    its pid file whatever happens."""
+def run_in_background(at: Path, compile_for_this_machine, nice: int = 10) -> None:
+    """The detached process's body: lower its priority by ``nice``, compile, mark ``at`` done
+    (or failed, with the traceback), and remove its pid file whatever happens."""
     try:
         if hasattr(os, "nice"):
-            os.nice(10)  # the user's own work comes first
+            os.nice(nice)  # the user's own work comes first
         print(f"compiling the CPU training kernels in the background (pid {os.getpid()}) ...")
         seconds = compile_for_this_machine()
         mark_compiled(at)
         print(f"compiled in {seconds:.1f} s", flush=True)
+    except BaseException:
+        at.with_suffix(".failed").write_text(traceback.format_exc())
+        raise
     finally:
         at.with_suffix(".pid").unlink(missing_ok=True)
