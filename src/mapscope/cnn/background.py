@@ -21,6 +21,7 @@ This module imports neither torch nor numba: every command's start runs it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -106,14 +107,15 @@ def failed() -> bool:
 
 def running() -> int | None:
     """The process id of this install's background compile while it runs, else None."""
-    pid_file = stem().with_suffix(".pid")
     try:
+        pid_file = stem().with_suffix(".pid")
         pid = int(pid_file.read_text().strip())
         stale = time.time() - pid_file.stat().st_mtime > STALE_AFTER
     except (OSError, ValueError):
         return None
     if stale or not _alive(pid):
-        pid_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            pid_file.unlink(missing_ok=True)
         return None
     return pid
 

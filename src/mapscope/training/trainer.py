@@ -422,7 +422,7 @@ def warm_up(s: TrainingState) -> None:
         tqdm.write,
         [
             "compiling the CPU training kernels, once per machine and network shape "
-            "(about 10 s; `python -m mapscope.cnn.precompile` does it ahead) ..."
+            "(5-40 s on 2 cores, by CPU and precision; `python -m mapscope.cnn.precompile` does it ahead) ..."
         ],
     )
     notice.daemon = True
