@@ -421,8 +421,9 @@ def warm_up(s: TrainingState) -> None:
         COMPILE_NOTICE_AFTER,
         tqdm.write,
         [
-            "compiling the CPU training kernels, once per machine and network shape "
-            "(5-40 s on 2 cores, by CPU and precision; `python -m mapscope.cnn.precompile` does it ahead) ..."
+            "compiling the CPU training kernels, once per machine and network shape (5-40 s "
+            "on 2 cores, by CPU and precision; `python -m mapscope.cnn.precompile` does it "
+            "ahead) ..."
         ],
     )
     notice.daemon = True
