@@ -804,6 +804,21 @@ def test_training_gives_the_thread_count_back(real_data, tmp_path):
     assert metrics["threads"] == 1 and torch.get_num_threads() == before
 
 
+def test_the_precompile_splits_the_kernels_between_two_processes_and_misses_none():
+    """The second process takes the last convolution (the larger half of float32's compile),
+    this one the others; whatever either misses, the pass over the whole network compiles."""
+    import subprocess
+    import sys
+
+    from mapscope.cnn.precompile import _split_layers, compile_in_two_processes
+
+    assert _split_layers(default_spec()) == (["Conv2D_3"], ["Conv2D_1", "Conv2D_2"])
+    helper = [sys.executable, "-m", "mapscope.cnn.precompile", "--layers", "Conv2D_3"]
+    done = subprocess.run(helper + ["--precisions", "fp32"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert compile_in_two_processes(precisions=("fp32",)) > 0
+
+
 def test_precompile_covers_every_kernel_a_default_training_uses(real_data, tmp_path):
     """After ``python -m mapscope.cnn.precompile`` (``make setup`` runs it), a default training
     compiles nothing new: each kernel it calls already has its signature, whichever float32
