@@ -80,7 +80,7 @@ def compile_in_two_processes(precisions=("fp32", "bf16"), every_isa: bool = Fals
     and compiles anything the two missed. On 2 cores, float32 held to AVX2: 16.3 s instead of
     29.3; everything this module compiles: 18.3 s instead of 30.9 (Intel Xeon)."""
     began = time.perf_counter()
-    theirs, ours = _split_layers(default_spec())
+    theirs, ours = _split_layers(default_spec(), precisions)
     helper = None
     if theirs and usable_cores() > 1:
         command = [sys.executable, "-m", "mapscope.cnn.precompile", "--layers", ",".join(theirs)]
@@ -93,14 +93,16 @@ def compile_in_two_processes(precisions=("fp32", "bf16"), every_isa: bool = Fals
     return time.perf_counter() - began
 
 
-def _split_layers(spec: NetSpec) -> tuple[list[str], list[str]]:
-    """The layers the fast path swaps a kernel-backed module in for: the last one (for a
-    second process), and the others."""
+def _split_layers(spec: NetSpec, precisions=("fp32", "bf16")) -> tuple[list[str], list[str]]:
+    """The layers the fast path swaps a kernel-backed module in for: the last one, for a
+    second process, where it has kernels in ``precisions`` (under bf16 the convolution before
+    Flatten is matrix products, with none), and the others."""
     with torch.random.fork_rng(devices=[]):
         net = build(spec, seed=0)
-    names = [
-        n for n, m in fast_layers(net).items() if isinstance(m, FusedConvPool | ConvBeforeFlatten)
-    ]
+    swapped = fast_layers(net)
+    names = [n for n, m in swapped.items() if isinstance(m, FusedConvPool | ConvBeforeFlatten)]
+    if names and isinstance(swapped[names[-1]], ConvBeforeFlatten) and "fp32" not in precisions:
+        return [], names
     return names[-1:], names[:-1]
 
 
