@@ -78,7 +78,7 @@ def compile_in_two_processes(precisions=("fp32", "bf16"), every_isa: bool = Fals
     mapscope.cnn.precompile --layers``) compiles the last convolution's kernels while this one
     compiles the others'; the pass over the whole network after it loads them from the cache
     and compiles anything the two missed. On 2 cores, float32 held to AVX2: 16.3 s instead of
-    29.3; everything this module compiles: 18.3 s instead of 30.9 (Intel Xeon)."""
+    29.3; everything this module compiles: 18.0 s instead of 30.9 (Intel Xeon)."""
     began = time.perf_counter()
     theirs, ours = _split_layers(default_spec(), precisions)
     helper = None
