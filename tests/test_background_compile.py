@@ -79,3 +79,36 @@ def test_a_failed_compile_is_recorded_and_not_started_again(markers):
     assert "no compiler today" in at.with_suffix(".failed").read_text()
     assert not at.with_suffix(".pid").exists() and not background.compiled()
     assert background.start() is None
+
+
+def test_a_first_training_of_the_default_network_compiles_in_two_processes_and_marks_it(
+    monkeypatch,
+):
+    """With nothing compiled ahead, the default network's first training splits the compile
+    (``precompile.compile_in_two_processes``) and marks the install, so no command starts a
+    background compile after it; any other network, or a marked install, compiles in-process."""
+    from small_nets import SMALL_CNN
+
+    from mapscope.cnn import precompile
+    from mapscope.cnn.build import build
+    from mapscope.cnn.spec import default_spec
+    from mapscope.cnn.train import CNNTask
+
+    calls, marked = [], []
+    monkeypatch.setattr(background, "compiled", lambda: bool(marked))
+    monkeypatch.setattr(background, "mark_compiled", lambda: marked.append(True))
+    two = precompile.compile_in_two_processes
+    one = precompile.compile_kernels
+    monkeypatch.setattr(
+        precompile, "compile_in_two_processes", lambda **kw: calls.append("two") or two(**kw)
+    )
+    monkeypatch.setattr(
+        precompile, "compile_kernels", lambda *a, **kw: calls.append("one") or one(*a, **kw)
+    )
+    task = CNNTask()
+    task.warm_up(build(default_spec(), 0), "fp32", on_cpu=True)
+    assert calls[0] == "two" and marked == [True]
+    calls.clear()
+    task.warm_up(build(default_spec(), 0), "fp32", on_cpu=True)  # marked now: in-process
+    task.warm_up(build(SMALL_CNN, 0), "fp32", on_cpu=True)
+    assert calls == ["one", "one"]

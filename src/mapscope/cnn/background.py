@@ -91,12 +91,18 @@ def stem() -> Path:
 
 
 def mark_compiled(at: Path | None = None) -> None:
-    """Record that this install's kernels are compiled (the precompile calls this)."""
-    (at or stem()).with_suffix(".done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+    """Record that this install's kernels are compiled (the precompile calls this); where
+    nothing can be written, later trainings load numba's cache all the same."""
+    with contextlib.suppress(OSError):
+        done = (at or stem()).with_suffix(".done")
+        done.write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
 
 
 def compiled() -> bool:
-    return stem().with_suffix(".done").exists()
+    try:
+        return stem().with_suffix(".done").exists()
+    except OSError:
+        return False
 
 
 def failed() -> bool:

@@ -73,11 +73,14 @@ class CNNTask(Task[Network, TrainConfig]):
     def warm_up(self, net: Network, precision: str, on_cpu: bool) -> float:
         if not on_cpu:
             return 0.0
-        from mapscope.cnn import background
-        from mapscope.cnn.precompile import compile_kernels  # numba: only when training
+        from mapscope.cnn import background, precompile  # numba: only when training
 
         waited = background.wait()  # a compile a command started ahead (cnn/background.py)
-        return waited + compile_kernels(net.spec, precisions=(precision,))
+        if net.spec == default_spec() and not background.compiled():  # a first training
+            seconds = precompile.compile_in_two_processes(precisions=(precision,))
+            background.mark_compiled()
+            return waited + seconds
+        return waited + precompile.compile_kernels(net.spec, precisions=(precision,))
 
     def step_loss(
         self, net: Network, output: torch.Tensor, target: torch.Tensor, config: TrainConfig
