@@ -75,10 +75,11 @@ def compile_kernels(
 def compile_in_two_processes(precisions=("fp32", "bf16"), every_isa: bool = False) -> float:
     """``compile_kernels`` for the default network, faster where a second core is free: numba
     compiles one kernel at a time on one core, so a second process (``python -m
-    mapscope.cnn.precompile --layers``) compiles the last convolution's kernels while this one
-    compiles the others'; the pass over the whole network after it loads them from the cache
-    and compiles anything the two missed. On 2 cores, float32 held to AVX2: 16.3 s instead of
-    29.3; everything this module compiles: 18.0 s instead of 30.9 (Intel Xeon)."""
+    mapscope.cnn.precompile --layers``) compiles the last convolution's kernels that has any
+    (``Conv2D_3`` in float32, ``Conv2D_2`` in bf16) while this one compiles the others'; the
+    pass over the whole network after it loads them from the cache and compiles anything the
+    two missed. On 2 cores, float32 held to AVX2: 16.6 s instead of 29.3; everything this module
+    compiles: 18.0 s instead of 30.9 (Intel Xeon)."""
     began = time.perf_counter()
     theirs, ours = _split_layers(default_spec(), precisions)
     helper = None
@@ -94,16 +95,18 @@ def compile_in_two_processes(precisions=("fp32", "bf16"), every_isa: bool = Fals
 
 
 def _split_layers(spec: NetSpec, precisions=("fp32", "bf16")) -> tuple[list[str], list[str]]:
-    """The layers the fast path swaps a kernel-backed module in for: the last one, for a
-    second process, where it has kernels in ``precisions`` (under bf16 the convolution before
-    Flatten is matrix products, with none), and the others."""
+    """The layers whose fast modules have kernels in ``precisions``: the last one, for a
+    second process, and the others (none for a second process where there is only one). Under
+    bf16 the convolution before Flatten runs as matrix products, with none."""
     with torch.random.fork_rng(devices=[]):
         net = build(spec, seed=0)
-    swapped = fast_layers(net)
-    names = [n for n, m in swapped.items() if isinstance(m, FusedConvPool | ConvBeforeFlatten)]
-    if names and isinstance(swapped[names[-1]], ConvBeforeFlatten) and "fp32" not in precisions:
-        return [], names
-    return names[-1:], names[:-1]
+    names = [
+        name
+        for name, module in fast_layers(net).items()
+        if isinstance(module, FusedConvPool)
+        or (isinstance(module, ConvBeforeFlatten) and "fp32" in precisions)
+    ]
+    return (names[-1:], names[:-1]) if len(names) > 1 else ([], names)
 
 
 def _compile_layers(
