@@ -86,7 +86,8 @@ def compile_in_two_processes(precisions=("fp32", "bf16"), every_isa: bool = Fals
     if theirs and usable_cores() > 1:
         command = [sys.executable, "-m", "mapscope.cnn.precompile", "--layers", ",".join(theirs)]
         command += ["--precisions", ",".join(precisions)] + ["--every-isa"] * every_isa
-        helper = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        nothing = subprocess.DEVNULL  # a head start only: the pass below compiles what it missed
+        helper = subprocess.Popen(command, stdin=nothing, stdout=nothing, stderr=nothing)
     _compile_layers(default_spec(), tuple(precisions), every_isa, ours if helper else [])
     if helper is not None:
         helper.wait()  # a helper that failed leaves its kernels to the pass below
@@ -198,7 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--layers", help="only these layers' kernels (the second process's part)")
     parser.add_argument("--precisions", default="fp32,bf16", help="with --layers: fp32, bf16")
-    parser.add_argument("--every-isa", action="store_true", help="with --layers: see the docs")
+    parser.add_argument(
+        "--every-isa",
+        action="store_true",
+        help="with --layers: the paths of the other instruction sets too (compile_kernels)",
+    )
     args = parser.parse_args(argv)
     if args.layers is not None:
         precisions = tuple(args.precisions.split(","))
