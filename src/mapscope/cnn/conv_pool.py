@@ -27,9 +27,10 @@ float32 input and parameters on the CPU, stride 1, a square pool whose stride is
 exactly as torch's would, its maps are pooled as they are, and both backward passes run in
 float32, except on a CPU where oneDNN multiplies on AMX tiles: there the deeper layer's backward
 puts the pooled gradient back at the winners and runs oneDNN's bf16 convolution backward over
-the whole map, three times as fast as the sparse one (``dense_backward_pays``). The kernels are compiled by numba once per layer shape and cached on disk. Every sum
-runs in a fixed order, so the same threads give the same result (the deeper path's gradients do
-not depend on the number of threads at all).
+the whole map, three times as fast as the sparse one (``dense_backward_pays``). The kernels
+are compiled by numba once per layer shape and cached on disk. Every sum runs in a fixed order,
+so the same threads give the same result (the deeper path's float32 gradients do not depend on
+the number of threads at all).
 """
 
 from __future__ import annotations
@@ -247,7 +248,7 @@ def dense_backward_pays() -> bool:
     """Whether a bf16 layer's backward runs faster densely, by oneDNN, than in the sparse
     kernels: where oneDNN multiplies on AMX tiles. On a 2-core Intel Xeon with AMX, Conv2D_2's
     backward (64 images) took 0.47 ms by oneDNN, 1.48 ms sparse; held to AVX512-BF16
-    (``ONEDNN_MAX_CPU_ISA``) oneDNN's took 2.87 ms, and on AMD Zen 4 the sparse kernels win too."""
+    (``ONEDNN_MAX_CPU_ISA``) oneDNN's took 2.87 ms: without AMX the sparse kernels win."""
     return onednn_uses_amx()
 
 
