@@ -90,6 +90,14 @@ def fast_layers(net: Network) -> dict[str, nn.Module]:
     return swaps
 
 
+def fast_input_shape(net: Network, i: int) -> tuple[int, ...]:
+    """(channels, rows, columns) of what layer ``i`` receives inside ``fast_path``: the layer
+    before it's output, cut to the part the following layers read (``Network.extents``)."""
+    shape = net.spec.input_shape if i == 0 else net.spec.shapes[i - 1]
+    extent = net.extents[i - 1] if i > 0 else None
+    return (shape[0], *(extent or shape[1:]))
+
+
 @contextlib.contextmanager
 def fast_path(net: Network, enabled: bool = True) -> Iterator[Network]:
     """Swap the fast modules into ``net`` for the block; the originals come back afterwards."""

@@ -39,9 +39,17 @@ from torch import nn
 
 from mapscope.cnn import background
 from mapscope.cnn.build import Network, build
-from mapscope.cnn.fast import ConvBeforeFlatten, FusedConvPool, fast_layers, fast_path
+from mapscope.cnn.fast import (
+    ConvBeforeFlatten,
+    FusedConvPool,
+    fast_input_shape,
+    fast_layers,
+    fast_path,
+)
 from mapscope.cnn.spec import NetSpec, default_spec
-from mapscope.device import usable_cores
+from mapscope.device import autocast, usable_cores
+
+CPU = torch.device("cpu")
 
 
 def compile_kernels(
@@ -59,14 +67,9 @@ def compile_kernels(
         net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # as the trainer
         x = torch.zeros(2, *net.spec.input_shape).contiguous(memory_format=torch.channels_last)
         for precision in precisions:
-            dtype = torch.bfloat16 if precision == "bf16" else None
-            with (
-                fast_path(net),
-                torch.autocast("cpu", dtype=dtype, enabled=dtype is not None),
-                _deeper_pool_inputs(net) as pools,
-            ):
+            with fast_path(net), autocast(CPU, precision), _deeper_pool_inputs(net) as pools:
                 net(x).float().sum().backward()
-            if every_isa and dtype is None:
+            if every_isa and precision == "fp32":
                 for module, inputs in pools:
                     _compile_every_path(module, inputs)
     return time.perf_counter() - began
@@ -114,27 +117,22 @@ def _compile_layers(
     spec: NetSpec, precisions: tuple[str, ...], every_isa: bool, names: list[str]
 ) -> None:
     """The kernels of the layers ``names`` alone: each layer's fast module forward and backward
-    on random input of the shape the fast path hands it (see ``whole_step._stages``)."""
+    on random input of the shape the fast path hands it."""
     with torch.random.fork_rng(devices=[]):
         net = build(spec, seed=0)
         net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # as the trainer
         for precision in precisions:
-            dtype = torch.bfloat16 if precision == "bf16" else None
-            with (
-                fast_path(net),
-                torch.autocast("cpu", dtype=dtype, enabled=dtype is not None),
-            ):
+            with fast_path(net), autocast(CPU, precision):
                 for i, name in enumerate(net.layers):
                     if name not in names:
                         continue
-                    shape = net.spec.input_shape if i == 0 else net.spec.shapes[i - 1]
-                    extent = net.extents[i - 1] if i > 0 else None
-                    x = torch.randn(2, shape[0], *(extent or shape[1:]))
+                    x = torch.randn(2, *fast_input_shape(net, i))
                     x = x.contiguous(memory_format=torch.channels_last).requires_grad_(i > 0)
                     module = net.layers[name]
                     y = module(x).float()
                     (y * torch.randn_like(y)).sum().backward()
-                    if every_isa and dtype is None and i > 0 and isinstance(module, FusedConvPool):
+                    deeper = every_isa and precision == "fp32" and i > 0
+                    if deeper and isinstance(module, FusedConvPool):
                         _compile_every_path(module, x.detach())
 
 
@@ -183,7 +181,7 @@ def for_default_training() -> float:
     at the instruction set torch runs at (what a background compile does first)."""
     from mapscope.device import pick_precision
 
-    precision = pick_precision("auto", torch.device("cpu"))
+    precision = pick_precision("auto", CPU)
     return compile_in_two_processes(precisions=(precision,))
 
 

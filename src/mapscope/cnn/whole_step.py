@@ -31,7 +31,7 @@ from torch import nn
 
 from mapscope.cnn import conv_matmul
 from mapscope.cnn.build import Activated, Network
-from mapscope.cnn.fast import ConvBeforeFlatten, FusedConvPool
+from mapscope.cnn.fast import ConvBeforeFlatten, FusedConvPool, fast_input_shape
 from mapscope.training.losses import smoothed_cross_entropy_and_gradient
 
 
@@ -180,9 +180,7 @@ def _stages(net: Network) -> list | None:
         if isinstance(module, nn.Identity):  # a max-pool's slot, pooled by the layer before
             continue
         if isinstance(module, FusedConvPool | ConvBeforeFlatten):
-            shape = net.spec.input_shape if i == 0 else net.spec.shapes[i - 1]
-            extent = net.extents[i - 1] if i > 0 else None
-            x = torch.empty(1, shape[0], *(extent or shape[1:]))
+            x = torch.empty(1, *fast_input_shape(net, i))
         if isinstance(module, FusedConvPool) and module.relu:
             if not conv_pool.applies(module.layer.inner, module.pool, x):
                 return None
