@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -112,3 +113,42 @@ def test_a_first_training_of_the_default_network_compiles_in_two_processes_and_m
     task.warm_up(build(default_spec(), 0), "fp32", on_cpu=True)  # marked now: in-process
     task.warm_up(build(SMALL_CNN, 0), "fp32", on_cpu=True)
     assert calls == ["one", "one"]
+
+
+def test_a_training_counts_its_cores_once_the_compile_under_way_has_ended(
+    markers, real_data, tmp_path, monkeypatch
+):
+    """A training that starts while the background compile keeps a core busy waits for it,
+    and only then counts the free cores: counted beside it, every epoch ran on one core."""
+    from small_nets import SMALL_CNN
+
+    from mapscope.cnn.train import TrainConfig, train
+    from mapscope.training import trainer
+
+    pid_file, stop = background.stem().with_suffix(".pid"), tmp_path / "stop"
+    # a core kept busy until the training waits for it, then the pid file removed, as a
+    # finished compile leaves it
+    spin = "import os, sys\nwhile not os.path.exists(sys.argv[2]): pass\nos.remove(sys.argv[1])"
+    busy = subprocess.Popen([sys.executable, "-c", spin, str(pid_file), str(stop)])
+    pid_file.write_text(f"{busy.pid}\n")
+    counted, wait = [], background.wait
+
+    def waiting(*args, **kwargs):
+        stop.touch()
+        return wait(*args, **kwargs)
+
+    def pick_threads(threads):
+        counted.append(background.running())
+        return 1
+
+    monkeypatch.setattr(background, "wait", waiting)
+    monkeypatch.setattr(trainer, "pick_threads", pick_threads)
+    metrics = train(
+        tmp_path / "run",
+        TrainConfig(epochs=1, max_train=256, max_test=200),
+        SMALL_CNN,
+        data_root=real_data,
+    )
+    stop.touch()  # should the training not have waited at all
+    busy.wait()
+    assert counted == [None] and metrics["threads"] == 1

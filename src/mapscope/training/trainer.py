@@ -53,7 +53,7 @@ class TrainingState:
     bundle: DataBundle
     device: torch.device
     precision: str
-    threads: int  # torch's and numba's threads while training (``pick_threads``)
+    threads: int  # torch's and numba's threads while training; 0 until ``pick_training_threads``
     x_train: torch.Tensor
     y_train: torch.Tensor  # what the network should answer: classes, or images to rebuild
     x_test: torch.Tensor
@@ -97,7 +97,7 @@ class TrainingState:
             bundle=bundle,
             device=device,
             precision=pick_precision(config.precision, device),
-            threads=pick_threads(config.threads),
+            threads=0,  # counted after the warm-up (``pick_training_threads``)
             x_train=torch.from_numpy(train[0]),
             y_train=torch.from_numpy(train[1]),
             x_test=torch.from_numpy(test[0]),
@@ -436,6 +436,14 @@ def warm_up(s: TrainingState) -> None:
         tqdm.write(f"compiled the CPU training kernels in {seconds:.1f} s (cached for later runs)")
 
 
+def pick_training_threads(s: TrainingState) -> None:
+    """The threads the epochs run on: the config's, a resumed run's own, or the cores free now.
+    Counted after the warm-up, which waits for a kernel compile under way in the background: a
+    training counted beside it took one core of two for all its epochs (and kept it on resume)."""
+    if not s.threads:
+        s.threads = pick_threads(s.config.threads)
+
+
 def train_epochs(s: TrainingState, callbacks: list[EpochCallback] | None) -> None:
     """``config.epochs`` epochs after the committed ones, each trained and committed, the
     callbacks after each; Ctrl-C says what the run keeps."""
@@ -474,7 +482,8 @@ def train(
     ``overwrite``."""
     with writing(out, overwrite, resume) as writer:
         s = set_up(task, writer, config, spec, resume, data_root, init_from)
+        warm_up(s)
+        pick_training_threads(s)
         with process_flags(s.threads):
-            warm_up(s)
             train_epochs(s, callbacks)
             return run_metrics(s)  # inside: the threads it reports are those of the training
