@@ -600,6 +600,30 @@ def test_bf16_speedup_is_measured_once_and_zero_without_bf16_instructions(monkey
     bf16_matmul_speedup.cache_clear()
 
 
+def test_emulated_bf16_is_told_by_one_product(monkeypatch):
+    """Where bf16 products are emulated (the flag, but oneDNN held to AVX2: 150 times as slow
+    as float32 ones), the speed-up is read off one timed product, not forty."""
+    import time
+
+    from mapscope.device import bf16_matmul_speedup
+
+    mm, bf16_products = torch.mm, []
+
+    def emulated(a, b):
+        if a.dtype == torch.bfloat16:
+            bf16_products.append(a.shape)
+            time.sleep(0.25)  # far slower than 20 float32 products on any CPU
+        return mm(a, b)
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch, "mm", emulated)
+    bf16_matmul_speedup.cache_clear()
+    try:
+        assert bf16_matmul_speedup() < 0.5 and len(bf16_products) == 2  # warm-up, timed one
+    finally:
+        bf16_matmul_speedup.cache_clear()
+
+
 def test_schedules():
     assert learning_rate("power", 1.0, 100, 1000, 1.0, 100) == pytest.approx(0.5)
     assert learning_rate("exponential", 1.0, 200, 1000, 0.5, 100) == pytest.approx(0.25)
