@@ -149,7 +149,7 @@ def cli(mapscope, monkeypatch):
 def mapscope(capsys, real_data, monkeypatch):
     """The command line in-process, as the console script runs it: (exit code, stdout, stderr).
     Cheaper than ``cli`` (no new interpreter), for tests that run many commands."""
-    from mapscope.cli.main import run
+    from mapscope.cli.entry import run
 
     monkeypatch.setenv("MAPSCOPE_DATA", str(real_data))
 

@@ -58,15 +58,34 @@ def test_the_install_key_follows_the_cpu_and_the_kernel_sources(monkeypatch):
     background.install_key.cache_clear()
 
 
-def test_commands_that_do_not_train_a_cnn_start_it_and_trainings_do_not(mapscope, monkeypatch):
+def test_the_console_script_starts_it_unless_the_command_trains_other_kernels(
+    mapscope, monkeypatch
+):
+    """Commands that do not train start it, and so does a CNN training of the default network
+    in the default precision on the default device (before the command line's imports, beside
+    them); trainings of anything else, sweeps and help do not."""
+    from mapscope.cli.entry import compiles_ahead
+
     started = []
     monkeypatch.setattr(background, "start", lambda: started.append(True))
     assert mapscope("data", "check", "mnist")[0] == 0
+    assert mapscope("sweep", "--help")[0] == 0
     assert started == [True]
-    started.clear()
-    for trains in (["cnn", "train", "--help"], ["sweep", "--help"]):
-        assert mapscope(*trains)[0] == 0
-    assert started == []
+    assert compiles_ahead(["cnn", "train", "--out", "run"])
+    assert compiles_ahead(["cnn", "train", "--out=run", "--recipe", "fast", "--threads", "2"])
+    for other in (
+        ["cnn", "train", "--out", "run", "--config", "net.toml"],
+        ["cnn", "train", "--out", "run", "--precision=fp32"],
+        ["cnn", "train", "--device", "cuda", "--out", "run"],
+        ["cnn", "train", "--resume", "run"],
+        ["cnn", "train", "--help"],
+        ["sweep", "cnn", "--grid", "grid.toml"],
+        ["ae", "train", "--out", "run"],
+        ["mlp", "train", "--out", "run"],
+        ["--version"],
+        [],
+    ):
+        assert not compiles_ahead(other), other
 
 
 def test_a_failed_compile_is_recorded_and_not_started_again(markers):

@@ -1,3 +1,3 @@
-from mapscope.cli.main import run
+from mapscope.cli.entry import run
 
 run()

@@ -58,34 +58,13 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-# commands that train a CNN compile its kernels themselves, or wait for a compile under way
-TRAINS_A_CNN = {"cnn", "sweep"}
-
-
 @app.callback()
 def main(
-    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """mapscope: every command writes PNGs next to machine-readable JSON and says where."""
-    if ctx.invoked_subcommand not in TRAINS_A_CNN:
-        _compile_kernels_ahead()
-
-
-def _compile_kernels_ahead() -> None:
-    """On an install whose CPU training kernels are not compiled yet (a plain ``pip
-    install``), start their compile in the background, so the first training need not."""
-    from mapscope.cnn import background
-
-    log = background.start()
-    if log is not None:
-        typer.echo(
-            "compiling the CPU training kernels in the background, once for this install "
-            f"(log: {log}; {background.ENV}=0 turns this off)",
-            err=True,
-        )
 
 
 def command() -> TyperGroup:
