@@ -101,37 +101,41 @@ def test_a_failed_compile_is_recorded_and_not_started_again(markers):
     assert background.start() is None
 
 
-def test_a_first_training_of_the_default_network_compiles_in_two_processes_and_marks_it(
-    monkeypatch,
+def test_a_first_training_has_its_kernels_compiled_apart_and_loads_them_as_later_ones_do(
+    markers, monkeypatch
 ):
-    """With nothing compiled ahead, the default network's first training splits the compile
-    (``precompile.compile_in_two_processes``) and marks the install, so no command starts a
-    background compile after it; any other network, or a marked install, compiles in-process."""
-    from small_nets import SMALL_CNN
-
-    from mapscope.cnn import precompile
+    """numba's code run in the process that compiled it rounded differently from the same code
+    loaded from the cache (a first training's weights differed from every later run's), so a
+    training never compiles its kernels itself: the first one of a network and precision has
+    other processes compile them (``compile_apart``), marks them, and loads them from the
+    cache, as every later one does, which compiles nothing apart."""
+    from mapscope.cnn import conv_pool, precompile
     from mapscope.cnn.build import build
-    from mapscope.cnn.spec import default_spec
+    from mapscope.cnn.spec import Conv, Dense, Flatten, NetSpec, Pool, validate
     from mapscope.cnn.train import CNNTask
 
-    calls, marked = [], []
-    monkeypatch.setattr(background, "compiled", lambda: bool(marked))
-    monkeypatch.setattr(background, "mark_compiled", lambda: marked.append(True))
-    two = precompile.compile_in_two_processes
-    one = precompile.compile_kernels
-    monkeypatch.setattr(
-        precompile, "compile_in_two_processes", lambda **kw: calls.append("two") or two(**kw)
+    # first-layer sizes no other test trains, so that its kernels are this test's own
+    spec = validate(
+        NetSpec(
+            (
+                Conv("Conv2D_1", 6),
+                Pool("Max_Pool_1"),
+                Conv("Conv2D_2", 4),
+                Flatten("Flatten"),
+                Dense("Dense_1", 10, "softmax"),
+            )
+        )
     )
-    monkeypatch.setattr(
-        precompile, "compile_kernels", lambda *a, **kw: calls.append("one") or one(*a, **kw)
-    )
+    apart, calls = precompile.compile_apart, []
+    monkeypatch.setattr(precompile, "compile_apart", lambda s, p: calls.append(p) or apart(s, p))
     task = CNNTask()
-    task.warm_up(build(default_spec(), 0), "fp32", on_cpu=True)
-    assert calls[0] == "two" and marked == [True]
-    calls.clear()
-    task.warm_up(build(default_spec(), 0), "fp32", on_cpu=True)  # marked now: in-process
-    task.warm_up(build(SMALL_CNN, 0), "fp32", on_cpu=True)
-    assert calls == ["one", "one"]
+    task.warm_up(build(spec, 0), "fp32", on_cpu=True)
+    assert calls == ["fp32"] and precompile.compiled_for(spec, "fp32")
+    kernels = conv_pool._first_layer_kernels(1, 6, 3, 2, True)  # those the warm-up loaded
+    assert all(kernel.stats.cache_hits for kernel in kernels)
+    assert not any(kernel.stats.cache_misses for kernel in kernels)  # none compiled here
+    task.warm_up(build(spec, 0), "fp32", on_cpu=True)
+    assert calls == ["fp32"]  # marked: loaded, nothing compiled apart again
 
 
 def test_a_training_counts_its_cores_once_the_compile_under_way_has_ended(

@@ -2,12 +2,13 @@
 
 numba compiles the CNN's training kernels on a machine's first training and caches them beside
 the package (5-36 s on 2 cores, by CPU and precision). ``make setup`` compiles them ahead; a
-plain ``pip install`` cannot run anything, so the first ``mapscope`` command that does not train
-(``mapscope data check``, ``data fetch``, ``summary`` ...) starts the compile of what a default
-training takes on this machine as a separate, lowered-priority process and returns. A training
-that starts while it runs waits for it, then loads the cache; one that starts first compiles
-itself, as before. The training code is the same either way: the first run's bits are every
-later run's.
+plain ``pip install`` cannot run anything, so the first ``mapscope`` command (``cli/entry.py``:
+any but a sweep, an autoencoder or MLP training, or a CNN training of other kernels than a
+default one's) starts the compile of what a default training takes on this machine as a
+separate, lowered-priority process, before its own imports, and goes on. A training that starts
+while it runs waits for it, then loads the cache; with none, the training has its kernels
+compiled apart (``precompile.compile_apart``). Either way the training loads them from the
+cache: the first run's bits are every later run's.
 
 Whether this install has been compiled for is kept in a small marker file beside numba's cache
 (the package's ``cnn/__pycache__``, or the user cache folder where that is read-only), named by
@@ -88,6 +89,13 @@ STALE_AFTER = 900.0  # seconds: a pid file this old is a crashed compile's, not 
 def stem() -> Path:
     """This install's marker files, without their suffix: ``.done``, ``.pid``, ``.log``."""
     return state_dir() / f"kernels-{install_key()}"
+
+
+def marker(what: str) -> Path:
+    """The marker file saying that the kernels of ``what`` (a network, precision and
+    instruction set, as ``precompile.compiled_for`` names them) are in numba's cache."""
+    digest = hashlib.sha256(what.encode()).hexdigest()[:16]
+    return state_dir() / f"kernels-{install_key()}-{digest}.done"
 
 
 def mark_compiled(at: Path | None = None) -> None:

@@ -4,9 +4,8 @@ numba compiles each kernel the first time a layer shape meets it and caches the 
 disk beside the module. For the default network that first compile takes about 10 s for a bf16
 training and 30-36 s for a float32 one (Winograd's kernels; 2 cores), which a newcomer's first
 ``mapscope cnn train`` would otherwise pay. ``make setup`` runs this module once after
-installing; with pip alone, the first ``mapscope`` command that does not train runs it in the
-background for the precision a default training takes (``background.py``), or run it
-yourself::
+installing; with pip alone, the first ``mapscope`` command runs it in the background for the
+precision a default training takes (``background.py``), or run it yourself::
 
     python -m mapscope.cnn.precompile
 
@@ -28,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,7 +47,7 @@ from mapscope.cnn.fast import (
     fast_layers,
     fast_path,
 )
-from mapscope.cnn.spec import NetSpec, default_spec
+from mapscope.cnn.spec import NetSpec, default_spec, spec_from_dict
 from mapscope.device import autocast, usable_cores
 
 CPU = torch.device("cpu")
@@ -82,7 +83,8 @@ def compile_in_two_processes(precisions=("fp32", "bf16"), every_isa: bool = Fals
     (``Conv2D_3`` in float32, ``Conv2D_2`` in bf16) while this one compiles the others'; the
     pass over the whole network after it loads them from the cache and compiles anything the
     two missed. On 2 cores, float32 held to AVX2: 16.6 s instead of 29.3; everything this module
-    compiles: 18.0 s instead of 30.9 (Intel Xeon)."""
+    compiles: 18.0 s instead of 30.9 (Intel Xeon). Not for a training, which must not compile
+    its own kernels (``compile_apart``)."""
     began = time.perf_counter()
     theirs, ours = _split_layers(default_spec(), precisions)
     helper = None
@@ -96,6 +98,79 @@ def compile_in_two_processes(precisions=("fp32", "bf16"), every_isa: bool = Fals
         helper.wait()  # a helper that failed leaves its kernels to the pass below
     compile_kernels(precisions=precisions, every_isa=every_isa)
     return time.perf_counter() - began
+
+
+def compile_apart(spec: NetSpec, precision: str) -> float:
+    """Compile the kernels of ``spec``'s training in ``precision`` in other processes (two where
+    a second core is free: the last layer with kernels in one, the others in the other), and
+    mark them compiled; returns the seconds it took. The training loads them from numba's cache
+    after it, as every later training does: numba's code run in the process that compiled it
+    rounds differently from the same code loaded from the cache by a fresh one (the first
+    layer's forward, Intel Xeon), so a first training that compiled its own kernels trained
+    other weights than every later one with its seed."""
+    began = time.perf_counter()
+    last, others = _split_layers(spec, (precision,))
+    parts = [last, others] if usable_cores() > 1 else [last + others]
+    with tempfile.TemporaryDirectory() as folder:
+        spec_file = Path(folder) / "spec.json"
+        spec_file.write_text(json.dumps(spec.to_dict()))
+        command = [sys.executable, "-m", "mapscope.cnn.precompile", "--spec", str(spec_file)]
+        children = [
+            subprocess.Popen(
+                command + ["--layers", ",".join(part), "--precisions", precision],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for part in parts
+            if part
+        ]
+        failed = [child for child in children if child.wait() != 0]
+    if not failed:  # one that failed leaves its kernels to the training: compiled there
+        mark_compiled_for(spec, precision)
+    return time.perf_counter() - began
+
+
+def compiled_for(spec: NetSpec, precision: str) -> bool:
+    """Whether the kernels of ``spec``'s training in ``precision``, at this process's
+    instruction set, are in numba's cache (compiled by ``compile_apart`` or a precompile), or
+    it has none."""
+    what = _kernels_of(spec, precision)
+    return what is None or background.marker(what).exists()
+
+
+def mark_compiled_for(spec: NetSpec, precision: str) -> None:
+    what = _kernels_of(spec, precision)
+    if what is not None:
+        with contextlib.suppress(OSError):  # unmarked, the next training compiles apart again
+            background.marker(what).touch()
+
+
+def _kernels_of(spec: NetSpec, precision: str) -> str | None:
+    """What the kernels of ``spec``'s training depend on, or None where it runs none: each fast
+    layer's convolution, pool, activation and input shape, the precision, and the instruction
+    set that the paths are chosen by. Networks that differ elsewhere (in their dense layers,
+    say) share their kernels and so their mark."""
+    from mapscope.cnn.conv_pool import dense_backward_pays
+
+    with torch.random.fork_rng(devices=[]):
+        net = build(spec, seed=0)
+    names = list(net.layers)
+    layers = [
+        [
+            type(module).__name__,
+            fast_input_shape(net, names.index(name)),
+            repr(module.layer),
+            repr(getattr(module, "pool", None)),
+            getattr(module, "size", None),
+        ]
+        for name, module in fast_layers(net).items()
+        if isinstance(module, FusedConvPool | ConvBeforeFlatten)
+    ]
+    if not layers:
+        return None
+    isa = [torch.backends.cpu.get_cpu_capability(), dense_backward_pays()]
+    return json.dumps([layers, precision, isa])
 
 
 def _split_layers(spec: NetSpec, precisions=("fp32", "bf16")) -> tuple[list[str], list[str]]:
@@ -182,7 +257,9 @@ def for_default_training() -> float:
     from mapscope.device import pick_precision
 
     precision = pick_precision("auto", CPU)
-    return compile_in_two_processes(precisions=(precision,))
+    seconds = compile_in_two_processes(precisions=(precision,))
+    mark_compiled_for(default_spec(), precision)
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -196,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
         help="run as the background compile that `mapscope` commands start (cnn/background.py)",
     )
     parser.add_argument("--layers", help="only these layers' kernels (the second process's part)")
+    parser.add_argument(
+        "--spec", type=Path, help="with --layers: the network (JSON), not the default"
+    )
     parser.add_argument("--precisions", default="fp32,bf16", help="with --layers: fp32, bf16")
     parser.add_argument(
         "--every-isa",
@@ -205,7 +285,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.layers is not None:
         precisions = tuple(args.precisions.split(","))
-        _compile_layers(default_spec(), precisions, args.every_isa, args.layers.split(","))
+        spec = (
+            default_spec()
+            if args.spec is None
+            else spec_from_dict(json.loads(args.spec.read_text()))
+        )
+        _compile_layers(spec, precisions, args.every_isa, args.layers.split(","))
         return
     if args.background is not None:
         background.run_in_background(args.background, for_default_training)
@@ -213,6 +298,8 @@ def main(argv: list[str] | None = None) -> None:
     print("compiling the CPU training kernels (numba; once per machine) ...", flush=True)
     seconds = compile_in_two_processes(every_isa=True)
     background.mark_compiled()
+    for precision in ("fp32", "bf16"):
+        mark_compiled_for(default_spec(), precision)
     print(f"compiled in {seconds:.1f} s, cached beside mapscope/cnn/conv_pool.py and winograd.py")
 
 

@@ -7,6 +7,7 @@ path of ``cnn/fast.py``, swapped in for the steps and out again before validatio
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,12 +76,14 @@ class CNNTask(Task[Network, TrainConfig]):
             return 0.0
         from mapscope.cnn import background, precompile  # numba: only when training
 
-        waited = background.wait()  # a compile a command started ahead (cnn/background.py)
-        if net.spec == default_spec() and not background.compiled():  # a first training
-            seconds = precompile.compile_in_two_processes(precisions=(precision,))
-            background.mark_compiled()
-            return waited + seconds
-        return waited + precompile.compile_kernels(net.spec, precisions=(precision,))
+        began = time.perf_counter()
+        background.wait()  # a compile a command started ahead (cnn/background.py)
+        if not precompile.compiled_for(net.spec, precision):  # compiled apart, then loaded
+            precompile.compile_apart(net.spec, precision)
+            if net.spec == default_spec():
+                background.mark_compiled()
+        precompile.compile_kernels(net.spec, precisions=(precision,))
+        return time.perf_counter() - began
 
     def step_loss(
         self, net: Network, output: torch.Tensor, target: torch.Tensor, config: TrainConfig
