@@ -136,7 +136,10 @@ def compiled_for(spec: NetSpec, precision: str) -> bool:
     instruction set, are in numba's cache (compiled by ``compile_apart`` or a precompile), or
     it has none."""
     what = _kernels_of(spec, precision)
-    return what is None or background.marker(what).exists()
+    try:
+        return what is None or background.marker(what).exists()
+    except OSError:  # no folder for marks at all: compiled apart each time, never here
+        return False
 
 
 def mark_compiled_for(spec: NetSpec, precision: str) -> None:
