@@ -106,8 +106,9 @@ def compile_apart(spec: NetSpec, precision: str) -> float:
     mark them compiled; returns the seconds it took. The training loads them from numba's cache
     after it, as every later training does: numba's code run in the process that compiled it
     rounds differently from the same code loaded from the cache by a fresh one (the first
-    layer's forward, Intel Xeon), so a first training that compiled its own kernels trained
-    other weights than every later one with its seed."""
+    layer's forward, Intel Xeon; numba/numba#10617 finds parallel code from the cache optimised
+    differently too), so a first training that compiled its own kernels trained other weights
+    than every later one with its seed."""
     began = time.perf_counter()
     last, others = _split_layers(spec, (precision,))
     parts = [last, others] if usable_cores() > 1 else [last + others]
