@@ -175,3 +175,52 @@ def test_a_training_counts_its_cores_once_the_compile_under_way_has_ended(
     stop.touch()  # should the training not have waited at all
     busy.wait()
     assert counted == [None] and metrics["threads"] == 1
+
+
+FIRST_RUN = """
+import sys
+from pathlib import Path
+
+import torch
+
+from mapscope.cnn.spec import Conv, Dense, Flatten, NetSpec, Pool, validate
+from mapscope.cnn.train import TrainConfig, train
+from mapscope.runs import Run
+
+spec = validate(NetSpec((Conv("Conv2D_1", 32), Pool("Max_Pool_1"), Flatten("Flatten"),
+                         Dense("Dense_1", 10, "softmax"))))
+out = Path(sys.argv[1])
+train(out, TrainConfig(epochs=1, max_train=640, max_test=100, threads=2), spec)
+torch.save(Run.open(out).module().state_dict(), out / "weights.pt")
+"""
+
+
+def test_the_first_training_from_an_empty_cache_trains_the_weights_of_every_later_one(
+    tmp_path, real_data
+):
+    """The same seed in two fresh processes, the first with nothing compiled (numba's cache
+    and the marks in a folder of the test's own): the same weights, bit for bit. A first
+    training that compiled its kernels itself ran them with other roundings."""
+    import torch
+
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+        "MAPSCOPE_DATA": str(real_data),
+        background.ENV: "0",
+    }
+    weights = []
+    for run in ("first", "later"):
+        done = subprocess.run(
+            [sys.executable, "-c", FIRST_RUN, str(tmp_path / run)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        weights.append(torch.load(tmp_path / run / "weights.pt"))
+    first, later = weights
+    assert first.keys() == later.keys()
+    assert all(torch.equal(first[name], later[name]) for name in first)
+    assert list((tmp_path / "numba").glob("kernels-*-*.done"))  # marked where numba cached

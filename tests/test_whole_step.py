@@ -32,6 +32,20 @@ VARIED = validate(
 )
 
 
+# The first convolution and pool straight into Flatten and a dense layer: under bf16 the
+# gradient reaching the first layer's kernels comes from a bf16 product
+SHALLOW = validate(
+    NetSpec(
+        (
+            Conv("Conv2D_1", 32),
+            Pool("Max_Pool_1"),
+            Flatten("Flatten"),
+            Dense("Dense_1", 10, "softmax"),
+        )
+    )
+)
+
+
 def _images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
     x = torch.rand(n, 1, 28, 28, generator=generator)
@@ -53,7 +67,9 @@ def _grads(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
     return {name: p.grad.clone() for name, p in params.items()}
 
 
-@pytest.mark.parametrize("spec", [default_spec(), VARIED], ids=["reference", "varied"])
+@pytest.mark.parametrize(
+    "spec", [default_spec(), VARIED, SHALLOW], ids=["reference", "varied", "shallow"]
+)
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_whole_step_gives_autograds_step_bit_for_bit(spec, precision):
     net = build(spec, seed=3).to(memory_format=torch.channels_last).train()

@@ -42,10 +42,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def state_dir() -> Path:
-    """Beside numba's cache where the package can be written to, else the user cache."""
-    beside = HERE / "__pycache__"
+    """Beside numba's cache: in ``NUMBA_CACHE_DIR`` where that is set, else the package's
+    ``__pycache__`` where it can be written to, else the user cache."""
+    numba_cache = os.environ.get("NUMBA_CACHE_DIR")
+    beside = Path(numba_cache) if numba_cache else HERE / "__pycache__"
     try:
-        beside.mkdir(exist_ok=True)
+        beside.mkdir(parents=True, exist_ok=True)
         if os.access(beside, os.W_OK):
             return beside
     except OSError:

@@ -139,7 +139,8 @@ class _ConvMaxPool(torch.autograd.Function):
         pixels, window = ctx.saved_tensors
         n_in, n_out, k, pool, relu = ctx.setup
         kernels = _first_layer_kernels(n_in, n_out, k, pool, relu)
-        grad = grad.permute(0, 2, 3, 1).contiguous()
+        # float32, as autograd hands it; the step by hand may bring bf16 from a dense layer
+        grad = grad.float().permute(0, 2, 3, 1).contiguous()
         # One partial sum per thread, added in a fixed order: same threads, same result.
         threads = min(numba.get_num_threads(), len(grad))
         parts = torch.zeros(threads, k, k, n_in, n_out)
