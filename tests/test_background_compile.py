@@ -101,43 +101,6 @@ def test_a_failed_compile_is_recorded_and_not_started_again(markers):
     assert background.start() is None
 
 
-def test_a_first_training_has_its_kernels_compiled_apart_and_loads_them_as_later_ones_do(
-    markers, monkeypatch
-):
-    """numba's code run in the process that compiled it rounded differently from the same code
-    loaded from the cache (a first training's weights differed from every later run's), so a
-    training never compiles its kernels itself: the first one of a network and precision has
-    other processes compile them (``compile_apart``), marks them, and loads them from the
-    cache, as every later one does, which compiles nothing apart."""
-    from mapscope.cnn import conv_pool, precompile
-    from mapscope.cnn.build import build
-    from mapscope.cnn.spec import Conv, Dense, Flatten, NetSpec, Pool, validate
-    from mapscope.cnn.train import CNNTask
-
-    # first-layer sizes no other test trains, so that its kernels are this test's own
-    spec = validate(
-        NetSpec(
-            (
-                Conv("Conv2D_1", 6),
-                Pool("Max_Pool_1"),
-                Conv("Conv2D_2", 4),
-                Flatten("Flatten"),
-                Dense("Dense_1", 10, "softmax"),
-            )
-        )
-    )
-    apart, calls = precompile.compile_apart, []
-    monkeypatch.setattr(precompile, "compile_apart", lambda s, p: calls.append(p) or apart(s, p))
-    task = CNNTask()
-    task.warm_up(build(spec, 0), "fp32", on_cpu=True)
-    assert calls == ["fp32"] and precompile.compiled_for(spec, "fp32")
-    kernels = conv_pool._first_layer_kernels(1, 6, 3, 2, True)  # those the warm-up loaded
-    assert all(kernel.stats.cache_hits for kernel in kernels)
-    assert not any(kernel.stats.cache_misses for kernel in kernels)  # none compiled here
-    task.warm_up(build(spec, 0), "fp32", on_cpu=True)
-    assert calls == ["fp32"]  # marked: loaded, nothing compiled apart again
-
-
 def test_a_training_counts_its_cores_once_the_compile_under_way_has_ended(
     markers, real_data, tmp_path, monkeypatch
 ):
@@ -200,7 +163,9 @@ def test_the_first_training_from_an_empty_cache_trains_the_weights_of_every_late
 ):
     """The same seed in two fresh processes, the first with nothing compiled (numba's cache
     and the marks in a folder of the test's own): the same weights, bit for bit. A first
-    training that compiled its kernels itself ran them with other roundings."""
+    training that compiled its kernels itself ran them with other roundings (numba's code in
+    the process that compiled it), so other processes compile them (``compile_apart``), and
+    the training loads them as the later one does."""
     import torch
 
     env = {
@@ -209,7 +174,7 @@ def test_the_first_training_from_an_empty_cache_trains_the_weights_of_every_late
         "MAPSCOPE_DATA": str(real_data),
         background.ENV: "0",
     }
-    weights = []
+    weights, said = [], []
     for run in ("first", "later"):
         done = subprocess.run(
             [sys.executable, "-c", FIRST_RUN, str(tmp_path / run)],
@@ -220,7 +185,11 @@ def test_the_first_training_from_an_empty_cache_trains_the_weights_of_every_late
         )
         assert done.returncode == 0, done.stderr[-2000:]
         weights.append(torch.load(tmp_path / run / "weights.pt"))
+        said.append(done.stdout + done.stderr)
     first, later = weights
     assert first.keys() == later.keys()
     assert all(torch.equal(first[name], later[name]) for name in first)
     assert list((tmp_path / "numba").glob("kernels-*-*.done"))  # marked where numba cached
+    # the first had them compiled in other processes (and said so); the later one loads them
+    assert "compiled the CPU training kernels" in said[0]
+    assert "compiled the CPU training kernels" not in said[1]
