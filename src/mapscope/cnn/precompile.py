@@ -88,11 +88,8 @@ def compile_in_two_processes(precisions=("fp32", "bf16"), every_isa: bool = Fals
     began = time.perf_counter()
     theirs, ours = _split_layers(default_spec(), precisions)
     helper = None
-    if theirs and usable_cores() > 1:
-        command = [sys.executable, "-m", "mapscope.cnn.precompile", "--layers", ",".join(theirs)]
-        command += ["--precisions", ",".join(precisions)] + ["--every-isa"] * every_isa
-        nothing = subprocess.DEVNULL  # a head start only: the pass below compiles what it missed
-        helper = subprocess.Popen(command, stdin=nothing, stdout=nothing, stderr=nothing)
+    if theirs and usable_cores() > 1:  # a head start only: the pass below compiles what it missed
+        helper = _start_layers(theirs, precisions, every_isa=every_isa)
     _compile_layers(default_spec(), tuple(precisions), every_isa, ours if helper else [])
     if helper is not None:
         helper.wait()  # a helper that failed leaves its kernels to the pass below
@@ -115,21 +112,27 @@ def compile_apart(spec: NetSpec, precision: str) -> float:
     with tempfile.TemporaryDirectory() as folder:
         spec_file = Path(folder) / "spec.json"
         spec_file.write_text(json.dumps(spec.to_dict()))
-        command = [sys.executable, "-m", "mapscope.cnn.precompile", "--spec", str(spec_file)]
-        children = [
-            subprocess.Popen(
-                command + ["--layers", ",".join(part), "--precisions", precision],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for part in parts
-            if part
-        ]
+        children = [_start_layers(part, (precision,), spec_file) for part in parts if part]
         failed = [child for child in children if child.wait() != 0]
     if not failed:  # one that failed leaves its kernels to the training: compiled there
         mark_compiled_for(spec, precision)
     return time.perf_counter() - began
+
+
+def _start_layers(
+    names: list[str],
+    precisions: tuple[str, ...],
+    spec_file: Path | None = None,
+    every_isa: bool = False,
+) -> subprocess.Popen:
+    """A process (``python -m mapscope.cnn.precompile --layers``) that compiles the kernels of
+    the layers ``names`` of the network in ``spec_file`` (JSON; the default network without
+    one), its output discarded: whoever waits for it loads or compiles what it missed."""
+    command = [sys.executable, "-m", "mapscope.cnn.precompile", "--layers", ",".join(names)]
+    command += ["--precisions", ",".join(precisions)] + ["--every-isa"] * every_isa
+    command += [] if spec_file is None else ["--spec", str(spec_file)]
+    nothing = subprocess.DEVNULL
+    return subprocess.Popen(command, stdin=nothing, stdout=nothing, stderr=nothing)
 
 
 def compiled_for(spec: NetSpec, precision: str) -> bool:
