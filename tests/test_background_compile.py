@@ -146,6 +146,7 @@ from pathlib import Path
 
 import torch
 
+from mapscope.cnn.conv_pool_kernels import first_layer_kernels
 from mapscope.cnn.spec import Conv, Dense, Flatten, NetSpec, Pool, validate
 from mapscope.cnn.train import TrainConfig, train
 from mapscope.runs import Run
@@ -155,6 +156,11 @@ spec = validate(NetSpec((Conv("Conv2D_1", 32), Pool("Max_Pool_1"), Flatten("Flat
 out = Path(sys.argv[1])
 train(out, TrainConfig(epochs=1, max_train=640, max_test=100, threads=2), spec)
 torch.save(Run.open(out).module().state_dict(), out / "weights.pt")
+# what this process compiled itself rather than loaded from numba's cache
+forward, backward = first_layer_kernels(1, 32, 3, 2, True)
+for kernel in (forward, backward):
+    print("kernel", kernel.py_func.__name__, "misses", sum(kernel.stats.cache_misses.values()),
+          "hits", sum(kernel.stats.cache_hits.values()))
 """
 
 
@@ -190,5 +196,36 @@ def test_the_first_training_from_an_empty_cache_trains_the_weights_of_every_late
     assert first.keys() == later.keys()
     assert all(torch.equal(first[name], later[name]) for name in first)
     assert list((tmp_path / "numba").glob("kernels-*-*.done"))  # marked where numba cached
-    # the first had them compiled in other processes, which takes seconds, and said so
+    # the first had them compiled in other processes, which takes seconds, and said so; it
+    # loaded each from numba's cache as the later one did, compiling none itself
     assert "compiled the CPU training kernels" in said[0]
+    for run in said:
+        assert "kernel forward misses 0 hits 1" in run and "kernel backward misses 0 hits 1" in run
+
+
+def test_processes_share_the_kernel_jobs_and_tell_a_job_left_undone(tmp_path):
+    """Each job goes to the process that claims it first; a job whose claimer ended without
+    finishing it is reported undone (whoever loads the kernels next compiles it), and a worker
+    waiting for a list whose writer has ended gives up."""
+    from mapscope.cnn.kernel_jobs import read_jobs, wait_until_done, work, write_jobs
+    from mapscope.cnn.precompile import jobs_of
+    from mapscope.cnn.spec import default_spec
+
+    jobs = jobs_of(default_spec(), ("bf16",))[:2]
+    path = tmp_path / "jobs.json"
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert work(path, waiting_for=int(ended)) == 0  # no list, its writer gone: nothing done
+    write_jobs(jobs, path)
+    assert read_jobs(path) == jobs
+    path.with_name("jobs.json.0.claim").write_text(ended)  # claimed, then its claimer ended
+    path.with_name("jobs.json.1.claim").write_text(str(os.getpid()))
+    path.with_name("jobs.json.1.done").touch()
+    assert work(path) == 0  # both taken: this process compiles neither
+    assert wait_until_done(path) is False
+    path.with_name("jobs.json.0.done").touch()
+    assert wait_until_done(path) is True

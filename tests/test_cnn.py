@@ -439,7 +439,7 @@ def test_convolution_as_matmul_only_where_it_pays():
 def test_winograd_transforms_give_the_convolution_exactly(m):
     """A^T [(G g) * (B^T d)] is the 1-D convolution of the tile d with the kernel g: the
     matrices are exact (up to float32's rounding of 1/6), for any numbers."""
-    from mapscope.cnn.winograd import KERNEL, transforms
+    from mapscope.cnn.winograd_kernels import KERNEL, transforms
 
     output, filter_, data = (t.astype(np.float64) for t in transforms(m))
     rng = np.random.default_rng(0)
@@ -828,37 +828,54 @@ def test_training_gives_the_thread_count_back(real_data, tmp_path):
     assert metrics["threads"] == 1 and torch.get_num_threads() == before
 
 
-def test_the_precompile_splits_the_kernels_between_two_processes_and_misses_none():
-    """The second process takes the last convolution (the larger half of float32's compile),
-    this one the others; whatever either misses, the pass over the whole network compiles."""
-    import subprocess
-    import sys
+def test_the_kernel_jobs_list_each_kernel_once_the_slowest_first_and_run_none():
+    """A pass over the network inside ``recording()`` lists the kernels a training compiles,
+    each signature once, the first layer's (unrolled, the slowest to compile) first, and runs
+    none of them; outside it the factories hand out numba's kernels again."""
+    import numba
 
-    from mapscope.cnn.precompile import _split_layers, compile_in_two_processes
+    from mapscope.cnn import conv_pool_kernels
+    from mapscope.cnn.kernel_jobs import recording
+    from mapscope.cnn.precompile import jobs_of
 
-    assert _split_layers(default_spec()) == (["Conv2D_3"], ["Conv2D_1", "Conv2D_2"])
-    # under bf16 Conv2D_3 is matrix products, with no kernels: Conv2D_2 goes to the second
-    assert _split_layers(default_spec(), ("bf16",)) == (["Conv2D_2"], ["Conv2D_1"])
-    helper = [sys.executable, "-m", "mapscope.cnn.precompile", "--layers", "Conv2D_3"]
-    done = subprocess.run(helper + ["--precisions", "fp32"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert compile_in_two_processes(precisions=("fp32",)) > 0
+    for precision in ("fp32", "bf16"):
+        jobs = jobs_of(default_spec(), (precision,))
+        assert len(set(jobs)) == len(jobs) >= 4
+        assert [(job.factory, job.kernel) for job in jobs[:2]] == [
+            ("first_layer_kernels", "forward"),
+            ("first_layer_kernels", "backward"),
+        ]
+        assert jobs[0].args == (1, 32, 3, 2, True) and not any(job.slow for job in jobs[2:])
+        assert any(job.factory == "deeper_layer_kernels" for job in jobs)  # Conv2D_2's
+    out = np.full((1, 2, 2, 32), 7.0, np.float32)
+    window = np.zeros((1, 2, 2, 32), np.int8)
+    pixels, kernel = np.ones((1, 5, 5, 1), np.float32), np.ones((3, 3, 1, 32), np.float32)
+    with recording() as jobs:
+        kernels = conv_pool_kernels.first_layer_kernels(1, 32, 3, 2, True)
+        kernels.forward(pixels, kernel, np.zeros(32, np.float32), out, window)
+    assert (out == 7.0).all()  # not run
+    assert jobs[0].signature[0] == ("array", "float32", 4, "C", True, True)
+    forward = conv_pool_kernels.first_layer_kernels(1, 32, 3, 2, True).forward
+    assert isinstance(forward, numba.core.registry.CPUDispatcher)
 
 
 def test_precompile_covers_every_kernel_a_default_training_uses(real_data, tmp_path):
     """After ``python -m mapscope.cnn.precompile`` (``make setup`` runs it), a default training
     compiles nothing new: each kernel it calls already has its signature, whichever float32
     path ``Conv2D_2`` takes at the instruction set torch runs at."""
-    from mapscope.cnn import conv_pool, winograd
+    from mapscope.cnn import conv_pool_kernels, winograd_kernels
     from mapscope.cnn.precompile import compile_kernels
     from mapscope.cnn.train import TrainConfig, train
 
     compile_kernels(every_isa=True)
-    kernels = [*conv_pool._first_layer_kernels(1, 32, 3, 2, True)]
-    kernels += [*conv_pool._deeper_layer_kernels(32, 64, 3, 2, True)]
-    kernels += [*winograd._kernels(3)]  # Conv2D_3 in float32
+    kernels = [*conv_pool_kernels.first_layer_kernels(1, 32, 3, 2, True)]
+    kernels += [*conv_pool_kernels.deeper_layer_kernels(32, 64, 3, 2, True)]
+    kernels += [*winograd_kernels.transform_kernels(3)]  # Conv2D_3 in float32
     # Conv2D_2 in float32: by Winograd below AVX-512, by oneDNN and the pool kernel above
-    kernels += [*winograd._kernels(2)[:2], winograd._pooling_kernel(2, True)]
+    kernels += [
+        *winograd_kernels.transform_kernels(2)[:2],
+        winograd_kernels.pooling_kernel(2, True),
+    ]
     before = {k: len(k.signatures) for k in kernels}
     assert all(before.values())
     assert before[kernels[2]] == 2  # the deeper max-pool: float32, and bf16's int16 bits

@@ -29,6 +29,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from importlib import metadata
@@ -37,7 +38,14 @@ from pathlib import Path
 from mapscope import __version__
 
 ENV = "MAPSCOPE_BACKGROUND_COMPILE"
-SOURCES = ("conv_pool.py", "winograd.py", "precompile.py")
+SOURCES = (
+    "conv_pool.py",
+    "conv_pool_kernels.py",
+    "winograd.py",
+    "winograd_kernels.py",
+    "kernel_jobs.py",
+    "precompile.py",
+)
 HERE = Path(__file__).resolve().parent
 
 
@@ -129,14 +137,14 @@ def running() -> int | None:
         stale = time.time() - pid_file.stat().st_mtime > STALE_AFTER
     except (OSError, ValueError):
         return None
-    if stale or not _alive(pid):
+    if stale or not alive(pid):
         with contextlib.suppress(OSError):
             pid_file.unlink(missing_ok=True)
         return None
     return pid
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):  # gone, or the number is someone else's
@@ -155,7 +163,7 @@ def start() -> Path | None:
         at = stem()
         with open(at.with_suffix(".log"), "w") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "mapscope.cnn.precompile", "--background", str(at)],
+                [sys.executable, "-m", "mapscope.cnn.background", str(at)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -178,12 +186,35 @@ def wait(poll: float = 0.1, limit: float = STALE_AFTER) -> float:
     return time.perf_counter() - began
 
 
-def run_in_background(at: Path, compile_for_this_machine, nice: int = 10) -> None:
+def main(at: Path, nice: int = 10) -> None:
+    """The detached process (``python -m mapscope.cnn.background MARKER``): its priority
+    lowered by ``nice`` (the user's own work comes first), a helper started at once where a
+    second core is free, so that it imports torch beside this one, then this process's share
+    of the compile (``precompile.for_default_training``)."""
+    from mapscope.cnn import kernel_jobs  # no torch, no numba
+
+    if hasattr(os, "nice"):
+        os.nice(nice)
+    with tempfile.TemporaryDirectory(prefix="mapscope-kernels-") as folder:
+        jobs_file = Path(folder) / "jobs.json"
+        helper = None
+        if len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else False:
+            helper = kernel_jobs.start_worker(jobs_file, waiting_for=os.getpid())
+
+        def compile_for_this_machine() -> float:
+            from mapscope.cnn import precompile
+
+            return precompile.for_default_training(jobs_file, helper)
+
+        run_in_background(at, compile_for_this_machine)
+
+
+def run_in_background(at: Path, compile_for_this_machine, nice: int = 0) -> None:
     """The detached process's body: lower its priority by ``nice``, compile, mark ``at`` done
     (or failed, with the traceback), and remove its pid file whatever happens."""
     try:
-        if hasattr(os, "nice"):
-            os.nice(nice)  # the user's own work comes first
+        if hasattr(os, "nice") and nice:
+            os.nice(nice)
         print(f"compiling the CPU training kernels in the background (pid {os.getpid()}) ...")
         seconds = compile_for_this_machine()
         mark_compiled(at)
@@ -193,3 +224,7 @@ def run_in_background(at: Path, compile_for_this_machine, nice: int = 10) -> Non
         raise
     finally:
         at.with_suffix(".pid").unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -28,8 +28,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mapscope.cnn import background
+from mapscope.cnn import background, kernel_jobs
 from mapscope.cnn.build import Network, build
 from mapscope.cnn.fast import (
     ConvBeforeFlatten,
@@ -47,7 +47,8 @@ from mapscope.cnn.fast import (
     fast_layers,
     fast_path,
 )
-from mapscope.cnn.spec import NetSpec, default_spec, spec_from_dict
+from mapscope.cnn.kernel_jobs import Job
+from mapscope.cnn.spec import NetSpec, default_spec
 from mapscope.device import autocast, usable_cores
 
 CPU = torch.device("cpu")
@@ -76,63 +77,65 @@ def compile_kernels(
     return time.perf_counter() - began
 
 
-def compile_in_two_processes(precisions=("fp32", "bf16"), every_isa: bool = False) -> float:
+def compile_shared(
+    precisions=("fp32", "bf16"),
+    every_isa: bool = False,
+    jobs_file: Path | None = None,
+    helper: subprocess.Popen | None = None,
+) -> float:
     """``compile_kernels`` for the default network, faster where a second core is free: numba
-    compiles one kernel at a time on one core, so a second process (``python -m
-    mapscope.cnn.precompile --layers``) compiles the last convolution's kernels that has any
-    (``Conv2D_3`` in float32, ``Conv2D_2`` in bf16) while this one compiles the others'; the
-    pass over the whole network after it loads them from the cache and compiles anything the
-    two missed. On 2 cores, float32 held to AVX2: 16.6 s instead of 29.3; everything this module
-    compiles: 18.0 s instead of 30.9 (Intel Xeon). Not for a training, which must not compile
-    its own kernels (``compile_apart``)."""
+    compiles one kernel at a time on one core, so a second process (``helper``, started here
+    unless given, waiting for the jobs in ``jobs_file``) shares the kernels with this one
+    (``kernel_jobs``); the pass over the whole network after it loads them from the cache and
+    compiles anything the two missed. Not for a training, which must not compile its own
+    kernels (``compile_apart``)."""
     began = time.perf_counter()
-    theirs, ours = _split_layers(default_spec(), precisions)
-    helper = None
-    if theirs and usable_cores() > 1:  # a head start only: the pass below compiles what it missed
-        helper = _start_layers(theirs, precisions, every_isa=every_isa)
-    _compile_layers(default_spec(), tuple(precisions), every_isa, ours if helper else [])
-    if helper is not None:
-        helper.wait()  # a helper that failed leaves its kernels to the pass below
+    with contextlib.ExitStack() as stack:
+        if jobs_file is None:
+            jobs_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "jobs.json"
+            if usable_cores() > 1:
+                helper = kernel_jobs.start_worker(jobs_file, waiting_for=os.getpid())
+        jobs = jobs_of(default_spec(), precisions, every_isa)
+        kernel_jobs.write_jobs(jobs, jobs_file)
+        kernel_jobs.work(jobs_file)
+        helpers = [] if helper is None else [helper]
+        kernel_jobs.wait_until_done(jobs_file, helpers)  # one it failed is compiled below
+        for process in helpers:
+            process.wait()
     compile_kernels(precisions=precisions, every_isa=every_isa)
     return time.perf_counter() - began
 
 
 def compile_apart(spec: NetSpec, precision: str) -> float:
     """Compile the kernels of ``spec``'s training in ``precision`` in other processes (two where
-    a second core is free: the last layer with kernels in one, the others in the other), and
-    mark them compiled; returns the seconds it took. The training loads them from numba's cache
-    after it, as every later training does: numba's code run in the process that compiled it
-    rounds differently from the same code loaded from the cache by a fresh one (the first
-    layer's forward, Intel Xeon; numba/numba#10617 finds parallel code from the cache optimised
-    differently too), so a first training that compiled its own kernels trained other weights
-    than every later one with its seed."""
+    a second core is free, sharing the kernels: ``kernel_jobs``), and mark them compiled;
+    returns the seconds it took. The training loads them from numba's cache after it, as every
+    later training does: numba's code run in the process that compiled it rounds differently
+    from the same code loaded from the cache by a fresh one (the first layer's forward, Intel
+    Xeon; numba/numba#10617 finds parallel code from the cache optimised differently too), so a
+    first training that compiled its own kernels trained other weights than every later one
+    with its seed."""
     began = time.perf_counter()
-    last, others = _split_layers(spec, (precision,))
-    parts = [last, others] if usable_cores() > 1 else [last + others]
+    jobs = jobs_of(spec, (precision,))
     with tempfile.TemporaryDirectory() as folder:
-        spec_file = Path(folder) / "spec.json"
-        spec_file.write_text(json.dumps(spec.to_dict()))
-        children = [_start_layers(part, (precision,), spec_file) for part in parts if part]
-        failed = [child for child in children if child.wait() != 0]
-    if not failed:  # one that failed leaves its kernels to the training: compiled there
+        jobs_file = Path(folder) / "jobs.json"
+        kernel_jobs.write_jobs(jobs, jobs_file)
+        workers = [
+            kernel_jobs.start_worker(jobs_file) for _ in range(min(2, usable_cores(), len(jobs)))
+        ]
+        failed = [worker for worker in workers if worker.wait() != 0]
+        done = kernel_jobs.wait_until_done(jobs_file, workers)
+    if done and not failed:  # what they left undone, the training compiles: unmarked
         mark_compiled_for(spec, precision)
     return time.perf_counter() - began
 
 
-def _start_layers(
-    names: list[str],
-    precisions: tuple[str, ...],
-    spec_file: Path | None = None,
-    every_isa: bool = False,
-) -> subprocess.Popen:
-    """A process (``python -m mapscope.cnn.precompile --layers``) that compiles the kernels of
-    the layers ``names`` of the network in ``spec_file`` (JSON; the default network without
-    one), its output discarded: whoever waits for it loads or compiles what it missed."""
-    command = [sys.executable, "-m", "mapscope.cnn.precompile", "--layers", ",".join(names)]
-    command += ["--precisions", ",".join(precisions)] + ["--every-isa"] * every_isa
-    command += [] if spec_file is None else ["--spec", str(spec_file)]
-    nothing = subprocess.DEVNULL
-    return subprocess.Popen(command, stdin=nothing, stdout=nothing, stderr=nothing)
+def jobs_of(spec: NetSpec, precisions=("fp32", "bf16"), every_isa: bool = False) -> list[Job]:
+    """Every kernel (and signature) that ``compile_kernels`` would compile: its pass over the
+    network with the kernels recorded, not run (milliseconds)."""
+    with kernel_jobs.recording() as jobs:
+        compile_kernels(spec, precisions, every_isa)
+    return jobs
 
 
 def compiled_for(spec: NetSpec, precision: str) -> bool:
@@ -180,44 +183,6 @@ def _kernels_of(spec: NetSpec, precision: str) -> str | None:
     return json.dumps([layers, precision, isa])
 
 
-def _split_layers(spec: NetSpec, precisions=("fp32", "bf16")) -> tuple[list[str], list[str]]:
-    """The layers whose fast modules have kernels in ``precisions``: the last one, for a
-    second process, and the others (none for a second process where there is only one). Under
-    bf16 the convolution before Flatten runs as matrix products, with none."""
-    with torch.random.fork_rng(devices=[]):
-        net = build(spec, seed=0)
-    names = [
-        name
-        for name, module in fast_layers(net).items()
-        if isinstance(module, FusedConvPool)
-        or (isinstance(module, ConvBeforeFlatten) and "fp32" in precisions)
-    ]
-    return (names[-1:], names[:-1]) if len(names) > 1 else ([], names)
-
-
-def _compile_layers(
-    spec: NetSpec, precisions: tuple[str, ...], every_isa: bool, names: list[str]
-) -> None:
-    """The kernels of the layers ``names`` alone: each layer's fast module forward and backward
-    on random input of the shape the fast path hands it."""
-    with torch.random.fork_rng(devices=[]):
-        net = build(spec, seed=0)
-        net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # as the trainer
-        for precision in precisions:
-            with fast_path(net), autocast(CPU, precision):
-                for i, name in enumerate(net.layers):
-                    if name not in names:
-                        continue
-                    x = torch.randn(2, *fast_input_shape(net, i))
-                    x = x.contiguous(memory_format=torch.channels_last).requires_grad_(i > 0)
-                    module = net.layers[name]
-                    y = module(x).float()
-                    (y * torch.randn_like(y)).sum().backward()
-                    deeper = every_isa and precision == "fp32" and i > 0
-                    if deeper and isinstance(module, FusedConvPool):
-                        _compile_every_path(module, x.detach())
-
-
 @contextlib.contextmanager
 def _deeper_pool_inputs(net: Network) -> Iterator[list[tuple[FusedConvPool, torch.Tensor]]]:
     """What each fused convolution-and-pool of the fast path swapped into ``net`` receives in
@@ -258,13 +223,16 @@ def _compile_every_path(module: FusedConvPool, x: torch.Tensor) -> None:
     conv_pool.unpooled(out.bfloat16(), window, x, weight, size, module.relu)
 
 
-def for_default_training() -> float:
+def for_default_training(
+    jobs_file: Path | None = None, helper: subprocess.Popen | None = None
+) -> float:
     """Compile what a default training takes on this machine: the precision ``auto`` picks,
-    at the instruction set torch runs at (what a background compile does first)."""
+    at the instruction set torch runs at (what a background compile does, with the helper it
+    started before it imported torch)."""
     from mapscope.device import pick_precision
 
     precision = pick_precision("auto", CPU)
-    seconds = compile_in_two_processes(precisions=(precision,))
+    seconds = compile_shared(precisions=(precision,), jobs_file=jobs_file, helper=helper)
     mark_compiled_for(default_spec(), precision)
     return seconds
 
@@ -273,41 +241,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m mapscope.cnn.precompile", description=__doc__.split("\n")[0]
     )
-    parser.add_argument(
-        "--background",
-        metavar="MARKER",
-        type=Path,
-        help="run as the background compile that `mapscope` commands start (cnn/background.py)",
-    )
-    parser.add_argument("--layers", help="only these layers' kernels (the second process's part)")
-    parser.add_argument(
-        "--spec", type=Path, help="with --layers: the network (JSON), not the default"
-    )
-    parser.add_argument("--precisions", default="fp32,bf16", help="with --layers: fp32, bf16")
-    parser.add_argument(
-        "--every-isa",
-        action="store_true",
-        help="with --layers: the paths of the other instruction sets too (compile_kernels)",
-    )
-    args = parser.parse_args(argv)
-    if args.layers is not None:
-        precisions = tuple(args.precisions.split(","))
-        spec = (
-            default_spec()
-            if args.spec is None
-            else spec_from_dict(json.loads(args.spec.read_text()))
-        )
-        _compile_layers(spec, precisions, args.every_isa, args.layers.split(","))
-        return
-    if args.background is not None:
-        background.run_in_background(args.background, for_default_training)
-        return
+    parser.parse_args(argv)
     print("compiling the CPU training kernels (numba; once per machine) ...", flush=True)
-    seconds = compile_in_two_processes(every_isa=True)
+    seconds = compile_shared(every_isa=True)
     background.mark_compiled()
     for precision in ("fp32", "bf16"):
         mark_compiled_for(default_spec(), precision)
-    print(f"compiled in {seconds:.1f} s, cached beside mapscope/cnn/conv_pool.py and winograd.py")
+    print(
+        f"compiled in {seconds:.1f} s, cached beside mapscope/cnn/conv_pool_kernels.py and winograd_kernels.py"
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Convolutional Neural Networks", 2016) transforms every tile and every filter int
 numbers each; the sum over input channels then becomes one matrix product per transformed
 position, and a last transform gives the block. For 3x3 kernels F(2x2, 3x3) does 16
 multiplications for 4 outputs and F(3x3, 3x3) 25 for 9, where the direct convolution does 36 and
-81. The transforms are a few additions per value (numba kernels here); the products are torch's
+81. The transforms are a few additions per value (numba kernels, ``winograd_kernels``); the products are torch's
 batched matrix products, at the library's full rate. The physical floor that
 ``benchmarks/cnn_train.py`` prints counts the direct convolution's multiplications, so these
 layers may run below it.
@@ -23,7 +23,7 @@ convolution, for about 0.1 ms of a 4 ms step.
 - ``Conv2D_3`` over the 5x5 map, forward and backward: one F(3x3, 3x3) tile per image, in place
   of ``conv_matmul``'s patches.
 
-The transforms come from Toom-Cook interpolation at fixed points (``transforms``); they are
+The transforms come from Toom-Cook interpolation at fixed points (``winograd_kernels.transforms``); they are
 exact in real arithmetic, and in float32 the results differ from torch's convolution by a few
 units in the last place of the largest values (relative 2-4e-6 against 5e-7 for oneDNN's direct
 sums). Every kernel writes each output from one image or one filter alone, and the products run
@@ -39,55 +39,11 @@ oneDNN's.
 
 from __future__ import annotations
 
-from functools import cache
-from typing import NamedTuple
-
-import numpy as np
 import torch
-from numba import njit, prange
 from torch import nn
 
 from mapscope.cnn.conv_matmul import memory_format_of, padded, padding_of
-
-KERNEL = 3  # r: the kernel size these transforms are made for
-POINTS = {2: (0.0, 1.0, -1.0), 3: (0.0, 1.0, -1.0, 2.0)}  # interpolation points for m = 2 and 3
-
-
-class Transforms(NamedTuple):
-    """F(m x m, r x r): ``output = A^T [(G w G^T) * (B^T d B)] A`` for one tile ``d``."""
-
-    output: np.ndarray  # A^T, m x n
-    filter: np.ndarray  # G, n x r
-    data: np.ndarray  # B^T, n x n
-
-
-@cache
-def transforms(m: int, r: int = KERNEL) -> Transforms:
-    """The Toom-Cook matrices for blocks of m x m outputs and r x r kernels (n = m + r - 1),
-    interpolating at ``POINTS[m]`` and infinity: A^T and G are Vandermonde rows, and B^T is
-    solved so that the 1-D identity ``y_i = sum_k g_k d_(i+k)`` holds exactly."""
-    points = np.array(POINTS[m], dtype=np.float64)
-    n = m + r - 1
-    output, filter_ = np.zeros((m, n)), np.zeros((n, r))
-    for j, p in enumerate(points):
-        scale = np.prod([p - q for q in points if q != p])
-        output[:, j] = p ** np.arange(m)
-        filter_[j] = p ** np.arange(r) / scale
-    output[m - 1, n - 1] = filter_[n - 1, r - 1] = 1.0  # the point at infinity
-    # sum_j A^T[i, j] G[j, k] B^T[j, l] = [l == i + k] for every i < m, k < r, l < n
-    system = np.zeros((m, r, n, n, n))
-    for i in range(m):
-        for k in range(r):
-            for l_ in range(n):
-                system[i, k, l_, :, l_] = output[i] * filter_[:, k]
-    wanted = np.zeros((m, r, n))
-    for i in range(m):
-        for k in range(r):
-            wanted[i, k, i + k] = 1.0
-    system = system.reshape(-1, n * n)
-    data = np.linalg.lstsq(system, wanted.reshape(-1), rcond=None)[0].reshape(n, n)
-    # the solver leaves 1e-15 where B^T has 0: rounded away, LLVM drops those products
-    return Transforms(*(np.round(t, 9).astype(np.float32) + 0.0 for t in (output, filter_, data)))
+from mapscope.cnn.winograd_kernels import KERNEL, pooling_kernel, transform_kernels
 
 
 def tiles_per_side(outputs: int, m: int) -> int | None:
@@ -118,212 +74,12 @@ def takes(conv: nn.Module, x: torch.Tensor, m: int) -> bool:
     return tiles_per_side(rows, m) is not None and tiles_per_side(cols, m) is not None
 
 
-class _Kernels(NamedTuple):
-    tiles_in: object  # (N, H, W, C) input -> (n*n, tiles, C): B^T d B per tile
-    filters_in: object  # (K, 3, 3, C) filters -> (n*n, K, C): G w G^T
-    blocks_out: object  # (n*n, tiles, K) -> (N, K, rows, cols) + bias: A^T M A per block
-    grad_blocks_in: object  # (N, K, rows, cols) gradient -> (n*n, tiles, K): A g A^T
-    grad_tiles_out: object  # (n*n, tiles, C) -> (N, H, W, C): B gV B^T, overlapping tiles added
-    grad_filters_out: object  # (n*n, K, C) -> (K, 3, 3, C): G^T gU G
-
-
-@cache
-def _kernels(m: int) -> _Kernels:
-    """The transforms of F(m x m, 3x3) as numba kernels, the matrices compiled in as constants
-    so that LLVM unrolls the short loops and drops the multiplications by 0 and 1; the loops
-    over channels are innermost and contiguous, vectorised. Each tile's output is written from
-    one task only (images or filters split among the threads)."""
-    n, r = m + KERNEL - 1, KERNEL
-    at, g, bt = transforms(m)
-
-    @njit(parallel=True, fastmath=True, cache=True)
-    def tiles_in(x, out):
-        rows, cols = (x.shape[1] - n) // m + 1, (x.shape[2] - n) // m + 1
-        channels = x.shape[3]
-        for image in prange(x.shape[0]):
-            half = np.empty((n, n, channels), np.float32)  # B^T d: (i, column, channel)
-            for tr in range(rows):
-                for tc in range(cols):
-                    tile = (image * rows + tr) * cols + tc
-                    for i in range(n):
-                        for q in range(n):
-                            for c in range(channels):
-                                s = np.float32(0.0)
-                                for p in range(n):
-                                    s += bt[i, p] * x[image, tr * m + p, tc * m + q, c]
-                                half[i, q, c] = s
-                    for i in range(n):
-                        for j in range(n):
-                            for c in range(channels):
-                                s = np.float32(0.0)
-                                for q in range(n):
-                                    s += bt[j, q] * half[i, q, c]
-                                out[i * n + j, tile, c] = s
-
-    @njit(parallel=True, fastmath=True, cache=True)
-    def filters_in(w, out):
-        channels = w.shape[3]
-        for f in prange(w.shape[0]):
-            half = np.empty((n, r, channels), np.float32)  # G w: (i, kernel column, channel)
-            for i in range(n):
-                for v in range(r):
-                    for c in range(channels):
-                        s = np.float32(0.0)
-                        for u in range(r):
-                            s += g[i, u] * w[f, u, v, c]
-                        half[i, v, c] = s
-            for i in range(n):
-                for j in range(n):
-                    for c in range(channels):
-                        s = np.float32(0.0)
-                        for v in range(r):
-                            s += g[j, v] * half[i, v, c]
-                        out[i * n + j, f, c] = s
-
-    @njit(parallel=True, fastmath=True, cache=True)
-    def blocks_out(products, bias, out):
-        rows, cols = out.shape[2] // m, out.shape[3] // m
-        filters = out.shape[1]
-        for image in prange(out.shape[0]):
-            half = np.empty((m, n, filters), np.float32)  # A^T M: (o, column, filter)
-            for tr in range(rows):
-                for tc in range(cols):
-                    tile = (image * rows + tr) * cols + tc
-                    for o in range(m):
-                        for j in range(n):
-                            for f in range(filters):
-                                s = np.float32(0.0)
-                                for i in range(n):
-                                    s += at[o, i] * products[i * n + j, tile, f]
-                                half[o, j, f] = s
-                    for o in range(m):
-                        for o2 in range(m):
-                            for f in range(filters):
-                                s = bias[f]
-                                for j in range(n):
-                                    s += at[o2, j] * half[o, j, f]
-                                out[image, f, tr * m + o, tc * m + o2] = s
-
-    @njit(parallel=True, fastmath=True, cache=True)
-    def grad_blocks_in(grad, out):
-        rows, cols = grad.shape[2] // m, grad.shape[3] // m
-        filters = grad.shape[1]
-        for image in prange(grad.shape[0]):
-            half = np.empty((n, m, filters), np.float32)  # A g: (i, output column, filter)
-            for tr in range(rows):
-                for tc in range(cols):
-                    tile = (image * rows + tr) * cols + tc
-                    for i in range(n):
-                        for o2 in range(m):
-                            for f in range(filters):
-                                s = np.float32(0.0)
-                                for o in range(m):
-                                    s += at[o, i] * grad[image, f, tr * m + o, tc * m + o2]
-                                half[i, o2, f] = s
-                    for i in range(n):
-                        for j in range(n):
-                            for f in range(filters):
-                                s = np.float32(0.0)
-                                for o2 in range(m):
-                                    s += at[o2, j] * half[i, o2, f]
-                                out[i * n + j, tile, f] = s
-
-    @njit(parallel=True, fastmath=True, cache=True)
-    def grad_tiles_out(grad, out):
-        rows, cols = (out.shape[1] - n) // m + 1, (out.shape[2] - n) // m + 1
-        channels = out.shape[3]
-        for image in prange(out.shape[0]):
-            out[image] = 0.0
-            half = np.empty((n, n, channels), np.float32)  # B gV: (row p, j, channel)
-            for tr in range(rows):
-                for tc in range(cols):
-                    tile = (image * rows + tr) * cols + tc
-                    for p in range(n):
-                        for j in range(n):
-                            for c in range(channels):
-                                s = np.float32(0.0)
-                                for i in range(n):
-                                    s += bt[i, p] * grad[i * n + j, tile, c]
-                                half[p, j, c] = s
-                    for p in range(n):
-                        for q in range(n):
-                            for c in range(channels):
-                                s = np.float32(0.0)
-                                for j in range(n):
-                                    s += bt[j, q] * half[p, j, c]
-                                out[image, tr * m + p, tc * m + q, c] += s
-
-    @njit(parallel=True, fastmath=True, cache=True)
-    def grad_filters_out(grad, out):
-        channels = out.shape[3]
-        for f in prange(out.shape[0]):
-            half = np.empty((r, n, channels), np.float32)  # G^T gU: (u, j, channel)
-            for u in range(r):
-                for j in range(n):
-                    for c in range(channels):
-                        s = np.float32(0.0)
-                        for i in range(n):
-                            s += g[i, u] * grad[i * n + j, f, c]
-                        half[u, j, c] = s
-            for u in range(r):
-                for v in range(r):
-                    for c in range(channels):
-                        s = np.float32(0.0)
-                        for j in range(n):
-                            s += g[j, v] * half[u, j, c]
-                        out[f, u, v, c] = s
-
-    return _Kernels(
-        tiles_in, filters_in, blocks_out, grad_blocks_in, grad_tiles_out, grad_filters_out
-    )
-
-
-@cache
-def _pooling_kernel(m: int, relu: bool):
-    """The output transform of F(m x m, 3x3) with an m x m max-pool over each block: the
-    pooled value (ReLU folded in, as ``conv_pool`` does) and its window position (-1 where the
-    ReLU is off); ties go to the first position, as in torch."""
-    n = m + KERNEL - 1
-    at = transforms(m).output
-
-    @njit(parallel=True, fastmath=True, cache=True)
-    def blocks_out_pooled(products, bias, out, window):
-        # products (n*n, tiles, K); out, window (tiles, K)
-        filters = out.shape[1]
-        for tile in prange(out.shape[0]):
-            half = np.empty((m, n, filters), np.float32)  # A^T M: (o, column, filter)
-            for o in range(m):
-                for j in range(n):
-                    for f in range(filters):
-                        s = np.float32(0.0)
-                        for i in range(n):
-                            s += at[o, i] * products[i * n + j, tile, f]
-                        half[o, j, f] = s
-            for f in range(filters):
-                best = np.float32(-np.inf)
-                at_best = 0
-                for o in range(m):
-                    for o2 in range(m):
-                        s = np.float32(0.0)
-                        for j in range(n):
-                            s += at[o2, j] * half[o, j, f]
-                        if s > best:
-                            best = s
-                            at_best = o * m + o2
-                value = best + bias[f]
-                off = relu and not value > 0  # the ReLU passes no gradient here
-                out[tile, f] = np.float32(0.0) if off else value
-                window[tile, f] = -1 if off else at_best
-
-    return blocks_out_pooled
-
-
 def _filters(weight: torch.Tensor, m: int) -> torch.Tensor:
     """G w G^T for every filter and input channel: (n*n, K, C)."""
     n = m + KERNEL - 1
     rows = weight.detach().permute(0, 2, 3, 1).contiguous()  # free for channels-last filters
     out = torch.empty(n * n, weight.shape[0], weight.shape[1])
-    _kernels(m).filters_in(rows.numpy(), out.numpy())
+    transform_kernels(m).filters_in(rows.numpy(), out.numpy())
     return out
 
 
@@ -333,7 +89,7 @@ def _tiles(x: torch.Tensor, m: int) -> torch.Tensor:
     pixels = x.detach().permute(0, 2, 3, 1).contiguous()  # free for channels-last input
     rows, cols = (x.shape[2] - n) // m + 1, (x.shape[3] - n) // m + 1
     out = torch.empty(n * n, x.shape[0] * rows * cols, x.shape[1])
-    _kernels(m).tiles_in(pixels.numpy(), out.numpy())
+    transform_kernels(m).tiles_in(pixels.numpy(), out.numpy())
     return out
 
 
@@ -371,7 +127,7 @@ def conv_max_pool(
     out = torch.empty(x.shape[0], rows, cols, weight.shape[0])
     window = torch.empty(out.shape, dtype=torch.int8)
     flat = (products.shape[1], weight.shape[0])
-    _pooling_kernel(m, relu)(
+    pooling_kernel(m, relu)(
         products.numpy(), bias.detach().numpy(), out.view(flat).numpy(), window.view(flat).numpy()
     )
     return out, window
@@ -400,7 +156,7 @@ class _ConvWinograd(torch.autograd.Function):
         rows, cols = x.shape[2] - KERNEL + 1, x.shape[3] - KERNEL + 1
         out = torch.empty(x.shape[0], weight.shape[0], rows, cols)
         zeros = torch.zeros(weight.shape[0]) if bias is None else bias.detach()
-        _kernels(m).blocks_out(products.numpy(), zeros.numpy(), out.numpy())
+        transform_kernels(m).blocks_out(products.numpy(), zeros.numpy(), out.numpy())
         ctx.save_for_backward(tiles, filters)
         ctx.setup = (x.shape, memory_format_of(weight), bias is not None)
         return out
@@ -409,7 +165,7 @@ class _ConvWinograd(torch.autograd.Function):
     def backward(ctx, grad):
         tiles, filters = ctx.saved_tensors
         (n, n_in, height, width), weight_format, has_bias = ctx.setup
-        kernels = _kernels(BLOCK)
+        kernels = transform_kernels(BLOCK)
         grad = grad.float().contiguous()
         per_tile = torch.empty(tiles.shape[0], tiles.shape[1], grad.shape[1])
         kernels.grad_blocks_in(grad.numpy(), per_tile.numpy())
