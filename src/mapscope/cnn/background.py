@@ -189,8 +189,9 @@ def wait(poll: float = 0.1, limit: float = STALE_AFTER) -> float:
 def main(at: Path, nice: int = 10) -> None:
     """The detached process (``python -m mapscope.cnn.background MARKER``): its priority
     lowered by ``nice`` (the user's own work comes first), a helper started at once where a
-    second core is free, so that it imports torch beside this one, then this process's share
-    of the compile (``precompile.for_default_training``)."""
+    second core is free (``kernel_jobs``: numba only, ready while this one imports torch and
+    lists the jobs), then this process's share of the compile
+    (``precompile.for_default_training``)."""
     from mapscope.cnn import kernel_jobs  # no torch, no numba
 
     if hasattr(os, "nice"):
@@ -198,7 +199,7 @@ def main(at: Path, nice: int = 10) -> None:
     with tempfile.TemporaryDirectory(prefix="mapscope-kernels-") as folder:
         jobs_file = Path(folder) / "jobs.json"
         helper = None
-        if len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else False:
+        if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 1:
             helper = kernel_jobs.start_worker(jobs_file, waiting_for=os.getpid())
 
         def compile_for_this_machine() -> float:
