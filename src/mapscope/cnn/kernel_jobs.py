@@ -22,6 +22,7 @@ process that imports torch takes 1.7 s.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib
 import json
@@ -80,14 +81,15 @@ def kernel_factory(slow_to_compile: bool = False) -> Callable[[Callable], Callab
             real = made(*args)
             if _recorded is None:
                 return real
-            job = functools.partial(
-                _Recorder, factory.__module__, factory.__name__, args, slow=slow_to_compile
-            )
-            if isinstance(real, tuple):  # a NamedTuple of kernels
-                return type(real)(*(job(name) for name in real._fields))
-            return job("")
 
-        kernels.cache_clear = made.cache_clear  # type: ignore[attr-defined]
+            def stand_in(kernel: str) -> _Recorder:
+                job = Job(factory.__module__, factory.__name__, args, kernel, (), slow_to_compile)
+                return _Recorder(job)
+
+            if isinstance(real, tuple):  # a NamedTuple of kernels
+                return type(real)(*(stand_in(name) for name in real._fields))
+            return stand_in("")
+
         return kernels
 
     return decorate
@@ -95,21 +97,17 @@ def kernel_factory(slow_to_compile: bool = False) -> Callable[[Callable], Callab
 
 @dataclass(frozen=True)
 class _Recorder:
-    """Stands in for a kernel inside ``recording()``: a call records its job, runs nothing."""
+    """Stands in for a kernel inside ``recording()``: a call records ``job`` with the types of
+    what it was handed, and runs nothing."""
 
-    module: str
-    factory: str
-    args: tuple[Any, ...]
-    kernel: str
-    slow: bool = False
+    job: Job  # its signature still empty
 
     def __call__(self, *values: Any) -> None:
         import numba
 
         assert _recorded is not None, "a kernel's stand-in was called outside recording()"
         signature = tuple(_encode(numba.typeof(value)) for value in values)
-        job = Job(self.module, self.factory, self.args, self.kernel, signature, self.slow)
-        _recorded[job] = None
+        _recorded[dataclasses.replace(self.job, signature=signature)] = None
 
 
 @contextlib.contextmanager
@@ -200,12 +198,8 @@ def work(path: Path, waiting_for: int | None = None, limit: float = 600.0) -> in
         time.sleep(0.02)
     compiled = 0
     for i, job in enumerate(read_jobs(path)):
-        try:
-            claim = os.open(_claim(path, i), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+        if not _claimed(path, i):
             continue
-        with os.fdopen(claim, "w") as file:
-            file.write(str(os.getpid()))
         job.compile()
         _done(path, i).touch()
         compiled += 1
@@ -237,16 +231,31 @@ def wait_until_done(path: Path, children: Sequence[subprocess.Popen] = (), poll=
     for i in range(len(read_jobs(path)) if path.exists() else 0):
         while not _done(path, i).exists():
             try:
-                claimer = _claim(path, i).read_text()
+                claimer = int(_claim(path, i).read_text())
             except OSError:  # nobody took it
                 all_done = False
                 break
-            if not claimer or running(int(claimer)):  # (empty: claimed this very moment)
+            if running(claimer):
                 time.sleep(poll)
                 continue
             all_done = _done(path, i).exists() and all_done
             break
     return all_done
+
+
+def _claimed(path: Path, i: int) -> bool:
+    """Claim job ``i`` for this process unless another has: its claim file appears whole,
+    holding this process's id (written aside, then linked into place, which fails where the
+    claim exists), so that nobody ever reads a claim without its claimer."""
+    mine = path.with_name(f"{path.name}.{i}.claim-{os.getpid()}")
+    mine.write_text(str(os.getpid()))
+    try:
+        os.link(mine, _claim(path, i))
+    except FileExistsError:
+        return False
+    finally:
+        mine.unlink()
+    return True
 
 
 def _claim(path: Path, i: int) -> Path:
