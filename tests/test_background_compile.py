@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,9 +29,21 @@ def test_a_background_compile_runs_once_marks_the_install_and_a_training_waits_f
     assert pid is not None and background.start() is None  # no second compile beside the first
     waited = background.wait()
     assert waited > 0 and background.running() is None
+    # over when the wait ends: the process has exited (a zombie until reaped, or gone), so a
+    # training that counts the free cores next sees none of its work
+    assert _state(pid) in ("Z", "gone")
     assert background.compiled() and not background.stem().with_suffix(".pid").exists()
     assert "compiled in" in log.read_text()
     assert background.start() is None and background.wait() == 0.0  # done: nothing to start
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (R running, S sleeping, Z exited, not yet reaped), from Linux's
+    ``/proc``; "gone" where there is none."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
 
 def test_nothing_starts_when_turned_off(markers, monkeypatch):
@@ -95,7 +108,7 @@ def test_a_failed_compile_is_recorded_and_not_started_again(markers):
     at = background.stem()
     at.with_suffix(".pid").write_text(f"{os.getpid()}\n")
     with pytest.raises(RuntimeError):
-        background.run_in_background(at, broken, nice=0)
+        background.run_in_background(at, broken)
     assert "no compiler today" in at.with_suffix(".failed").read_text()
     assert not at.with_suffix(".pid").exists() and not background.compiled()
     assert background.start() is None

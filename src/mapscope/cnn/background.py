@@ -188,34 +188,37 @@ def wait(poll: float = 0.1, limit: float = STALE_AFTER) -> float:
 
 def main(at: Path, nice: int = 10) -> None:
     """The detached process (``python -m mapscope.cnn.background MARKER``): its priority
-    lowered by ``nice`` (the user's own work comes first), a helper started at once where a
-    second core is free (``kernel_jobs``: numba only, ready while this one imports torch and
-    lists the jobs), then this process's share of the compile
-    (``precompile.for_default_training``)."""
-    from mapscope.cnn import kernel_jobs  # no torch, no numba
-
+    lowered by ``nice`` (the user's own work comes first), then the compile, and an exit at
+    once after its pid file is gone. A training waits while that file is there and then counts
+    the free cores; the interpreter's usual exit with torch and numba loaded kept a core busy
+    for 0.65 s more (Intel Xeon), so a first training saw it and ran on one thread of two."""
     if hasattr(os, "nice"):
         os.nice(nice)
+    run_in_background(at, _compile_with_a_helper)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def _compile_with_a_helper() -> float:
+    """A helper started at once where a second core is free (``kernel_jobs``: numba only,
+    ready while this process imports torch and lists the jobs), then this process's share of
+    the compile (``precompile.for_default_training``)."""
+    from mapscope.cnn import kernel_jobs  # no torch, no numba
+
     with tempfile.TemporaryDirectory(prefix="mapscope-kernels-") as folder:
         jobs_file = Path(folder) / "jobs.json"
         helper = None
         if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 1:
             helper = kernel_jobs.start_worker(jobs_file, waiting_for=os.getpid())
+        from mapscope.cnn import precompile
 
-        def compile_for_this_machine() -> float:
-            from mapscope.cnn import precompile
-
-            return precompile.for_default_training(jobs_file, helper)
-
-        run_in_background(at, compile_for_this_machine)
+        return precompile.for_default_training(jobs_file, helper)
 
 
-def run_in_background(at: Path, compile_for_this_machine, nice: int = 0) -> None:
-    """The detached process's body: lower its priority by ``nice``, compile, mark ``at`` done
-    (or failed, with the traceback), and remove its pid file whatever happens."""
+def run_in_background(at: Path, compile_for_this_machine) -> None:
+    """The detached process's body: compile, mark ``at`` done (or failed, with the traceback),
+    and remove its pid file whatever happens."""
     try:
-        if hasattr(os, "nice") and nice:
-            os.nice(nice)
         print(f"compiling the CPU training kernels in the background (pid {os.getpid()}) ...")
         seconds = compile_for_this_machine()
         mark_compiled(at)
