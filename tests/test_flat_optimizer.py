@@ -3,6 +3,11 @@ and their checkpoints are torch's per-parameter format, read both ways."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from small_nets import SMALL_CNN
@@ -179,3 +184,32 @@ def test_flat_adam_runs_step_hooks_around_each_step():
     _steps(net, optimizer, 2)
     assert calls == ["pre", "post", "pre", "post"]
     assert not torch.equal(optimizer.flat_, before)
+
+
+def test_a_training_with_flat_adam_never_imports_torch_dynamo():
+    """torch's Optimizer imports torch._dynamo on the first call of its wrapped methods (seconds
+    of a short CLI training); FlatAdam's make, step, checkpoint and resume stay clear of it."""
+    script = """
+import sys
+import torch
+from small_nets import SMALL_CNN
+from mapscope.cnn.build import build
+from mapscope.training.config import make_optimizer
+net = build(SMALL_CNN, seed=3)
+optimizer = make_optimizer("adam", net.parameters(), 1e-2, 0.9)
+for _ in range(2):
+    optimizer.zero_grad()
+    net(torch.randn(4, 1, 28, 28)).sum().backward()
+    optimizer.step()
+optimizer.load_state_dict(optimizer.state_dict())
+print("torch._dynamo" in sys.modules)
+"""
+    tests = Path(__file__).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False", "the training imported torch._dynamo"
