@@ -182,12 +182,12 @@ class FlatAdam(FlatParameters, torch.optim.Adam):
         torch reaches the same kernel through ``Optimizer``'s wrapper (a profiler record, step
         hooks) and some 200 Python calls; right after a backward pass, with the interpreter's
         caches cold, they took 0.25-0.3 ms of a 5 ms step of the reference CNN on 2 cores,
-        the kernel itself 0.1-0.15 ms. The first step, which creates the state, parameters on
-        a GPU (where this call has not been run yet), and whatever it does not cover (a
-        closure, step hooks, amsgrad, AdamW's decoupled weight decay, a tensor learning rate or
-        betas, capturable or differentiable) go through torch's own step, wrapper included.
-        Both run the same kernel on the same numbers; the first step makes the state as
-        torch's does (``_first_state``)."""
+        the kernel itself 0.1-0.15 ms. The first step makes Adam's state as torch's would
+        (``_first_state``), so that a training never enters torch's step, which imports
+        ``torch._dynamo``. Parameters on a GPU (where this call has not been run yet), and
+        whatever it does not cover (a closure, step hooks, amsgrad, AdamW's decoupled weight
+        decay, a tensor learning rate or betas, capturable or differentiable) go through
+        torch's own step, wrapper included. Both run the same kernel on the same numbers."""
         group = self.param_groups[0]
         covered = group.get("fused") and not any(group.get(setting) for setting in _UNCOVERED)
         scalars = not any(isinstance(v, torch.Tensor) for v in (group["lr"], *group["betas"]))
