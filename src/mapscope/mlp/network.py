@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.special import expit, softmax
 
 from mapscope.errors import ConfigError, RunError
 from mapscope.io import read_arrays, write_npz
@@ -22,9 +21,21 @@ HIDDEN = ("sigmoid", "relu", "tanh")
 LOSSES = ("logloss", "crossentropy", "mse")  # logloss/mse use sigmoid outputs, crossentropy softmax
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    from scipy.special import expit  # here: scipy.special costs 0.4 s at every command's start
+
+    return expit(z)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    from scipy.special import softmax  # as in _sigmoid
+
+    return softmax(z, axis=1)
+
+
 def _activate(z: np.ndarray, kind: str) -> np.ndarray:
     if kind == "sigmoid":
-        return expit(z)
+        return _sigmoid(z)
     if kind == "relu":
         return np.maximum(z, 0)
     return np.tanh(z)
@@ -112,9 +123,9 @@ class MLP:
             if not last:
                 acts.append(_activate(z, self.activation))
             elif self.loss == "crossentropy":
-                acts.append(softmax(z, axis=1))
+                acts.append(_softmax(z))
             else:
-                acts.append(expit(z))
+                acts.append(_sigmoid(z))
         return acts
 
     def predict_proba(self, x: np.ndarray, batch: int = 10000) -> np.ndarray:
