@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import functools
 import importlib
-import json
 import os
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mapscope.cnn.background import alive
+from mapscope.io import read_json, write_json
 
 if TYPE_CHECKING:
     from numba.core import types
@@ -166,9 +166,7 @@ def write_jobs(jobs: list[Job], path: Path) -> None:
         }
         for job in jobs
     ]
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(listed))
-    os.replace(partial, path)
+    write_json(path, listed)
 
 
 def read_jobs(path: Path) -> list[Job]:
@@ -180,7 +178,7 @@ def read_jobs(path: Path) -> list[Job]:
             entry["kernel"],
             tuple(tuple(part) for part in entry["signature"]),
         )
-        for entry in json.loads(path.read_text())
+        for entry in read_json(path)
     ]
 
 
