@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import torch
 
+from mapscope.cores import usable_cores
 from mapscope.errors import ConfigError
 
 
@@ -104,13 +105,6 @@ def autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity where the system tells it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
 
 
 def pick_threads(threads: int | None = None, window: float = 0.1) -> int:

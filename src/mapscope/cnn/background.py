@@ -36,6 +36,7 @@ from importlib import metadata
 from pathlib import Path
 
 from mapscope import __version__
+from mapscope.cores import usable_cores
 
 ENV = "MAPSCOPE_BACKGROUND_COMPILE"
 SOURCES = (
@@ -208,7 +209,7 @@ def _compile_with_a_helper() -> float:
     with tempfile.TemporaryDirectory(prefix="mapscope-kernels-") as folder:
         jobs_file = Path(folder) / "jobs.json"
         helper = None
-        if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 1:
+        if usable_cores() > 1:
             helper = kernel_jobs.start_worker(jobs_file, waiting_for=os.getpid())
         from mapscope.cnn import precompile
 

@@ -49,7 +49,8 @@ from mapscope.cnn.fast import (
 )
 from mapscope.cnn.kernel_jobs import Job
 from mapscope.cnn.spec import NetSpec, default_spec
-from mapscope.device import autocast, usable_cores
+from mapscope.cores import usable_cores
+from mapscope.device import autocast
 
 CPU = torch.device("cpu")
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from mapscope.cores import usable_cores
 from mapscope.errors import ConfigError
 from mapscope.progress import bar
 
@@ -39,8 +40,6 @@ def local_layout(n_tasks: int, workers: int | None) -> tuple[int, int]:
     """(worker processes, threads per run) for a local cluster: by default one worker per core,
     never more workers than tasks. Two 1-epoch CNN runs (20000 images) took 16.0 s two at a
     time on one thread each, 22.6 s one after the other on two threads (2-core AMD EPYC)."""
-    from mapscope.device import usable_cores  # here: a worker unpickling _timed needs no torch
-
     cores = usable_cores()
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}.")
