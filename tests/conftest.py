@@ -30,9 +30,15 @@ def pytest_configure(config):
     # no command of the suite starts the kernels' background compile (its own tests do)
     os.environ["MAPSCOPE_BACKGROUND_COMPILE"] = "0"
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers > 1:  # the workers share the cores: each takes its part (training picks its own)
+    if workers > 1:  # the workers share the cores: each takes its part
         share = max(1, (os.cpu_count() or 1) // workers)
         torch.set_num_threads(share)
+        # trainings too, in this process and in the commands it starts: a training that found
+        # the other worker idle for a tenth of a second took every core, and both workers'
+        # spinning thread pools then ran at a fraction of their speed
+        os.environ["MAPSCOPE_THREADS"] = str(share)
+        # and numba's kernels called outside a training (the kernel tests)
+        os.environ["NUMBA_NUM_THREADS"] = str(share)
         # and so do BLAS and scikit-learn's OpenMP loops (KMeans), which would otherwise spin
         # a thread per core against the other worker
         threadpool_limits(limits=share)

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -807,6 +809,7 @@ def test_threads_default_to_the_cores_free_at_the_start(monkeypatch):
 
     from mapscope import device
 
+    monkeypatch.delenv(device.THREADS_ENV, raising=False)  # the suite's workers set it
     assert device.pick_threads(3) == 3  # given: taken as is
     cores = os.cpu_count()
     assert 0.0 <= device._busy_cores(0.05) <= cores + 0.01  # measured from /proc/stat
@@ -814,6 +817,20 @@ def test_threads_default_to_the_cores_free_at_the_start(monkeypatch):
     assert device.pick_threads() == min(cores, len(os.sched_getaffinity(0)))
     monkeypatch.setattr(device, "_busy_cores", lambda window: float(cores))
     assert device.pick_threads() == 1  # never fewer than one
+
+
+def test_mapscope_threads_fixes_the_default_and_a_bad_value_is_named(monkeypatch):
+    from mapscope import device
+
+    monkeypatch.setattr(device, "_busy_cores", lambda window: 0.0)
+    monkeypatch.setenv(device.THREADS_ENV, "3")
+    assert device.pick_threads() == 3 and device.pick_threads(2) == 2  # an option still wins
+    monkeypatch.setenv(device.THREADS_ENV, "")
+    assert device.pick_threads() == min(os.cpu_count(), len(os.sched_getaffinity(0)))
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(device.THREADS_ENV, bad)
+        with pytest.raises(ConfigError, match=f"MAPSCOPE_THREADS='{bad}' is not a thread count"):
+            device.pick_threads()
 
 
 def test_training_gives_the_thread_count_back(real_data, tmp_path):

@@ -116,12 +116,35 @@ def pick_threads(threads: int | None = None, window: float = 0.1) -> int:
     default counts the cores busy with other work over ``window`` seconds (Linux
     ``/proc/stat``, in 10 ms ticks: a tenth of a second gives each core 10, enough to tell a busy
     core from an idle one; elsewhere the 1-minute load average) and leaves them alone.
+
+    ``$MAPSCOPE_THREADS`` fixes the default for every training a process starts (and the
+    processes it starts), as ``OMP_NUM_THREADS`` does for OpenMP: several trainings or test
+    workers sharing a machine each take their part instead of measuring each other.
     """
     if threads is not None:
         return threads
+    fixed = threads_from_environment()
+    if fixed is not None:
+        return fixed
     usable = usable_cores()
     busy = _busy_cores(window)
     return max(1, min(usable, round((os.cpu_count() or usable) - busy)))
+
+
+THREADS_ENV = "MAPSCOPE_THREADS"
+
+
+def threads_from_environment() -> int | None:
+    """``$MAPSCOPE_THREADS`` as a thread count; None where it is unset or empty."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(
+            f"{THREADS_ENV}={value!r} is not a thread count; set a whole number of at least 1 "
+            f"or unset it (the training then takes the cores that are free)."
+        )
+    return int(value)
 
 
 def _busy_cores(window: float) -> float:
