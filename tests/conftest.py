@@ -29,6 +29,11 @@ def pytest_configure(config):
     os.environ["MAPSCOPE_CACHE"] = tempfile.mkdtemp(prefix="mapscope-test-cache-")
     # no command of the suite starts the kernels' background compile (its own tests do)
     os.environ["MAPSCOPE_BACKGROUND_COMPILE"] = "0"
+    # the kernel tests compile kernels of other shapes in this process: compile them as the
+    # processes that compile the training's kernels do (the same code, in 40 % less time)
+    from mapscope.cnn.kernel_jobs import skip_loop_strength_reduction
+
+    skip_loop_strength_reduction()
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:  # the workers share the cores: each takes its part
         share = max(1, (os.cpu_count() or 1) // workers)
@@ -37,8 +42,9 @@ def pytest_configure(config):
         # the other worker idle for a tenth of a second took every core, and both workers'
         # spinning thread pools then ran at a fraction of their speed
         os.environ["MAPSCOPE_THREADS"] = str(share)
-        # and numba's kernels called outside a training (the kernel tests)
-        os.environ["NUMBA_NUM_THREADS"] = str(share)
+        # and numba's kernels called outside a training (the kernel tests), and torch in the
+        # commands the tests start in new processes
+        os.environ["NUMBA_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(share)
         # and so do BLAS and scikit-learn's OpenMP loops (KMeans), which would otherwise spin
         # a thread per core against the other worker
         threadpool_limits(limits=share)

@@ -74,7 +74,7 @@ def test_shift_is_refused_where_it_would_be_wrong():
 def test_a_shifted_run_is_reproducible_and_resumes_to_the_uninterrupted_weights(
     real_data, tmp_path
 ):
-    short = {"max_train": 256, "max_test": 500, "threads": 2, "scaling": "unit", "shift": 2}
+    short = {"max_train": 256, "max_test": 500, "scaling": "unit", "shift": 2}
     short["schedule"] = "none"  # onecycle's length is the planned epochs, which resuming extends
     for name in ("a", "b"):
         train(tmp_path / name, TrainConfig(epochs=2, **short), SMALL_CNN, data_root=real_data)

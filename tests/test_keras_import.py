@@ -21,6 +21,9 @@ from mapscope.errors import ConfigError
 from mapscope.runs import Run
 from mapscope.workflows.keras_import import import_keras
 
+# on one worker: the Keras network the module's tests import (``original_files``) is fitted once
+pytestmark = pytest.mark.xdist_group(name="keras")
+
 
 def original_network():
     """The original experiments' network: Conv 32/64/128 + Dense 100/10, 28x28x1 channels-last."""

@@ -25,13 +25,16 @@ from mapscope.mlp.train import MLPConfig
 from mapscope.mlp.train import train as train_mlp
 from mapscope.runs import Run
 
+# on one worker: each run every changed option is held to (``trained``) is then trained once
+pytestmark = pytest.mark.xdist_group(name="options")
+
 SMALL_AE = AESpec(latent=2, filters=(4, 8))
 TRAIN = {
     "epochs": 1,
     "max_train": 64,
     "max_test": 500,
     "batch_size": 32,
-    "threads": 2,
+    "threads": 1,  # the suite's workers share the cores
     "scaling": "unit",
 }
 KINDS = {
@@ -69,7 +72,7 @@ TRAINER = [
     ("precision", None, {}),
     ("max_train", 32, {}),
     ("max_test", 100, {}),
-    ("threads", 1, {}),
+    ("threads", 2, {}),
     ("label_smoothing", 0.1, {}),  # refused by the autoencoder: it has no labels
     ("shift", 2, {}),  # refused by the autoencoder: it rebuilds the image it is given
 ]

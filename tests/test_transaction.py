@@ -25,7 +25,8 @@ from mapscope.runs.folder import writing
 from mapscope.runs.lock import lock_path, locked
 from mapscope.training import trainer
 
-TINY = dict(max_train=256, max_test=500, batch_size=64, schedule="none", lr=1e-3, threads=2)
+# threads left to the default: the cores free, or the worker's share in the suite
+TINY = dict(max_train=256, max_test=500, batch_size=64, schedule="none", lr=1e-3)
 
 
 def tiny(epochs: int = 1, **changes) -> TrainConfig:

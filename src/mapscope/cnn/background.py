@@ -179,12 +179,29 @@ def start() -> Path | None:
 def wait(poll: float = 0.1, limit: float = STALE_AFTER) -> float:
     """Wait while this install's background compile runs; returns the seconds waited (0 when
     none was running). ``limit`` keeps a stuck one from holding a training forever."""
-    if running() is None:
+    pid = running()
+    if pid is None:
         return 0.0
     began = time.perf_counter()
     while running() is not None and time.perf_counter() - began < limit:
         time.sleep(poll)
+    # its pid file goes just before it exits; niced on a busy machine, it may wait for a core
+    # to take that last step, and a training counting the free cores would count it as work
+    while not _exited(pid) and time.perf_counter() - began < limit:
+        time.sleep(poll / 10)
     return time.perf_counter() - began
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie its parent has not reaped yet (Linux ``/proc``; elsewhere a process
+    whose pid file is gone counts as ended)."""
+    if not alive(pid):
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
 
 
 def main(at: Path, nice: int = 10) -> None:
