@@ -62,6 +62,8 @@ BAD = [
     ([*TRAIN, "--config", "missing.toml"], "not found"),
     (["evaluate", "--model", F, "--out", "e"], "not a folder"),
     (["evaluate", "--model", D, "--out", "e"], "no config.json"),
+    (["kmeans", "fit", "--data-dir", "~0", "--out", "k"], "a user this machine does not know"),
+    (["import", "keras", "~no-such-user/m.keras", "--out", "k"], "does not know"),
     # numbers
     ([*TRAIN, "--seed", "-1"], "--seed"),
     ([*TRAIN, "--seed", "99999999999999999999"], "--seed"),

@@ -11,10 +11,8 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported anywhere
 
-import keras  # a dev dependency: pip install -e .[dev]
 import numpy as np
 import pytest
-from keras import layers
 
 from mapscope.cnn.keras import convert, read_keras
 from mapscope.errors import ConfigError
@@ -25,8 +23,17 @@ from mapscope.workflows.keras_import import import_keras
 pytestmark = pytest.mark.xdist_group(name="keras")
 
 
+def keras_modules():
+    """Keras (a dev dependency: pip install -e .[dev]) and its layers, imported when a test
+    builds a model: only the worker that runs this module spends the seconds that takes."""
+    import keras
+
+    return keras, keras.layers
+
+
 def original_network():
     """The original experiments' network: Conv 32/64/128 + Dense 100/10, 28x28x1 channels-last."""
+    keras, layers = keras_modules()
     return keras.Sequential(
         [
             keras.Input((28, 28, 1)),
@@ -46,6 +53,7 @@ def every_layer_kind(functional: bool = False):
     """Every convertible layer type, with the settings that need care: padding 'same', a pool
     whose stride differs from its size, batch norm on maps and after Flatten, a separate
     activation, and a final Activation('softmax') after a linear Dense."""
+    keras, layers = keras_modules()
     chain = [
         layers.Conv2D(8, 5, padding="same", use_bias=False, name="conv_a"),
         layers.BatchNormalization(name="norm_a"),
@@ -77,6 +85,7 @@ def mnist_bundle(real_data):
 
 def trained(model, bundle, n=2000):
     """A short fit, so that weights and batch-norm statistics are far from their defaults."""
+    keras, _ = keras_modules()
     keras.utils.set_random_seed(0)
     x = bundle.inputs("train", np.arange(n), "nhwc")
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -187,6 +196,7 @@ def test_the_original_network_is_inspected_from_the_command_line(
 
 
 def test_what_cannot_be_converted_is_named(mnist_bundle, tmp_path, real_data):
+    keras, layers = keras_modules()
     dilated = keras.Sequential(
         [keras.Input((28, 28, 1)), layers.Conv2D(4, 3, dilation_rate=2, name="wide"),
          layers.Flatten(), layers.Dense(10, activation="softmax")]

@@ -18,7 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from mapscope.errors import RunError
+from mapscope.errors import ConfigError, RunError
+
+
+def expand_user(path: str | os.PathLike[str]) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded, as a shell would. A ``~name`` for a
+    user this machine does not know is a ConfigError naming the path (pathlib raises a bare
+    RuntimeError there)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise ConfigError(
+            f"{os.fspath(path)!r} starts with '~' followed by a user this machine does not know; "
+            "give a full path, or ~/... for your own home folder."
+        ) from None
 
 
 @contextlib.contextmanager

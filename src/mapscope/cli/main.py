@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import typer
@@ -67,8 +68,11 @@ def main(
     """mapscope: every command writes PNGs next to machine-readable JSON and says where."""
 
 
+@functools.cache
 def command() -> TyperGroup:
-    """The click command tree, every command's options first checked by ``check_options``."""
+    """The click command tree, every command's options first checked by ``check_options``;
+    built once per process (typer reads every command's signature to build it) and reused by
+    every ``run`` there, as click's own test runner reuses a command."""
     group = typer.main.get_command(app)
     _check_every_command(group)
     return group

@@ -47,6 +47,7 @@ from mapscope.cnn.spec import (
     validate,
 )
 from mapscope.errors import ConfigError
+from mapscope.io import expand_user
 from mapscope.schema import LARGEST_INT, check_size, fields_of, shown, value_of
 
 SUPPORTED = (
@@ -76,7 +77,7 @@ def read_keras(path: str | Path) -> KerasModel:
     """The model's layer configs and weights from a ``.keras`` zip or a legacy ``.h5`` file."""
     import h5py
 
-    path = Path(path).expanduser()
+    path = expand_user(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; give a Keras model saved as .keras or .h5.")
     if zipfile.is_zipfile(path):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mapscope.errors import DataError, MapscopeError
-from mapscope.io import atomic_path, write_json
+from mapscope.io import atomic_path, expand_user, write_json
 from mapscope.schema import value_of
 
 DATA_ENV = "MAPSCOPE_DATA"
@@ -31,17 +31,17 @@ CACHE_ENV = "MAPSCOPE_CACHE"
 def user_cache_dir() -> Path:
     """The per-user cache folder; ``$MAPSCOPE_CACHE`` overrides it (tests use this)."""
     if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
+        return expand_user(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "mapscope"
+    return expand_user(base) / "mapscope"
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The folder holding ``mnist/``, ``fashion-mnist/`` and ``wifi/``."""
     if explicit is not None:
-        return Path(explicit).expanduser()
+        return expand_user(explicit)
     if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]).expanduser()
+        return expand_user(os.environ[DATA_ENV])
     return user_cache_dir()
 
 

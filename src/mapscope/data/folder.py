@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from mapscope.data.cache import user_cache_dir
 from mapscope.errors import DataError, RunError
-from mapscope.io import read_arrays, write_npz
+from mapscope.io import expand_user, read_arrays, write_npz
 
 PREFIX = "folder:"
 COLOURS = ("rgb", "grey")
@@ -30,7 +30,7 @@ SHOWN = 10  # unreadable files named in the message; the rest are counted
 
 
 def folder_of(name: str) -> Path:
-    return Path(name[len(PREFIX) :]).expanduser()
+    return expand_user(name[len(PREFIX) :])
 
 
 def list_files(root: Path) -> list[Path]:

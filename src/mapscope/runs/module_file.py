@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mapscope.errors import ConfigError
+from mapscope.io import expand_user
 
 CHECKPOINT_ENTRIES = ("state_dict", "model_state_dict", "model")
 
@@ -40,7 +41,7 @@ def load_module(reference: str) -> nn.Module:
     """``FILE.py:NAME`` (a class, a function returning a module, or a module object; dotted
     names reach into the file, e.g. ``nets.py:zoo.lenet``), or a TorchScript file."""
     path_text, _, name = reference.rpartition(":") if ":" in reference else (reference, "", "")
-    path = Path(path_text).expanduser()
+    path = expand_user(path_text)
     if not name:
         if path.is_file() and is_torchscript(path):
             try:
@@ -95,7 +96,7 @@ def load_module(reference: str) -> nn.Module:
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors by name from safetensors, a ``torch.save`` state_dict or a TorchScript file."""
-    path = Path(path).expanduser()
+    path = expand_user(path)
     if not path.is_file():
         raise ConfigError(f"--weights {path} not found.")
     if path.suffix == ".safetensors":
