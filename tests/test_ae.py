@@ -236,7 +236,9 @@ def test_the_judge_must_know_the_same_data(ae_run, tmp_path, real_data):
     from mapscope.cnn.train import train as train_cnn
 
     train_cnn(
-        fashion, TrainConfig(dataset="fashion-mnist", epochs=1, max_train=256), data_root=real_data
+        fashion,
+        TrainConfig(dataset="fashion-mnist", epochs=1, max_train=256, max_test=500),
+        data_root=real_data,
     )
     with pytest.raises(ConfigError, match="trained on fashion-mnist"):
         generate(ae_run, n=10, judge=fashion, data_root=real_data)

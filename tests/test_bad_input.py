@@ -19,7 +19,11 @@ def places(real_data, tmp_path_factory):
     """A tiny CNN run, a file, a folder, a binary file and an empty data folder."""
     root = tmp_path_factory.mktemp("bad")
     run_dir = root / "run"
-    train(run_dir, TrainConfig(epochs=1, max_train=128, schedule="none"), data_root=real_data)
+    train(
+        run_dir,
+        TrainConfig(epochs=1, max_train=128, max_test=500, schedule="none"),
+        data_root=real_data,
+    )
     (root / "file.txt").write_text("not a folder")
     (root / "binary.toml").write_bytes(bytes(range(256)))
     (root / "folder").mkdir()

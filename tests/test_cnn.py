@@ -840,7 +840,9 @@ def test_training_gives_the_thread_count_back(real_data, tmp_path):
 
     before = torch.get_num_threads()
     metrics = train(
-        tmp_path / "r", TrainConfig(epochs=1, max_train=256, threads=1), data_root=real_data
+        tmp_path / "r",
+        TrainConfig(epochs=1, max_train=256, max_test=500, threads=1),
+        data_root=real_data,
     )
     assert metrics["threads"] == 1 and torch.get_num_threads() == before
 

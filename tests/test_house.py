@@ -175,7 +175,7 @@ def test_training_restores_the_denormal_flag(real_data, tmp_path):
     from mapscope.training.trainer import flushing_denormals
 
     torch.set_flush_denormal(False)
-    train(tmp_path / "r", TrainConfig(epochs=1, max_train=256), data_root=real_data)
+    train(tmp_path / "r", TrainConfig(epochs=1, max_train=256, max_test=500), data_root=real_data)
     assert not flushing_denormals()
 
 

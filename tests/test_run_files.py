@@ -22,7 +22,11 @@ from mapscope.runs import Run
 @pytest.fixture(scope="module")
 def tiny_run(real_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("files") / "run"
-    train(run, TrainConfig(epochs=1, max_train=128, schedule="none"), data_root=real_data)
+    train(
+        run,
+        TrainConfig(epochs=1, max_train=128, max_test=500, schedule="none"),
+        data_root=real_data,
+    )
     return run
 
 
