@@ -158,8 +158,8 @@ RESUME_OPTIONS = {"resume", "epochs", "device", "threads", "data_dir"}
 
 THREADS = typer.Option(
     None,
-    help="CPU threads for training (default: the cores not busy with other work at the start; "
-    "a second busy process makes 2-thread training 3x slower, see the README).",
+    help="CPU threads for training (default: $MAPSCOPE_THREADS, else the cores not busy with "
+    "other work at the start; a second busy process makes 2-thread training 3x slower).",
 )
 
 
