@@ -17,7 +17,6 @@ from mapscope.ae.build import AutoEncoder, build
 from mapscope.ae.spec import AESpec, spec_from_dict
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError, RunError
-from mapscope.report.curves import plot_ae_history
 from mapscope.runs import epochs
 from mapscope.runs.folder import COMMON_FILES, require_tables
 from mapscope.weights import load_weights
@@ -62,6 +61,8 @@ def start(run_dir: Path, spec: AESpec, train: dict, bundle: DataBundle, net: Aut
 def save_epoch(
     run_dir: Path, net: AutoEncoder, state: dict, history: list[dict], metrics: dict[str, Any]
 ) -> None:
+    from mapscope.report.curves import plot_ae_history
+
     epochs.save_epoch(run_dir, net, state, history, metrics, plot_ae_history(history))
 
 

@@ -11,8 +11,6 @@ from mapscope.cli.common import DATA_DIR, out_image, wrote
 from mapscope.data import datasets
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import MapscopeError
-from mapscope.report.figures import save_figure
-from mapscope.report.samples import image_tiles, table_figure
 
 app = typer.Typer(help="Check, download and look at the datasets.", no_args_is_help=True)
 
@@ -80,6 +78,9 @@ def show(
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Draw samples with their labels (a table of the row for WIFI)."""
+    from mapscope.report.figures import save_figure
+    from mapscope.report.samples import image_tiles, table_figure
+
     mode = "canonical" if resplit_seed is None else "resplit"
     bundle = DataBundle.create(name, "none", mode, resplit_seed or 0, data_root=data_dir)
     raw, labels = bundle.raw(split, index), bundle.labels(split, index)

@@ -9,8 +9,6 @@ import typer
 
 from mapscope.cli.common import NetworkChoice, network_options, out_folder, out_image, wrote
 from mapscope.inspect.oip.ascent import DEFAULT_STEPS
-from mapscope.report.activations import plot_activation_grid
-from mapscope.report.figures import save_figure
 
 
 @network_options()
@@ -40,6 +38,8 @@ def activations(
 
     from mapscope.errors import ConfigError
     from mapscope.inspect.taps import layer_outputs
+    from mapscope.report.activations import plot_activation_grid
+    from mapscope.report.figures import save_figure
 
     if cmap not in matplotlib.colormaps:
         raise ConfigError(

@@ -20,7 +20,6 @@ from mapscope.cnn.spec import NetSpec, spec_from_dict
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import ConfigError, RunError
 from mapscope.io import read_json
-from mapscope.report.curves import plot_cnn_history
 from mapscope.runs import epochs
 from mapscope.runs.folder import COMMON_FILES, require_tables
 from mapscope.weights import load_weights
@@ -82,6 +81,8 @@ def start(
 def save_epoch(
     run_dir: Path, net: Network, state: dict, history: list[dict], metrics: dict[str, Any]
 ) -> None:
+    from mapscope.report.curves import plot_cnn_history
+
     figure = plot_cnn_history(history, minimised_beside_cross_entropy(run_dir, net))
     epochs.save_epoch(run_dir, net, state, history, metrics, figure)
 

@@ -18,8 +18,6 @@ from mapscope.errors import RunError
 from mapscope.history import from_stored
 from mapscope.io import read_json, write_json
 from mapscope.mlp.network import HIDDEN, LOSSES, MLP, check_mlp_size
-from mapscope.report.curves import plot_mlp_history
-from mapscope.report.figures import save_figure
 from mapscope.runs.folder import COMMON_FILES, create_run, require_tables, write_metrics
 
 KIND = "mlp"
@@ -102,6 +100,9 @@ def write_run(
     batches: list[dict],
     metrics: dict,
 ) -> Path:
+    from mapscope.report.curves import plot_mlp_history
+    from mapscope.report.figures import save_figure
+
     spec = {"layers": list(model.layers), "activation": model.activation, "loss": model.loss}
     run = create_run(
         folder,

@@ -14,8 +14,11 @@ import html
 import io
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 CARD_STYLE = (
     "border:1px solid #d8dee4;border-radius:6px;padding:.6rem .8rem;max-width:46rem;"

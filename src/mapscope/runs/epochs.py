@@ -14,19 +14,20 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.figure import Figure
 from torch import nn
 
 from mapscope.data.bundle import DataBundle
 from mapscope.errors import RunError
 from mapscope.history import EpochRecord
 from mapscope.io import read_json, write_json
-from mapscope.report.figures import save_figure
 from mapscope.runs.folder import METRICS, create_run, write_metrics
 from mapscope.schema import fields_of
 from mapscope.weights import load_state, load_weights, save_state, save_weights
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 POINTER = "epoch.json"
 INITIAL = "initial.safetensors"  # the weights before training (``cnn train --restart``)
@@ -136,6 +137,8 @@ def save_epoch(
 ) -> None:
     """Commit one finished epoch: its files into a new folder, then the pointer, then the
     previous epoch's folder goes (see the module docstring)."""
+    from mapscope.report.figures import save_figure
+
     epoch = len(history)
     folder = epoch_folder(run_dir, epoch)
     if folder.exists():  # left by a writer killed before it moved the pointer

@@ -25,9 +25,6 @@ from mapscope.metrics import (
     per_class,
 )
 from mapscope.report.display import RichDisplay
-from mapscope.report.evaluation import plot_confusion
-from mapscope.report.figures import save_figure
-from mapscope.report.samples import image_tiles
 from mapscope.runs import Run, provenance
 
 GALLERY_KINDS = ("true_positives", "false_positives", "false_negatives")
@@ -84,6 +81,8 @@ class Evaluation(RichDisplay):
         )
 
     def _card(self):
+        from mapscope.report.evaluation import plot_confusion
+
         names = list(self.class_names)
         return (
             f"Evaluation of {self.model}",
@@ -144,6 +143,9 @@ def evaluate(
 
 
 def write_evaluation(result: Evaluation, out: str | Path) -> list[Path]:
+    from mapscope.report.evaluation import plot_confusion
+    from mapscope.report.figures import save_figure
+
     out, names = Path(out), result.class_names
     reports = result.reports
     written = [
@@ -186,6 +188,8 @@ def write_evaluation(result: Evaluation, out: str | Path) -> list[Path]:
 
 
 def _write_gallery(result: Evaluation, gallery: Gallery, out: Path) -> list[Path]:
+    from mapscope.report.figures import save_figure
+
     names, lists, tag = result.class_names, gallery.lists, f"class{gallery.cls}"
     written = [
         write_json(
@@ -200,6 +204,8 @@ def _write_gallery(result: Evaluation, gallery: Gallery, out: Path) -> list[Path
 
 
 def _gallery_figure(result: Evaluation, gallery: Gallery, kind: str):
+    from mapscope.report.samples import image_tiles
+
     names, positions = result.class_names, gallery.lists[kind]
     titles = [
         f"#{i}\npred {names[result.predicted[i]]}\ntrue {names[result.actual[i]]}"
