@@ -27,11 +27,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def pytest_configure(config):
     # keep the verification cache of test runs out of the user's real cache folder
     os.environ["MAPSCOPE_CACHE"] = tempfile.mkdtemp(prefix="mapscope-test-cache-")
+    from mapscope.cnn import background
+    from mapscope.cnn.kernel_jobs import skip_loop_strength_reduction
+
     # no command of the suite starts the kernels' background compile (its own tests do)
-    os.environ["MAPSCOPE_BACKGROUND_COMPILE"] = "0"
+    os.environ[background.ENV] = "0"
     # the kernel tests compile kernels of other shapes in this process: compile them as the
     # processes that compile the training's kernels do (the same code, in 40 % less time)
-    from mapscope.cnn.kernel_jobs import skip_loop_strength_reduction
 
     skip_loop_strength_reduction()
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
@@ -41,7 +43,9 @@ def pytest_configure(config):
         # trainings too, in this process and in the commands it starts: a training that found
         # the other worker idle for a tenth of a second took every core, and both workers'
         # spinning thread pools then ran at a fraction of their speed
-        os.environ["MAPSCOPE_THREADS"] = str(share)
+        from mapscope.device import THREADS_ENV
+
+        os.environ[THREADS_ENV] = str(share)
         # and numba's kernels called outside a training (the kernel tests), and torch in the
         # commands the tests start in new processes
         os.environ["NUMBA_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(share)
