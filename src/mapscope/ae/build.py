@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from mapscope.ae.spec import AESpec
+from mapscope.device import INFERENCE_BATCH
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -122,13 +123,13 @@ def build(spec: AESpec, seed: int = 0) -> AutoEncoder:
 
 
 @torch.no_grad()
-def encode_array(net: AutoEncoder, inputs: np.ndarray, batch: int = 1000) -> np.ndarray:
+def encode_array(net: AutoEncoder, inputs: np.ndarray, batch: int = INFERENCE_BATCH) -> np.ndarray:
     """Codes (N, latent) of prepared inputs (N, C, H, W), in eval mode, float32."""
     return _batched(net.encode, net, inputs, batch)
 
 
 @torch.no_grad()
-def decode_array(net: AutoEncoder, codes: np.ndarray, batch: int = 1000) -> np.ndarray:
+def decode_array(net: AutoEncoder, codes: np.ndarray, batch: int = INFERENCE_BATCH) -> np.ndarray:
     """Images (N, C, H, W) in [0, 1] drawn by the decoder from codes (N, latent)."""
     return _batched(net.decode, net, codes.astype(np.float32), batch)
 

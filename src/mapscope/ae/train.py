@@ -37,6 +37,7 @@ from mapscope.data.bundle import DataBundle
 from mapscope.data.datasets import FACE_SETS, FOLDER, check_image_set
 from mapscope.data.folder import COLOURS
 from mapscope.data.prepare import prepare_inputs
+from mapscope.device import INFERENCE_BATCH
 from mapscope.errors import TrainingDiverged
 from mapscope.training import trainer
 from mapscope.training.config import TrainConfig
@@ -170,7 +171,9 @@ class AETask(Task[AutoEncoder, AETrainConfig]):
         return {"loss": net.spec.loss}
 
 
-def evaluate(net: AutoEncoder, x: torch.Tensor, target: torch.Tensor, device, batch=1000) -> float:
+def evaluate(
+    net: AutoEncoder, x: torch.Tensor, target: torch.Tensor, device, batch=INFERENCE_BATCH
+) -> float:
     """Mean per-pixel loss over a whole split, in float32 (what later commands see)."""
     return trainer.evaluate(AETask(), net, x, target, device, batch)[0]
 

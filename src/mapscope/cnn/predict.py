@@ -11,11 +11,12 @@ from PIL import Image, UnidentifiedImageError
 
 from mapscope.cnn.build import Network
 from mapscope.data.bundle import DataBundle
+from mapscope.device import INFERENCE_BATCH
 from mapscope.errors import DataError
 
 
 @torch.no_grad()
-def predict_proba(net: Network, inputs: np.ndarray, batch: int = 1000) -> np.ndarray:
+def predict_proba(net: Network, inputs: np.ndarray, batch: int = INFERENCE_BATCH) -> np.ndarray:
     """Probabilities (N, classes) for prepared NCHW inputs; rows sum to 1."""
     net.eval()
     device = next(net.parameters()).device

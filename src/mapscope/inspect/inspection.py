@@ -24,6 +24,7 @@ from mapscope.data.bundle import DataBundle
 from mapscope.data.datasets import Dataset
 from mapscope.data.prepare import SCALINGS, ChannelNormalizer, FunctionScaler, parse_preprocess
 from mapscope.data.split import Split
+from mapscope.device import INFERENCE_BATCH
 from mapscope.errors import ConfigError
 from mapscope.inspect.taps import evaluation_mode, layer_names, layer_outputs, module_device
 
@@ -133,7 +134,7 @@ class Inspection:
             for i, y in zip(indices, self.bundle.labels(part, indices), strict=True)
         ]
 
-    def predict_proba(self, part: str, indices=None, batch: int = 500) -> np.ndarray:
+    def predict_proba(self, part: str, indices=None, batch: int = INFERENCE_BATCH) -> np.ndarray:
         """Softmax of the module's scores (mapscope's networks return logits)."""
         x = self.inputs(part, indices)
         out = []

@@ -23,6 +23,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from mapscope.device import INFERENCE_BATCH
 from mapscope.inspect.taps import (
     evaluation_mode,
     find_layer,
@@ -70,7 +71,7 @@ def layer_features(
     sample: int = 1000,
     positions: bool = True,
     gram: bool = True,
-    batch: int = 1000,
+    batch: int = INFERENCE_BATCH,
 ) -> dict[str, LayerFeatures]:
     """One batched forward pass over ``inputs`` (stopping after the deepest layer asked for)
     gives, for every layer, the units' activations over all images, and over the first

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mapscope.device import INFERENCE_BATCH
 from mapscope.errors import ConfigError
 
 
@@ -147,7 +148,7 @@ def module_device(module: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def layer_outputs(
-    module: nn.Module, inputs: np.ndarray, layers: list[str], batch: int = 500
+    module: nn.Module, inputs: np.ndarray, layers: list[str], batch: int = INFERENCE_BATCH
 ) -> dict[str, np.ndarray]:
     """{layer name: float32 array (N, C, H, W) or (N, units)} for prepared inputs.
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mapscope.device import INFERENCE_BATCH
 from mapscope.inspect.compare import Separation, class_separation
 from mapscope.inspect.taps import evaluation_mode, forward_to, module_device
 
@@ -161,7 +162,7 @@ def unit_statistics(
     net: nn.Module,
     inputs: np.ndarray,
     layers: list[str],
-    batch: int = 500,
+    batch: int = INFERENCE_BATCH,
     inside: dict[str, np.ndarray] | None = None,
 ) -> dict[str, UnitStatistics]:
     """{layer: UnitStatistics} over all ``inputs`` (prepared, in the layout the network reads).
@@ -178,7 +179,7 @@ def statistics_and_scores(
     net: nn.Module,
     inputs: np.ndarray,
     layers: list[str],
-    batch: int = 500,
+    batch: int = INFERENCE_BATCH,
     scores: bool = True,
     inside: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, UnitStatistics], np.ndarray | None]:

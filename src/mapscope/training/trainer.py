@@ -25,7 +25,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mapscope.data.bundle import DataBundle
-from mapscope.device import autocast, pick_device, pick_precision, pick_threads, using_threads
+from mapscope.device import (
+    INFERENCE_BATCH,
+    autocast,
+    pick_device,
+    pick_precision,
+    pick_threads,
+    using_threads,
+)
 from mapscope.errors import ConfigError, RunError, TrainingDiverged
 from mapscope.history import epoch_record, total_seconds
 from mapscope.runs.epochs import current_epoch
@@ -170,7 +177,9 @@ def check_optimizer_state(optimizer: torch.optim.Optimizer, fresh: list[dict]) -
 
 
 @torch.no_grad()
-def evaluate(task: Task, net: nn.Module, x: torch.Tensor, y: torch.Tensor, device, batch=1000):
+def evaluate(
+    task: Task, net: nn.Module, x: torch.Tensor, y: torch.Tensor, device, batch=INFERENCE_BATCH
+):
     """(loss per target value, accuracy or None) over a whole split, in float32 whatever
     precision training ran in: the numbers later commands see for the saved model."""
     net.eval()

@@ -52,7 +52,7 @@ def import_keras(
         )
     net = Network(spec)
     net.load_state_dict(state)
-    net.eval()
+    net.to(memory_format=torch.channels_last).eval()  # as a run's network is loaded
     config = TrainConfig(dataset=dataset, scaling=scaling, resplit=resplit, seed=seed).validate()
     mode = "resplit" if resplit else "canonical"
     bundle = DataBundle.create(dataset, scaling, mode, seed, data_root=data_root)
