@@ -71,6 +71,13 @@ class CNNTask(Task[Network, TrainConfig]):
         with fast_path(net, enabled=on_cpu):
             yield whole_step(net, config.label_smoothing) if on_cpu else None
 
+    def compiles(self, net: Network, precision: str, on_cpu: bool) -> bool:
+        if not on_cpu:
+            return False
+        from mapscope.cnn import background, precompile
+
+        return background.running() is not None or not precompile.compiled_for(net.spec, precision)
+
     def warm_up(self, net: Network, precision: str, on_cpu: bool) -> float:
         if not on_cpu:
             return 0.0

@@ -70,6 +70,11 @@ class Task(Generic[Net, Config]):
         instead of a forward, ``step_loss`` and ``loss.backward()``; None: autograd's step."""
         yield None
 
+    def compiles(self, net: Net, precision: str, on_cpu: bool) -> bool:
+        """Whether ``warm_up`` will compile its kernels (or wait for a compile under way)
+        rather than load them: the trainer says so while it works."""
+        return False
+
     def warm_up(self, net: Net, precision: str, on_cpu: bool) -> float:
         """Compile or load what the fast path runs, before the first epoch's clock starts, so
         that an epoch's seconds are its steps' (and the first epoch compares with the others);

@@ -12,7 +12,6 @@ data, network, targets, loss, accuracy and fast path (swapped in for the epoch's
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -417,31 +416,21 @@ def process_flags(threads: int) -> Iterator[None]:
         torch.set_flush_denormal(before)
 
 
-# Loading compiled kernels from numba's cache takes well under a second; a warm-up still
-# running after this many seconds is compiling, and says so while it works.
-COMPILE_NOTICE_AFTER = 1.5
-
-
 def warm_up(s: TrainingState) -> None:
     """The kind's fast path compiled or loaded before the first epoch. A first compile (numba,
     once per network shape and machine) takes seconds with nothing else to show, so it is said
-    once it has run for ``COMPILE_NOTICE_AFTER`` seconds, and again when it is done."""
-    notice = threading.Timer(
-        COMPILE_NOTICE_AFTER,
-        tqdm.write,
-        [
+    before it starts and when it is done; loading compiled kernels says nothing, however long
+    a slow disk or CPU makes it (2 s on a 2-core AMD EPYC Zen 3)."""
+    on_cpu = s.device.type == "cpu"
+    compiles = s.task.compiles(s.net, s.precision, on_cpu=on_cpu)
+    if compiles:
+        tqdm.write(
             "compiling the CPU training kernels, once per machine and network shape (5-40 s "
             "on 2 cores, by CPU and precision; `python -m mapscope.cnn.precompile` does it "
             "ahead) ..."
-        ],
-    )
-    notice.daemon = True
-    notice.start()
-    try:
-        seconds = s.task.warm_up(s.net, s.precision, on_cpu=s.device.type == "cpu")
-    finally:
-        notice.cancel()
-    if seconds > COMPILE_NOTICE_AFTER:
+        )
+    seconds = s.task.warm_up(s.net, s.precision, on_cpu=on_cpu)
+    if compiles:
         tqdm.write(f"compiled the CPU training kernels in {seconds:.1f} s (cached for later runs)")
 
 

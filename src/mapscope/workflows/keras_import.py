@@ -52,7 +52,8 @@ def import_keras(
         )
     net = Network(spec)
     net.load_state_dict(state)
-    net.to(memory_format=torch.channels_last).eval()  # as a run's network is loaded
+    # channels-last, as a run's network is loaded (torch's stubs lack the keyword)
+    net.to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
     config = TrainConfig(dataset=dataset, scaling=scaling, resplit=resplit, seed=seed).validate()
     mode = "resplit" if resplit else "canonical"
     bundle = DataBundle.create(dataset, scaling, mode, seed, data_root=data_root)
