@@ -184,12 +184,16 @@ def test_oip_grid_and_evolution_read_their_data():
     result = SimpleNamespace(
         units=list(range(20)),
         dead=np.arange(20) == 3,
+        start_image=np.where(np.arange(20) == 5, 1234, -1),
         images=rng.random((20, 28, 28)),
         final_activation=rng.random(20) + 1,
         layer="Conv2D_3",
         node=None,
     )
-    assert overlapping_texts(plot_oips(result, {"p99": np.full(20, 0.5)})) == []
+    fig = plot_oips(result, {"p99": np.full(20, 0.5)})
+    assert overlapping_texts(fig) == []
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "5*" in titles and "4" in titles and "grown from the test image" in fig.get_suptitle()
     late = np.r_[np.zeros(30), np.linspace(0, 1, 270), np.ones(300)]
     assert describe_rise(late) == "half of the rise by step 166, 90 % by step 274 of 600"
     fig = plot_evolution({1: rng.random((28, 28)), 300: rng.random((28, 28))}, late, "Conv2D_3", 5)

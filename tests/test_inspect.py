@@ -146,6 +146,41 @@ def test_dead_map_is_reported_not_drawn(inspection):
     assert result.retries[0] == 2
 
 
+class _BlotDetector(torch.nn.Module):
+    """Map 0 fires only where a 3x3 patch of the standardised image sums above 35: smooth
+    noise stays far below, a small bright blot on a blank 16x16 image reaches 47, a wide
+    stroke 26; map 1 fires on anything bright."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
+        with torch.no_grad():
+            self.conv[0].weight.fill_(1.0)
+            self.conv[0].bias.copy_(torch.tensor([-35.0, 0.0]))
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_a_map_no_noise_wakes_grows_from_the_real_image_that_drives_it_most():
+    net = _BlotDetector()
+    images = np.zeros((4, 1, 16, 16), np.float32)
+    images[1, 0, 6:9, 3:12] = 1.0  # a wide stroke: not enough
+    images[3, 0, 6:9, 6:9] = 1.0  # a blot: the image that drives map 0
+    search = {"steps": 20, "retries": 2, "input_shape": (1, 16, 16), "scales": (4, 8)}
+    search["factors"] = (1.0, 0.5)
+    alone = run_oip(net, "conv", [0, 1], **search)
+    assert alone.dead.tolist() == [True, False] and alone.start_image.tolist() == [-1, -1]
+    given = run_oip(net, "conv", [0, 1], images=images, **search)
+    assert given.dead.tolist() == [False, False]
+    assert given.start_image.tolist() == [3, -1]  # map 1 woke from noise and keeps it
+    blot = (images[3, 0] - images[3, 0].mean()) / images[3, 0].std()
+    np.testing.assert_allclose(given.start_images[0], blot, rtol=1e-5)
+    assert given.final_activation[0] >= given.start_activation[0] > 0  # a blot is its best
+    blank = run_oip(net, "conv", [0], images=images[[0, 1, 2]], **search)
+    assert blank.dead.tolist() == [True] and blank.start_image.tolist() == [-1]
+
+
 def test_cli_activations_compare_oip(cli, cnn_run, tmp_path):
     run = str(cnn_run)
     done = cli(
@@ -238,9 +273,17 @@ def test_cli_activations_compare_oip(cli, cnn_run, tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "o/oip.json").read_text())
     assert [u["unit"] for u in report["per_unit"]] == [0, 1, 2]
-    assert {"final_activation", "start_activation", "steps", "converged", "retries", "dead"} <= set(
-        report["per_unit"][0]
-    )
+    assert {
+        "final_activation",
+        "start_activation",
+        "steps",
+        "converged",
+        "retries",
+        "dead",
+        "start_test_image",
+    } <= set(report["per_unit"][0])
+    # dead means that neither noise nor any of the test images it is measured on drives it
+    assert all(u["test_max_activation"] <= 0 for u in report["per_unit"] if u["dead"])
     for name in ("oips.png", "oips.npz", "evolution_1.png"):
         assert (tmp_path / "o" / name).exists()
 

@@ -255,15 +255,31 @@ def _oip_peaks(net: nn.Module, data: LayerData, input_shape) -> np.ndarray | Non
     return stats.peak[units, units]
 
 
-def _oips(net, layer, settings: OIPSettings, input_shape) -> dict[str, np.ndarray]:
+def _oips(
+    net, layer, settings: OIPSettings, input_shape, inputs: np.ndarray, top: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Every unit's OIP; a unit that no noise start wakes grows from the split's image among
+    the units' best examples (``top``'s first column) that drives it most ("from_image": its
+    position in the split, -1 for noise)."""
     steps = settings.steps
     snapshot_steps = tuple(int(s) for s in np.unique(np.geomspace(1, steps, 6).astype(int)))
-    r = run_oip(net, oip_target(net, layer), None, None, settings, snapshot_steps, input_shape)
+    best = top[:, 0]
+    r = run_oip(
+        net,
+        oip_target(net, layer),
+        None,
+        None,
+        settings,
+        snapshot_steps,
+        input_shape,
+        images=inputs[best],
+    )
     out = {
         "images": r.images,
         "start": r.start_images,
         "final": r.final_activation,
         "dead": r.dead,
+        "from_image": np.where(r.start_image >= 0, best[r.start_image], -1),
     }
     out.update({f"snapshot_{s}": pictures(v) for s, v in r.snapshots.items()})
     return out
@@ -544,7 +560,7 @@ def build_atlas(
                 k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)
             }
         else:
-            data[name].oip = _oips(net, name, oip_settings, image_shape)
+            data[name].oip = _oips(net, name, oip_settings, image_shape, inputs, data[name].top)
         data[name].oip_peak = _oip_peaks(net, data[name], inputs.shape[1:])
     seconds["OIPs"] = time.perf_counter() - began
 

@@ -304,7 +304,9 @@ def _write_layer(atlas, data, render, out: _Writer, thumbs: _Thumbnails, common)
             added_bound = clipped_bound(np.abs(added))
         p99 = float(data.p99[unit])
         oip_peak = None if data.oip_peak is None else float(data.oip_peak[unit])
+        from_image = int(oip["from_image"][unit]) if "from_image" in oip else -1
         u.update(
+            oip_from_image=from_image if from_image >= 0 else None,
             hist_counts=counts[unit].tolist(),
             hist_edges=edges[unit].tolist(),
             class_means=class_means[:, unit].tolist(),

@@ -149,7 +149,7 @@ class LiveModel:
         self._modules: dict[str, nn.Module] = {}  # layer name -> module, looked up once
         self._submodules = list(net.modules())
         names = [n for n in self.inspection.layer_names if not _reshapes(net, n)]
-        n = min(self.scale_images, len(bundle.split.test))
+        n = self._reference_images = min(self.scale_images, len(bundle.split.test))
         with self.lock:
             outputs, _ = self._forward(self.inspection.inputs("test", np.arange(n)), names)
         self.layers = [_view(name, outputs[name]) for name in names]
@@ -324,8 +324,9 @@ class LiveModel:
         return view
 
     def unit_oip(self, layer: str, unit: int) -> np.ndarray:
-        """The unit's OIP (the input that drives it hardest from smooth noise), searched on
-        first request and kept; (H, W) or (H, W, 3) in the network's input scale."""
+        """The unit's OIP (the input that drives it hardest, grown from smooth noise or, where
+        no noise wakes the unit, from the test image that drives it most), searched on first
+        request and kept; (H, W) or (H, W, 3) in the network's input scale."""
         self.check_unit(layer, unit)
         key = (layer, unit)
         with self._oip_lock:
@@ -339,6 +340,8 @@ class LiveModel:
                     [unit],
                     settings=settings_for(self._oip_net, self.oip),  # as the atlas does
                     input_shape=self.input_shape,
+                    # a unit no noise wakes grows from the test image that drives it most
+                    images=self.inspection.inputs("test", np.arange(self._reference_images)),
                 )
                 image = result.images[0]
                 self._oips[key] = image if image.ndim == 2 else image.transpose(1, 2, 0)

@@ -27,17 +27,20 @@ def shown(image: np.ndarray) -> np.ndarray:
 def plot_oips(result, reference: dict, per_row: int = 8, name: str | None = None) -> Figure:
     """Plain OIPs on the left, contrast-enhanced on the right, each titled with its map number
     (and, right, its activation against the test images'), large enough to read; ``name`` is
-    the layer's name in the title (default ``result.layer``)."""
+    the layer's name in the title (default ``result.layer``). A unit grown from a test image
+    (no noise woke it) is starred."""
     n = len(result.units)
     cols = min(per_row, n)
     rows = math.ceil(n / cols)
-    height = 1.3 * rows + 0.9
+    starred = bool((result.start_image >= 0).any())
+    title_room = 0.95 if starred else 0.7  # a second line of title for the stars' key
+    height = 1.3 * rows + 0.2 + title_room
     fig = new_figure(1.1 * cols * 2 + 0.4, height)
     spec = fig.add_gridspec(
         rows,
         2 * cols + 1,
         width_ratios=[1] * cols + [0.15] + [1] * cols,
-        top=1 - 0.7 / height,  # the title just above the first row
+        top=1 - title_room / height,  # the title just above the first row
         bottom=0.2 / height,
     )
     for k, unit in enumerate(result.units):
@@ -67,12 +70,19 @@ def plot_oips(result, reference: dict, per_row: int = 8, name: str | None = None
             p99 = reference["p99"][k]
             # a unit that real images leave at or below zero has no meaningful ratio
             ratio = f"{result.final_activation[k] / p99:.0f}x" if p99 > 1e-3 else "-"
-            ax.set_title(f"{unit}" if panel == "plain" else f"{unit}: {ratio}", fontsize=9, pad=2)
+            star = "*" if result.start_image[k] >= 0 else ""
+            title = f"{unit}{star}" if panel == "plain" else f"{unit}{star}: {ratio}"
+            ax.set_title(title, fontsize=9, pad=2)
     fig.suptitle(
         f"OIPs of {name or result.layer}"
         + (f", node {result.node}" if result.node else "")
         + ": left plain, right contrast-enhanced (title: activation / 99th percentile of test "
-        "images; - where that percentile is not above 0)",
+        "images; - where that percentile is not above 0)"
+        + (
+            "\n* grown from the test image that drives it most: no noise start woke it"
+            if starred
+            else ""
+        ),
         fontsize=11,
         y=1 - 0.25 / height,
     )

@@ -13,7 +13,7 @@ import torch
 
 from mapscope.errors import ConfigError
 from mapscope.inspect.inspection import Inspection
-from mapscope.inspect.oip.objectives import objective_values, oip_target
+from mapscope.inspect.oip.objectives import every_objective, oip_target
 from mapscope.inspect.oip.settings import OIPSettings
 from mapscope.inspect.oip.strategies import OIPResult, pictures, run_oip
 from mapscope.inspect.taps import layer_outputs
@@ -23,23 +23,28 @@ from mapscope.report.figures import save_figure
 from mapscope.report.oip import plot_evolution, plot_oips
 from mapscope.runs.folder import provenance
 
+REFERENCE_IMAGES = 2000  # the test images an OIP is measured against (and may start from)
+
+
+def reference_images(inspection: Inspection) -> np.ndarray:
+    """The first ``REFERENCE_IMAGES`` test images, as the network reads them."""
+    n = min(REFERENCE_IMAGES, len(inspection.bundle.split.test))
+    return inspection.inputs("test", np.arange(n))
+
 
 def test_reference(
-    inspection: Inspection, layer: str, units: list[int], node, n_images: int = 2000
+    inspection: Inspection, layer: str, units: list[int], node, images: np.ndarray | None = None
 ) -> dict:
-    """How strongly real test images drive each unit: the yardstick for an OIP's activation."""
-    n = min(n_images, len(inspection.bundle.split.test))
-    out = torch.from_numpy(
-        layer_outputs(inspection.net, inspection.inputs("test", np.arange(n)), [layer])[layer]
-    )
-    values = np.stack(
-        [objective_values(out, torch.full((n,), u), node).numpy() for u in units], axis=1
-    )
+    """How strongly real test images (default ``reference_images``) drive each unit: the
+    yardstick for an OIP's activation."""
+    images = reference_images(inspection) if images is None else images
+    out = torch.from_numpy(layer_outputs(inspection.net, images, [layer])[layer])
+    values = every_objective(out, units, node).numpy()
     return {
         "mean": values.mean(0),
         "p99": np.percentile(values, 99, axis=0),
         "max": values.max(0),
-        "images": n,
+        "images": len(images),
     }
 
 
@@ -78,6 +83,7 @@ class LayerOIPs(RichDisplay):
                 "converged": bool(r.converged[k]),
                 "retries": int(r.retries[k]),
                 "dead": bool(r.dead[k]),
+                "start_test_image": int(r.start_image[k]) if r.start_image[k] >= 0 else None,
                 "test_mean_activation": float(ref["mean"][k]),
                 "test_p99_activation": float(ref["p99"][k]),
                 "test_max_activation": float(ref["max"][k]),
@@ -95,6 +101,7 @@ class LayerOIPs(RichDisplay):
             "node": list(r.node) if r.node else None,
             "units": len(r.units),
             "dead": int(r.dead.sum()),
+            "started_from_test_images": int((r.start_image >= 0).sum()),
             "converged": int(r.converged.sum()),
             "seconds": self.seconds,
             "options": self.options,
@@ -110,6 +117,7 @@ class LayerOIPs(RichDisplay):
         final = np.median(r.final_activation[alive]) if alive.any() else 0
         return (
             f"{self.name}: {len(r.units)} units, {int(r.dead.sum())} dead, "
+            f"{_from_images(r)}"
             f"{int(r.converged.sum())} converged; median activation start {start:.3f} -> final "
             f"{final:.3f}"
         )
@@ -159,6 +167,12 @@ class LayerOIPs(RichDisplay):
         )
 
 
+def _from_images(r: OIPResult) -> str:
+    """The summary's note of the units that started from a test image, or ""."""
+    n = int((r.start_image >= 0).sum())
+    return f"{n} started from a test image (no noise woke them), " if n else ""
+
+
 def oip_layer(
     inspection: Inspection,
     layer: str,
@@ -180,10 +194,13 @@ def oip_layer(
     began = time.perf_counter()
     shape = inspection.bundle.dataset.image_shape
     searched = oip_target(inspection.net, layer)
-    result = run_oip(inspection.net, searched, units, node, settings, snapshot_steps, shape)
+    images = reference_images(inspection)
+    result = run_oip(
+        inspection.net, searched, units, node, settings, snapshot_steps, shape, images=images
+    )
     result.layer = layer
     seconds = time.perf_counter() - began
-    reference = test_reference(inspection, searched, result.units, node)
+    reference = test_reference(inspection, searched, result.units, node, images)
     checksums = inspection.bundle.dataset.checksums
     snapshots = list(snapshot_units or [])
     return LayerOIPs(result, reference, seconds, asdict(settings), checksums, snapshots, searched)
@@ -199,6 +216,7 @@ def write_oips(result: LayerOIPs, out: str | Path) -> list[Path]:
             start_images=r.start_images,
             units=np.array(r.units),
             dead=r.dead,
+            start_image=r.start_image,
             trace=r.trace,
             **{f"snapshot_{s}": pictures(v) for s, v in r.snapshots.items()},
         ),

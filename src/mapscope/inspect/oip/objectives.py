@@ -60,3 +60,16 @@ def objective_values(
     if node is not None:
         return selected[:, node[0], node[1]]
     return selected.mean(dim=(1, 2))
+
+
+def every_objective(
+    output: torch.Tensor, units: list[int] | torch.Tensor, node: tuple[int, int] | None
+) -> torch.Tensor:
+    """(B, U): every row's objective for each of ``units``, as ``objective_values`` measures
+    one unit per row (how strongly each real image drives each unit)."""
+    selected = output[:, torch.as_tensor(units, dtype=torch.long, device=output.device)]
+    if output.dim() == 2:
+        return selected
+    if node is not None:
+        return selected[:, :, node[0], node[1]]
+    return selected.mean(dim=(2, 3))

@@ -6,8 +6,11 @@
   allow finer gradient components stage by stage.
 
 A unit whose activation and gradient are zero at the start cannot climb: it is retried with fresh
-noise of ever longer wavelengths (the finest scale dropped on each retry), and reported as dead if
-it never wakes up.
+noise of ever longer wavelengths (the finest scale dropped on each retry). A unit that no noise
+wakes may still fire on real images (a detector of one thin stroke, say): given ``images``, it
+starts from the one that drives it most, as Lucent's users start from a dataset example. It is
+reported as dead only if neither wakes it, which with the split's images is what the atlas calls
+dead: it never fires on them.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mapscope.device import pick_device
+from mapscope.device import INFERENCE_BATCH, pick_device
 from mapscope.errors import ConfigError
 from mapscope.inspect.oip.ascent import Ascent, ascend, gradient, objective
-from mapscope.inspect.oip.objectives import check_units
+from mapscope.inspect.oip.objectives import check_units, every_objective
 from mapscope.inspect.oip.settings import OIPSettings
 from mapscope.inspect.oip.start import (
     check_scales,
@@ -32,7 +35,7 @@ from mapscope.inspect.oip.start import (
     standardize,
     upscale,
 )
-from mapscope.inspect.taps import forward_to
+from mapscope.inspect.taps import forward_to, module_device
 
 
 @dataclass
@@ -48,6 +51,7 @@ class OIPResult:
     converged: np.ndarray
     retries: np.ndarray
     dead: np.ndarray
+    start_image: np.ndarray  # (B,) the index in ``images`` a unit started from; -1: noise
     trace: np.ndarray  # (steps, B) objective per step
     snapshots: dict[int, np.ndarray] = field(default_factory=dict)
 
@@ -71,6 +75,44 @@ def _wake_dead(net, layer, start, units, node, generator, scales, factors, retri
     return start, tries, dead
 
 
+def _start_from_images(net, layer, start, units, node, images, dead):
+    """Each unit still ``dead`` after the noise starts from the image of ``images`` that drives
+    it most, standardised as every image of the search is, where that image's gradient is not
+    zero; returns the starts, the units still dead, and each unit's image index (-1: its
+    noise start kept)."""
+    from_image = torch.full((len(start),), -1, dtype=torch.long)
+    rows = dead.nonzero().squeeze(1)
+    if len(rows) == 0 or images is None or len(images) == 0:
+        return start, dead, from_image.numpy()
+    images = torch.as_tensor(np.asarray(images), dtype=start.dtype)
+    if images[0].numel() != start[0].numel():
+        raise ConfigError(
+            f"images hold {images[0].numel()} values each; the OIP search's inputs have "
+            f"{tuple(start.shape[1:])}: give images as the module takes them."
+        )
+    images = standardize(images.reshape(-1, *start.shape[1:]))  # as every search image is
+    device = module_device(net)
+    with torch.no_grad():
+        values = torch.cat(
+            [
+                every_objective(
+                    forward_to(net, chunk.to(device), [layer])[layer], units[rows], node
+                )
+                .float()
+                .cpu()
+                for chunk in images.split(INFERENCE_BATCH)
+            ]
+        )
+    best = values.argmax(0)
+    _, grad = gradient(net, layer, images[best], units[rows], node)
+    woke = grad.flatten(1).abs().amax(1) > 0
+    start, dead = start.clone(), dead.clone()
+    start[rows[woke]] = images[best[woke]]
+    dead[rows[woke]] = False
+    from_image[rows[woke]] = best[woke]
+    return start, dead, from_image.numpy()
+
+
 def run_oip(
     net: nn.Module,
     layer: str,
@@ -79,9 +121,14 @@ def run_oip(
     settings: OIPSettings | None = None,
     snapshot_steps: tuple[int, ...] = (),
     input_shape: tuple[int, int, int] | None = None,
+    images: np.ndarray | torch.Tensor | None = None,
     **options,
 ) -> OIPResult:
     """OIPs for ``units`` of ``layer`` in one batched optimisation (row i drives unit i).
+
+    ``images`` (real inputs as the module takes them, (N, channels, height, width)): a unit
+    that no noise start wakes starts from the one that drives it most (``start_image`` says
+    which); without them such a unit is reported dead.
 
     ``settings`` (default ``OIPSettings()``) with any of its fields changed by ``options``
     (``steps=30, device="cpu"``). Works on any module whose layer ``layer`` is reached by a
@@ -139,7 +186,10 @@ def run_oip(
         factors[: len(first_scales)],
         retries,
     )
-    start = start * settings.start_level
+    start = start * settings.start_level  # a faint start for noise; real images as they are
+    start, dead, start_image = _start_from_images(
+        net, layer, start, unit_tensor, node, images, dead
+    )
     with torch.no_grad():
         start_activation = objective(net, layer, start, unit_tensor, node).numpy()
     alive = ~dead
@@ -175,6 +225,7 @@ def run_oip(
         result.converged,
         tries,
         dead.numpy(),
+        start_image,
         trace,
         result.snapshots,
     )
