@@ -77,6 +77,18 @@ def test_not_an_image(tmp_path):
         read_drawing(tmp_path / "x.png")
 
 
+def test_a_png_whose_header_chunk_is_cut_short(tmp_path):
+    """Found by the bytes fuzzer: PIL raises ValueError("Truncated IHDR chunk") on opening."""
+    from PIL import Image
+
+    Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(tmp_path / "x.png")
+    content = bytearray((tmp_path / "x.png").read_bytes())
+    content[11] ^= 1  # the IHDR chunk's length: 13 -> 12
+    (tmp_path / "x.png").write_bytes(bytes(content))
+    with pytest.raises(DataError, match="not a readable image.*Truncated IHDR"):
+        read_drawing(tmp_path / "x.png")
+
+
 @pytest.mark.parametrize("paper", ["dim 16-bit", "grey 8-bit", "transparent"])
 def test_a_real_digit_on_any_paper_is_predicted_as_that_digit(
     paper, cnn_run, mnist, real_data, tmp_path

@@ -189,6 +189,14 @@ RUN_CASES = {
         ["cnn", "train", "--resume", "{run}", "--epochs", "1"],
         "does not fit this run",
     ),
+    "optimizer made differentiable": (  # found by the checkpoint fuzzer: torch's own error
+        lambda r: edit_checkpoint(
+            r / RUN_FILES["checkpoint"],
+            lambda s: s["optimizer"]["param_groups"][0].update(differentiable=True),
+        ),
+        ["cnn", "train", "--resume", "{run}", "--epochs", "1"],
+        "optimizer setting 'differentiable' is True; a mapscope training sets False",
+    ),
     "dataset a list": (
         lambda r: edit_json(r / "config.json", lambda c: c["data"].update(dataset=["mnist"])),
         ["cnn", "predict", "--model", "{run}", "--index", "0"],

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mapscope.cnn.build import Network
 from mapscope.data.bundle import DataBundle
+from mapscope.data.folder import UNREADABLE_IMAGE
 from mapscope.device import INFERENCE_BATCH
 from mapscope.errors import DataError
 
@@ -44,7 +45,7 @@ def read_drawing(path, size: int = 28, name: str | None = None) -> np.ndarray:
             image = Image.open(path)
     except Image.DecompressionBombError:
         image = None
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:  # PIL's PNG reader: Syntax
+    except UNREADABLE_IMAGE as exc:
         raise DataError(f"{label}: not a readable image ({exc}); give a PNG of a digit.") from exc
     if image is None or image.width * image.height > MAX_PIXELS:
         shape = "" if image is None else f"{image.width}x{image.height} pixels "
@@ -54,7 +55,7 @@ def read_drawing(path, size: int = 28, name: str | None = None) -> np.ndarray:
         )
     try:
         grey = _grey(image)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except UNREADABLE_IMAGE as exc:
         raise DataError(f"{label}: the image data cannot be read ({exc}).") from exc
     small = Image.fromarray(grey).resize((size, size), Image.Resampling.LANCZOS)
     pixels = np.asarray(small, dtype=np.uint8)

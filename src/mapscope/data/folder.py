@@ -26,6 +26,15 @@ from mapscope.io import expand_user, read_arrays, write_npz
 
 PREFIX = "folder:"
 COLOURS = ("rgb", "grey")
+# what PIL raises for a damaged or hostile image file, by format and by stage (open or decode):
+# a truncated PNG header is a ValueError, a bad PNG chunk a SyntaxError
+UNREADABLE_IMAGE = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+)
 SHOWN = 10  # unreadable files named in the message; the rest are counted
 
 
@@ -102,13 +111,7 @@ def read_folder(
     for i, path in enumerate(tqdm(files, desc=f"reading {root.name}", unit="image", disable=None)):
         try:
             x[i] = read_image(path, size, colour)
-        except (
-            UnidentifiedImageError,
-            OSError,
-            ValueError,
-            SyntaxError,
-            Image.DecompressionBombError,
-        ) as exc:
+        except UNREADABLE_IMAGE as exc:
             bad.append(f"{path.relative_to(root)} ({type(exc).__name__})")
     if bad:
         more = f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""

@@ -146,7 +146,8 @@ class TrainingState:
 
 def check_optimizer_state(optimizer: torch.optim.Optimizer, fresh: list[dict]) -> None:
     """What torch's ``load_state_dict`` leaves unchecked (the steps would fail later, deep in
-    its kernels): every setting of every group of the type a new optimizer has, and every
+    its kernels): every setting of every group of the type a new optimizer has (its switches,
+    such as ``fused``, of the same value), and every
     per-parameter buffer of its parameter's shape. ``fresh``: a new optimizer's groups."""
     for group, new in zip(optimizer.param_groups, fresh, strict=True):
         for key, value in new.items():
@@ -164,6 +165,13 @@ def check_optimizer_state(optimizer: torch.optim.Optimizer, fresh: list[dict]) -
             if not same:
                 raise ValueError(
                     f"optimizer setting {key!r} is {stored!r}, expected like {value!r}"
+                )
+            # a switch of the optimizer's implementation (fused, differentiable, foreach, ...)
+            # is the trainer's, never the run's: another one fails in torch's step or trains
+            # other bits
+            if (value is None or isinstance(value, bool)) and stored != value:
+                raise ValueError(
+                    f"optimizer setting {key!r} is {stored!r}; a mapscope training sets {value!r}"
                 )
     for parameter, buffers in optimizer.state.items():
         if not isinstance(parameter, torch.Tensor) or not isinstance(buffers, dict):
