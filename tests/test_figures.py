@@ -88,6 +88,7 @@ def test_autoencoder_figures_have_no_overlapping_text():
     images = rng.random((12, 1, 28, 28))
     figures = [
         ae_figures.plot_components(codes, np.full(16, 0.02)),
+        ae_figures.plot_components(codes[:, :2], np.full(2, 0.02)),  # `ae train --latent 2`
         ae_figures.plot_radii(
             {"data": np.linalg.norm(codes, axis=1), "uniform": rng.random(100)}, 16
         ),

@@ -107,7 +107,9 @@ def plot_components(codes: np.ndarray, ks_distance: np.ndarray, per_row: int = 8
     d = codes.shape[1]
     cols = min(per_row, d)
     rows = math.ceil(d / cols)
-    fig = new_figure(2.2 * cols, 1.9 * rows + 0.5)
+    panel = max(2.2, 8.0 / cols)  # inches across: a 2-d code gets two wide panels, not stamps
+    width = panel * cols
+    fig = new_figure(width, 1.9 * min(panel / 2.2, 1.5) * rows + 0.6)
     for i in range(d):
         ax = fig.add_subplot(rows, cols, i + 1)
         values = codes[:, i]
@@ -116,13 +118,14 @@ def plot_components(codes: np.ndarray, ks_distance: np.ndarray, per_row: int = 8
         if std > 0:
             grid = np.linspace(values.min(), values.max(), 200)
             ax.plot(grid, stats.norm.pdf(grid, mean, std), color="tab:red", lw=1)
-        ax.set_title(f"z{i}: KS {ks_distance[i]:.3f}", fontsize=8)
-        ax.tick_params(labelsize=6)
+        ax.set_title(f"z{i}: KS {ks_distance[i]:.3f}", fontsize=8 if cols >= 4 else 9)
+        ax.tick_params(labelsize=6 if cols >= 4 else 8)
         ax.locator_params(axis="x", nbins=4)
         ax.set_yticks([])
     fig.suptitle(
-        "latent components of the training images: histogram, fitted normal (red), and the "
-        "Kolmogorov-Smirnov distance between them",
+        "latent components of the training images: histogram, fitted normal (red), and the"
+        + ("\n" if width < 10 else " ")
+        + "Kolmogorov-Smirnov distance between them",
         fontsize=9,
     )
     fig.tight_layout()
