@@ -149,9 +149,10 @@ class LiveModel:
         self._modules: dict[str, nn.Module] = {}  # layer name -> module, looked up once
         self._submodules = list(net.modules())
         names = [n for n in self.inspection.layer_names if not _reshapes(net, n)]
-        n = self._reference_images = min(self.scale_images, len(bundle.split.test))
+        n = min(self.scale_images, len(bundle.split.test))
+        self._test_inputs = self.inspection.inputs("test", np.arange(n))  # scales, OIP starts
         with self.lock:
-            outputs, _ = self._forward(self.inspection.inputs("test", np.arange(n)), names)
+            outputs, _ = self._forward(self._test_inputs, names)
         self.layers = [_view(name, outputs[name]) for name in names]
         self._by_name = {view.name: view for view in self.layers}
         maps = [v.name for v in self.layers if v.kind == "maps"]
@@ -341,7 +342,7 @@ class LiveModel:
                     settings=settings_for(self._oip_net, self.oip),  # as the atlas does
                     input_shape=self.input_shape,
                     # a unit no noise wakes grows from the test image that drives it most
-                    images=self.inspection.inputs("test", np.arange(self._reference_images)),
+                    images=self._test_inputs,
                 )
                 image = result.images[0]
                 self._oips[key] = image if image.ndim == 2 else image.transpose(1, 2, 0)

@@ -54,12 +54,7 @@ def objective_values(
 ) -> torch.Tensor:
     """(B,) objective of each row: its unit's map mean, map node, or dense node value."""
     rows = torch.arange(len(units), device=output.device)
-    selected = output[rows, units]
-    if output.dim() == 2:
-        return selected
-    if node is not None:
-        return selected[:, node[0], node[1]]
-    return selected.mean(dim=(1, 2))
+    return _objective(output[rows, units], output.dim() == 2, node)
 
 
 def every_objective(
@@ -68,8 +63,14 @@ def every_objective(
     """(B, U): every row's objective for each of ``units``, as ``objective_values`` measures
     one unit per row (how strongly each real image drives each unit)."""
     selected = output[:, torch.as_tensor(units, dtype=torch.long, device=output.device)]
-    if output.dim() == 2:
+    return _objective(selected, output.dim() == 2, node)
+
+
+def _objective(selected: torch.Tensor, dense: bool, node: tuple[int, int] | None) -> torch.Tensor:
+    """What a unit's output counts as its objective: a dense node's value, a map's node, or a
+    map's mean (its last two axes)."""
+    if dense:
         return selected
     if node is not None:
-        return selected[:, :, node[0], node[1]]
-    return selected.mean(dim=(2, 3))
+        return selected[..., node[0], node[1]]
+    return selected.mean(dim=(-2, -1))

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mapscope.device import INFERENCE_BATCH, pick_device
+from mapscope.device import pick_device
 from mapscope.errors import ConfigError
 from mapscope.inspect.oip.ascent import Ascent, ascend, gradient, objective
 from mapscope.inspect.oip.objectives import check_units, every_objective
@@ -35,7 +35,7 @@ from mapscope.inspect.oip.start import (
     standardize,
     upscale,
 )
-from mapscope.inspect.taps import forward_to, module_device
+from mapscope.inspect.taps import forward_to, layer_outputs
 
 
 @dataclass
@@ -91,19 +91,8 @@ def _start_from_images(net, layer, start, units, node, images, dead):
             f"{tuple(start.shape[1:])}: give images as the module takes them."
         )
     images = standardize(images.reshape(-1, *start.shape[1:]))  # as every search image is
-    device = module_device(net)
-    with torch.no_grad():
-        values = torch.cat(
-            [
-                every_objective(
-                    forward_to(net, chunk.to(device), [layer])[layer], units[rows], node
-                )
-                .float()
-                .cpu()
-                for chunk in images.split(INFERENCE_BATCH)
-            ]
-        )
-    best = values.argmax(0)
+    outputs = torch.from_numpy(layer_outputs(net, images.numpy(), [layer])[layer])
+    best = every_objective(outputs, units[rows], node).argmax(0)
     _, grad = gradient(net, layer, images[best], units[rows], node)
     woke = grad.flatten(1).abs().amax(1) > 0
     start, dead = start.clone(), dead.clone()
