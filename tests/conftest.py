@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from hypothesis import settings
 from threadpoolctl import threadpool_limits
 
@@ -54,6 +55,26 @@ def pytest_configure(config):
         threadpool_limits(limits=share)
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder that ``build(folder)`` fills once for the whole test session: under xdist the
+    first worker to ask builds it while the others wait for it, then all read it (the runs
+    the session fixtures train took 3-8 s each, paid once per worker before). Tests treat it
+    as read-only: one that changes a run works on a copy."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    folder = tmp_path_factory.getbasetemp().parent / f"shared-{name}"
+    done = folder.with_name(folder.name + ".done")
+    with FileLock(str(folder) + ".lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # left by a worker that failed building
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     root = os.environ.get("MAPSCOPE_DATA")
@@ -79,10 +100,11 @@ def cnn_run(real_data, tmp_path_factory):
     no spinning thread pool fighting the other worker for the cores."""
     from mapscope.cnn.train import TrainConfig, train
 
-    run = tmp_path_factory.mktemp("cnn") / "run"
     config = TrainConfig(epochs=1, max_train=6000, lr=3e-3, schedule="none", threads=1)
-    train(run, config, data_root=real_data)
-    return run
+    folder = built_once(
+        tmp_path_factory, "cnn", lambda at: train(at / "run", config, data_root=real_data)
+    )
+    return folder / "run"
 
 
 @pytest.fixture(scope="session")
@@ -90,9 +112,11 @@ def mlp_run(real_data, tmp_path_factory):
     """The default MLP trained briefly on real MNIST (8 epochs on 30000 images)."""
     from mapscope.mlp.train import MLPConfig, train
 
-    run = tmp_path_factory.mktemp("mlp") / "run"
-    train(run, MLPConfig(epochs=8, max_train=30000, lr=5e-4), data_root=real_data)
-    return run
+    config = MLPConfig(epochs=8, max_train=30000, lr=5e-4)
+    folder = built_once(
+        tmp_path_factory, "mlp", lambda at: train(at / "run", config, data_root=real_data)
+    )
+    return folder / "run"
 
 
 @pytest.fixture(scope="session")
@@ -101,10 +125,12 @@ def ae_run(real_data, tmp_path_factory):
     from mapscope.ae.spec import AESpec
     from mapscope.ae.train import AETrainConfig, train
 
-    run = tmp_path_factory.mktemp("ae") / "run"
     config = AETrainConfig(epochs=2, max_train=4096, max_test=2000, seed=0, threads=1)
-    train(run, config, AESpec(latent=8, filters=(16, 32)), data_root=real_data)
-    return run
+    spec = AESpec(latent=8, filters=(16, 32))
+    folder = built_once(
+        tmp_path_factory, "ae", lambda at: train(at / "run", config, spec, data_root=real_data)
+    )
+    return folder / "run"
 
 
 @pytest.fixture(scope="session")
@@ -115,16 +141,20 @@ def lenet(real_data, tmp_path_factory):
 
     from mapscope.data.bundle import DataBundle
 
-    bundle = DataBundle.create("mnist", "none", data_root=real_data)
-    x = bundle.inputs("train", np.arange(6000), "nchw") / 255.0
-    x = torch.from_numpy((x - 0.1307) / 0.3081)
-    y = torch.from_numpy(bundle.labels("train", np.arange(6000)))
-    net = fit(LeNet5(), x, y, epochs=2)
-    folder = tmp_path_factory.mktemp("lenet")
-    save_file(net.state_dict(), folder / "lenet.safetensors")
-    torch.save(net.state_dict(), folder / "lenet.pt")
-    torch.jit.script(net).save(str(folder / "lenet_script.pt"))
-    return net, folder
+    def build(folder: Path) -> None:
+        bundle = DataBundle.create("mnist", "none", data_root=real_data)
+        x = bundle.inputs("train", np.arange(6000), "nchw") / 255.0
+        x = torch.from_numpy((x - 0.1307) / 0.3081)
+        y = torch.from_numpy(bundle.labels("train", np.arange(6000)))
+        net = fit(LeNet5(), x, y, epochs=2)
+        save_file(net.state_dict(), folder / "lenet.safetensors")
+        torch.save(net.state_dict(), folder / "lenet.pt")
+        torch.jit.script(net).save(str(folder / "lenet_script.pt"))
+
+    folder = built_once(tmp_path_factory, "lenet", build)
+    net = LeNet5()
+    net.load_state_dict(torch.load(folder / "lenet.pt"))
+    return net.eval(), folder
 
 
 @pytest.fixture()
