@@ -150,6 +150,7 @@ BAD = [
     (["mlp", "sweep", "--out", "s", "--param", "l2", "--values", ","], "--values"),
     (["mlp", "sweep", "--out", "s", "--param", "batch_size", "--values", "1.9"], "whole numbers"),
     (["data", "show", "mnist", "--index", "70000", "--out", "x.png"], "out of range"),
+    (["sweep", "cnn", "--out", "s", "--seeds", "0..1", "--epochs", "2"], "--set epochs=VALUE"),
 ]
 
 

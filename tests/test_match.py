@@ -24,7 +24,7 @@ from mapscope.inspect.match import (
 from mapscope.inspect.oip.settings import OIPSettings
 from mapscope.io import read_json
 from mapscope.runs import Run
-from mapscope.workflows.match import match_runs, write_match
+from mapscope.workflows.match import match_runs, shown_units, write_match
 
 
 def test_correlation_is_pearson_and_dead_units_correlate_zero():
@@ -146,6 +146,12 @@ def test_a_run_matched_with_itself_and_with_another_seed(cnn_run, real_data, tmp
         assert numbers["same_index_share"] == 1.0
         assert matches["shuffled"].numbers()["mean"] < 0.3
     np.testing.assert_allclose(np.diag(itself.cka), 1.0, atol=1e-5)
+    # the pictures' best and worst pairs are of units that respond, as the numbers are: a run
+    # against itself has no poor match among them (its dead units would show as r = 0)
+    dead = sum(itself.layers[layer]["trained"].numbers()["dead"] for layer in result.layers)
+    assert dead > 0  # the fixture's CNN has some
+    for layer in result.layers:
+        assert min(r for _, _, r in shown_units(result, layer)) > 0.99, layer
     across = result.pairs[1]  # a against b: alike, but not the same, and not in the same order
     conv = across.layers["Conv2D_2"]
     assert 0.3 < conv["trained"].numbers()["mean"] < 0.99

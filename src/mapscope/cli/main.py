@@ -93,7 +93,7 @@ def run(argv: list[str] | None = None) -> None:
     except UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed: nothing to add
             sys.exit(2)
-        _fail(exc.format_message())
+        _fail(exc.format_message() + _sweep_hint(exc))
     except MapscopeError as exc:
         _fail(str(exc))
     except OSError as exc:  # the system refused a read or write we could not check beforehand
@@ -103,6 +103,18 @@ def run(argv: list[str] | None = None) -> None:
         typer.echo("interrupted.", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _sweep_hint(exc) -> str:
+    """An option ``mapscope sweep`` does not know is most likely one for its runs (``--epochs``,
+    as ``cnn train`` takes it), which a sweep takes as ``--set``: say so."""
+    context, option = getattr(exc, "ctx", None), getattr(exc, "option_name", None)
+    if type(exc).__name__ != "NoSuchOption" or context is None or not option:
+        return ""
+    if context.command.name != "sweep":
+        return ""
+    name = option.lstrip("-").replace("-", "_")
+    return f"; a sweep gives its runs their options with --set, like --set {name}=VALUE"
 
 
 def _fail(message: str) -> None:

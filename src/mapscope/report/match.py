@@ -206,7 +206,8 @@ def plot_pairs(result, layer: str, shown: list[tuple[int, int, float]], a: int, 
                         ax.set_ylabel(f"{labels[side]}\nkernel", fontsize=7)
     fig.suptitle(
         f"{layer}: matched units of {labels[0]} and {labels[1]}, the {len(best)} most and "
-        f"{len(worst)} least alike (r: correlation over the test images)",
+        f"{len(worst)} least alike\n(r: correlation over the test images; units that no test "
+        "image activates are left out)",
         fontsize=10,
     )
     fig.tight_layout()

@@ -50,6 +50,7 @@ from mapscope.report.match import (
     plot_pairs,
     plot_summary,
 )
+from mapscope.workflows.oip import reference_images
 
 BASELINES = ("untrained", "shuffled")
 SHOWN = 6  # best and worst matched pairs drawn per layer
@@ -302,10 +303,14 @@ def _shuffled(
 
 
 def shown_units(result: RunMatch, layer: str) -> list[tuple[int, int, float]]:
-    """(unit of run A, unit of run B, r) of the first pair: the best and the worst matches."""
+    """(unit of run A, unit of run B, r) of the first pair: the best and the worst matches
+    among units that some test image activates in both runs, as the numbers are (a dead
+    unit's r is 0 by construction, and its OIP only its start image)."""
     match = result.pairs[0].layers[layer]["trained"]
-    order = np.argsort(-np.nan_to_num(match.matched, nan=-2))
-    order = order[match.partner[order] >= 0]
+    live = match.alive & (match.partner >= 0)
+    live[live] = (match.corr != 0).any(0)[match.partner[live]]  # its partner responds too
+    units = np.flatnonzero(live)
+    order = units[np.argsort(-match.matched[units], kind="stable")]
     picked = list(order[:SHOWN]) + [u for u in order[::-1][:SHOWN] if u not in order[:SHOWN]]
     return [(int(u), int(match.partner[u]), float(match.matched[u])) for u in picked]
 
@@ -325,7 +330,11 @@ def _shown_oips(result: RunMatch, inspections: list[Inspection], settings: OIPSe
         chosen = sorted(wanted)
         shape = inspections[run].bundle.dataset.image_shape
         net = inspections[run].net
-        search = run_oip(net, oip_target(net, layer), chosen, None, settings, input_shape=shape)
+        # as the oip command does: a unit no noise wakes starts from the test image that
+        # drives it most
+        images = reference_images(inspections[run])
+        target = oip_target(net, layer)
+        search = run_oip(net, target, chosen, None, settings, input_shape=shape, images=images)
         found[(run, layer)] = dict(zip(chosen, search.images, strict=True))
     return found
 
