@@ -272,6 +272,11 @@ def test_match_pictures_have_no_text_on_text(runs):
         assert overlapping_texts(fig) == [], fig.axes[0].get_title()
     assert len(figures[1].axes) == 4  # a histogram per layer
     assert len(figures[2].axes) == (2 if runs > 2 else 1) * 2  # maps and their colour bars
+    kernels = [im for ax in figures[3].axes for im in ax.images if im.get_cmap().name == "RdBu_r"]
+    assert kernels, "the first layer's pairs show their kernels"
+    for image in kernels:  # a signed picture: white is 0
+        low, high = image.get_clim()
+        assert low == -high == -np.abs(image.get_array()).max()
 
 
 @pytest.mark.parametrize(

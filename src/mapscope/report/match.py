@@ -199,7 +199,9 @@ def plot_pairs(result, layer: str, shown: list[tuple[int, int, float]], a: int, 
                 ax.set_xlabel(f"unit {unit}", fontsize=7, labelpad=1)
                 if kernels:
                     ax = fig.add_subplot(grid[top + 2 + side, c])
-                    ax.imshow(result.kernels[run][unit], cmap="RdBu_r")
+                    kernel = result.kernels[run][unit]
+                    bound = float(np.abs(kernel).max()) or 1.0  # white is 0, as in the atlas
+                    ax.imshow(kernel, cmap="RdBu_r", vmin=-bound, vmax=bound)
                     ax.set_xticks([])
                     ax.set_yticks([])
                     if c == 0:
