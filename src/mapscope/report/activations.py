@@ -45,7 +45,7 @@ def plot_activation_grid(
         scale_note, (low, high) = "one colour scale for all images", shared_scale
         label = "activation"
     else:
-        scale_note, low, high = "colour scale of its own per image", None, None
+        scale_note, low, high = "one colour scale per input image", None, None
         label = "activation"
     colormap = matplotlib.colormaps[cmap].with_extremes(bad="white")
     for k, (image, (grid, corners), title) in enumerate(zip(images, blocks, titles, strict=True)):
