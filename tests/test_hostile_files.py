@@ -102,6 +102,8 @@ def keras_cases(tmp: Path) -> dict[str, tuple[Path, str]]:
     layers[1] = {"class_name": "Conv2D", "config": "relu"}
     no_size = [dict(layer) for layer in keras_config()["config"]["layers"]]
     no_size[0] = {"class_name": "InputLayer", "config": {"batch_shape": [None, None, None, 1]}}
+    huge = [dict(layer) for layer in keras_config()["config"]["layers"]]
+    huge[0] = {"class_name": "InputLayer", "config": {"batch_shape": [None, 10**8, 10**7, 1]}}
     escaping = write_keras(tmp / "escape.keras", members={"../../evil.txt": b"x"})
     return {
         "keras zip with a bad CRC": (bad_crc, "CRC"),
@@ -118,6 +120,9 @@ def keras_cases(tmp: Path) -> dict[str, tuple[Path, str]]:
             write_h5(tmp / "none.h5", config=keras_config(no_size)),
             "fixed image size",
         ),
+        # found by the fuzzer: the flattening order of 10^15 features was built (in memory)
+        # before the dense layer's 1152 rows were checked against them
+        "h5 input of 10^15 pixels": (write_h5(tmp / "huge.h5", config=keras_config(huge)), "shape"),
         "not a keras file": (_written(tmp / "text.h5", b"hello"), "neither a .keras zip"),
     }
 
@@ -138,6 +143,7 @@ def _written(path: Path, data: bytes) -> Path:
         "h5 model_config a list",
         "h5 layer config a string",
         "h5 input shape None",
+        "h5 input of 10^15 pixels",
         "not a keras file",
     ],
 )

@@ -335,6 +335,14 @@ def _activation(value, where: str) -> str:
     return name
 
 
+def _pytorch_order(height: int, width: int, channels: int) -> np.ndarray:
+    """Where each flattened Keras feature goes in PyTorch's flattening: PyTorch's feature
+    (c, y, x) is Keras's (y, x, c). Built only once the layer's weights matched that many
+    features: a model file may declare any input size."""
+    order = np.arange(height * width * channels).reshape(height, width, channels)
+    return order.transpose(2, 0, 1).ravel()
+
+
 def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
     """A mapscope spec and state_dict that compute what the Keras model computes."""
     shape = model.input_shape
@@ -351,7 +359,8 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
     state: dict[str, torch.Tensor] = {}
     map_shape = (c, h, w)  # what flows through, channels first; None after Flatten
     features = 0  # the width of what flows through after Flatten
-    flat_order: np.ndarray | None = None  # Keras feature i -> PyTorch feature, after Flatten
+    # the (height, width, channels) Keras flattened, until the next layer's weights are reordered
+    flattened: tuple[int, int, int] | None = None
     kept = [x for x in model.layers if x.get("class_name") not in IGNORED]
     for i, layer in enumerate(kept):
         kind, config, name = layer.get("class_name"), layer["config"], layer["name"]
@@ -411,8 +420,7 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
             layers.append(Flatten(name))
             if not channels_first:
                 ch, hh, ww = map_shape
-                # PyTorch feature (c, y, x) is Keras feature (y, x, c)
-                flat_order = np.arange(ch * hh * ww).reshape(hh, ww, ch).transpose(2, 0, 1).ravel()
+                flattened = (hh, ww, ch)
             features = math.prod(map_shape) if map_shape is not None else features
             map_shape = None
         elif kind == "Dense":
@@ -425,9 +433,9 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
                 arrays, config, where, (features, config.get("units"))
             )
             units = kernel_array.shape[1]
-            if flat_order is not None:
-                kernel_array = kernel_array[flat_order]  # rows in PyTorch's flattening order
-                flat_order = None
+            if flattened is not None:  # rows in PyTorch's flattening order
+                kernel_array = kernel_array[_pytorch_order(*flattened)]
+                flattened = None
             activation = _activation(config.get("activation"), where)
             following = kept[i + 1] if i + 1 < len(kept) else None
             if (
@@ -456,8 +464,9 @@ def convert(model: KerasModel) -> tuple[NetSpec, dict[str, torch.Tensor]]:
                 )
             channels = features if map_shape is None else map_shape[0]
             gamma, beta, mean, variance = _norm_weights(arrays, config, where, channels)
-            if flat_order is not None:  # per-feature after Flatten: Keras order -> PyTorch order
-                gamma, beta, mean, variance = (v[flat_order] for v in (gamma, beta, mean, variance))
+            if flattened is not None:  # per-feature after Flatten: Keras order -> PyTorch order
+                order = _pytorch_order(*flattened)
+                gamma, beta, mean, variance = (v[order] for v in (gamma, beta, mean, variance))
             layers.append(
                 BatchNorm(
                     name,
