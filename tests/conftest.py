@@ -121,11 +121,15 @@ def mlp_run(real_data, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ae_run(real_data, tmp_path_factory):
-    """An MNIST autoencoder (latent 8) trained for 2 epochs on 4096 images (validated on 2000)."""
+    """An MNIST autoencoder (latent 8) trained for 2 epochs on 4096 images (validated on 2000),
+    in 256 steps at a constant rate: enough to get past rebuilding every image as the mean
+    training image, where 64 steps of the default batch and schedule left it."""
     from mapscope.ae.spec import AESpec
     from mapscope.ae.train import AETrainConfig, train
 
-    config = AETrainConfig(epochs=2, max_train=4096, max_test=2000, seed=0, threads=1)
+    config = AETrainConfig(
+        epochs=2, max_train=4096, max_test=2000, batch_size=32, schedule="none", seed=0, threads=1
+    )
     spec = AESpec(latent=8, filters=(16, 32))
     folder = built_once(
         tmp_path_factory, "ae", lambda at: train(at / "run", config, spec, data_root=real_data)

@@ -80,6 +80,10 @@ def test_training_writes_an_ae_run_that_reconstructs(ae_run, real_data):
     history = json.loads(run.files["history"].read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[1]["val_loss"] < history[0]["val_loss"] < 0.5  # BCE per pixel falls
+    # and it rebuilds each image, not the mean training image, which is what an autoencoder
+    # that has learned little gives back (a test loss barely below the mean image's)
+    metrics = json.loads(run.files["metrics"].read_text())
+    assert history[1]["val_loss"] < 0.8 * metrics["constant_loss"]
     config = json.loads(run.files["config"].read_text())
     assert config["net"]["input_shape"] == [1, 28, 28] and config["train"]["seed"] == 0
     assert "mnist/train-images-idx3-ubyte.gz" in config["data"]["checksums"]
@@ -88,7 +92,7 @@ def test_training_writes_an_ae_run_that_reconstructs(ae_run, real_data):
     result = reconstruct(ae_run, [0, 1, 2], "test", real_data)
     expected = ((result.reconstructions - result.originals) ** 2).mean(axis=(1, 2, 3))
     np.testing.assert_allclose(result.mse, expected, rtol=1e-5)
-    assert result.mse.mean() < 0.08  # far below the error of a blank image (about 0.1)
+    assert result.mse.mean() < 0.045  # the mean training image's error is 0.0675
 
 
 def test_a_seed_reproduces_the_run_and_resume_continues_it_bit_for_bit(real_data, tmp_path):
@@ -546,3 +550,26 @@ def test_atlas_of_the_encoder(ae_run, real_data, tmp_path):
     index = (site / "index.html").read_text()
     assert "no class scores" in index and "Confusion matrix" not in index
     assert (site / "layers/Latent/units/7.html").is_file() and (site / "classes/9.html").is_file()
+
+
+def test_a_run_is_measured_against_the_mean_training_image(real_data, tmp_path, capsys):
+    """metrics.json's ``constant_loss`` is the test loss of the best guess that ignores the
+    input, for an autoencoder the mean training image; a run that does barely better than it
+    (8 steps: every image rebuilt as that blur) says so when it ends, a trained one does not."""
+    from mapscope.ae.train import targets
+    from mapscope.data.bundle import DataBundle
+
+    config = AETrainConfig(epochs=1, max_train=256, max_test=500, seed=0, threads=1)
+    metrics = train(
+        tmp_path / "short", config, AESpec(latent=2, filters=(4, 8)), data_root=real_data
+    )
+    bundle = DataBundle.create("mnist", "unit", data_root=real_data)
+    train_images = targets(bundle, "train", np.arange(256)).astype(np.float64)
+    test_images = targets(bundle, "test", np.arange(500)).astype(np.float64)
+    mean = (train_images.sum(0) + 0.5) / (len(train_images) + 1)  # half an image of smoothing
+    bce = -(test_images * np.log(mean) + (1 - test_images) * np.log(1 - mean))
+    assert metrics["constant_loss"] == pytest.approx(bce.mean(), rel=1e-4)
+    said = capsys.readouterr().out
+    assert metrics["test_loss"] > 0.8 * metrics["constant_loss"]
+    assert "has learned little yet" in said and "the mean training image" in said
+    assert "train for more steps" in said

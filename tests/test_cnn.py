@@ -902,3 +902,21 @@ def test_precompile_covers_every_kernel_a_default_training_uses(real_data, tmp_p
         config = TrainConfig(epochs=1, max_train=256, max_test=256, precision=precision)
         train(tmp_path / precision, config, data_root=real_data)
     assert {k: len(k.signatures) for k in kernels} == before
+
+
+def test_a_classifier_is_measured_against_the_class_frequencies(real_data, tmp_path, capsys):
+    """A classifier's ``constant_loss`` is the cross-entropy of always answering the training
+    labels' frequencies; a run that has learned something stays quiet about it."""
+    from mapscope.cnn.train import TrainConfig, train
+
+    config = TrainConfig(epochs=1, max_train=640, max_test=500, threads=1)
+    metrics = train(tmp_path / "r", config, SMALL_CNN, data_root=real_data)
+    run = Run.open(tmp_path / "r")
+    bundle = run.bundle()
+    counts = np.bincount(bundle.labels("train", np.arange(640)), minlength=10)
+    log_p = np.log(counts / counts.sum())
+    expected = -log_p[bundle.labels("test", np.arange(500))].mean()
+    assert metrics["constant_loss"] == pytest.approx(expected, rel=1e-4)
+    assert read_json(run.files["metrics"])["constant_loss"] == metrics["constant_loss"]
+    assert metrics["test_loss"] < 0.9 * metrics["constant_loss"]
+    assert "learned little" not in capsys.readouterr().out

@@ -260,6 +260,7 @@ class RunMetrics:
     train_accuracy: float | None = None
     test_loss: float | None = None
     train_loss: float | None = None
+    constant_loss: float | None = None  # the test loss of the best guess that ignores the input
     train_seconds: float | None = None
     seed: int | None = None
     n_train: int | None = None

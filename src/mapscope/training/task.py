@@ -33,6 +33,10 @@ class Task(Generic[Net, Config]):
 
     saved: ModuleType
     config_type: type[TrainConfig] = TrainConfig
+    # a validation loss above this share of ``constant_output``'s: the network has learned
+    # little (the trainer says so when it ends)
+    learned_little: float = 0.9
+    constant_guess = "the class frequencies"  # what ``constant_output`` is, in words
 
     def data(self, config: Config, data_root: str | Path | None) -> DataBundle:
         """A new run's inputs: the dataset, the split (``resplit``: a shuffled one drawn with
@@ -89,6 +93,13 @@ class Task(Generic[Net, Config]):
     def loss(self, net: Net, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean"):
         """The loss per target value (per image for classes, per pixel for images), float32."""
         raise NotImplementedError
+
+    def constant_output(self, bundle: DataBundle, y_train: torch.Tensor) -> torch.Tensor:
+        """The one output that does best without looking at the input, taken from the
+        training targets: for classes, their frequencies (as logits). The trainer measures a
+        network against its loss (``constant_loss``)."""
+        counts = torch.bincount(y_train.long(), minlength=bundle.dataset.n_classes).double()
+        return torch.log(counts.clamp(min=0.5) / counts.sum()).float()  # an unseen class: rare
 
     def correct(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
         """How many outputs are right (None: the kind has no accuracy)."""

@@ -65,6 +65,7 @@ class TrainingState:
     x_test: torch.Tensor
     y_test: torch.Tensor
     planned_epochs: int
+    constant_loss: float = float("nan")  # the validation loss of the best input-blind guess
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -279,7 +280,31 @@ def set_up(
             ) from None
     else:
         task.saved.start(writer.folder, spec, asdict(config), bundle, net)
+    state.constant_loss = constant_loss(task, net, bundle, state.y_train, state.y_test)
     return state
+
+
+def constant_loss(task: Task, net: nn.Module, bundle: DataBundle, y_train, y_test) -> float:
+    """The validation loss of the best guess that ignores the input (the class frequencies;
+    an autoencoder's mean training image): what a network has learned shows as how far below
+    it its validation loss is."""
+    guess = task.constant_output(bundle, torch.as_tensor(y_train))
+    target = torch.as_tensor(y_test)
+    return float(task.loss(net, guess.expand(len(target), *guess.shape), target))
+
+
+def learned_little(s: TrainingState) -> str | None:
+    """A note when the network does barely better than a guess that ignores the input, as a
+    short run can leave it (an autoencoder that rebuilds every image as the mean blur)."""
+    val_loss = s.history[-1]["val_loss"] if s.history else float("nan")
+    if not val_loss > s.task.learned_little * s.constant_loss:
+        return None
+    return (
+        f"note: the validation loss {val_loss:.4f} is close to {s.constant_loss:.4f}, the loss "
+        f"of a guess that ignores the input ({s.task.constant_guess}): the network has learned "
+        "little yet; "
+        "train for more steps (more --epochs or --max-train, or a smaller --batch-size)."
+    )
 
 
 def run_epoch(s: TrainingState, epoch: int, last_epoch: int) -> tuple[float, float | None, float]:
@@ -380,6 +405,7 @@ def run_metrics(s: TrainingState) -> dict[str, Any]:
         **scores,
         "test_loss": last["val_loss"],
         "train_loss": last["loss"],
+        "constant_loss": s.constant_loss,
         **s.task.metrics(s.net),
         "train_seconds": total_seconds(s.history),
         "epochs": len(s.history),
@@ -492,4 +518,7 @@ def train(
         pick_training_threads(s)
         with process_flags(s.threads):
             train_epochs(s, callbacks)
+            note = learned_little(s)
+            if note:
+                tqdm.write(note)
             return run_metrics(s)  # inside: the threads it reports are those of the training
