@@ -10,6 +10,7 @@ import itertools
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
 from mapscope.inspect.compare import class_mean_maps, class_separation, unit_means
@@ -378,3 +379,19 @@ def test_training_curves_say_what_the_training_loss_adds(real_data, tmp_path):
     assert accuracy_panel.get_legend().get_texts()[0].get_text() == "train (mean over the pass)"
     ae_loss_panel = plot_ae_history([{"epoch": 1, "loss": 0.2, "val_loss": 0.1, "lr": 0}]).axes[0]
     assert ae_loss_panel.get_legend().get_texts()[0].get_text() == "train (mean over the pass)"
+
+
+def test_an_attribution_that_is_zero_everywhere_says_so():
+    """Grad-CAM is zero over an image when no map of its layer speaks for the class (the
+    ReLU of a negative sum): the panel says so rather than showing an empty square."""
+    from mapscope.report.attribution import plot_attributions
+
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 28, 28))
+    maps = {"gradcam": np.stack([rng.random((28, 28)), np.zeros((28, 28))])}
+    maps["ig"] = np.stack([rng.normal(size=(28, 28)), np.zeros((28, 28))])
+    fig = plot_attributions(images, maps, ["#0", "#1"], {"gradcam": "Grad-CAM", "ig": "IG"}, {"ig"})
+    said = [[t.get_text() for t in ax.texts] for ax in fig.axes]
+    assert said == [[], [], [], [], ["zero everywhere"], ["zero everywhere"]]
+    FigureCanvasAgg(fig)
+    assert overlapping_texts(fig) == []

@@ -385,6 +385,7 @@ def _write_images(atlas, render, out, thumbs, common) -> None:
                     "lo": -bound if signed else 0.0,
                     "hi": bound,
                     "beyond": int((magnitude > bound).sum()),
+                    "zero": not np.any(values),  # Grad-CAM when no map speaks for the class
                 }
             )
         image = {

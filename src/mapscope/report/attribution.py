@@ -32,6 +32,17 @@ def plot_attributions(
                 ax.imshow(value, cmap="RdBu_r", vmin=-bound, vmax=bound, alpha=0.75)
             else:
                 ax.imshow(value, cmap="inferno", alpha=0.75)
+            if not np.any(value):  # Grad-CAM, say, when no map of its layer speaks for the class
+                ax.text(
+                    0.5,
+                    0.5,
+                    "zero everywhere",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    transform=ax.transAxes,
+                    bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+                )
             if row == 0:
                 ax.set_title(names[method], fontsize=9)
     for ax in axes.flat:
