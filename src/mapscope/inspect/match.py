@@ -189,6 +189,13 @@ class UnitMatch:
         """Units of A that respond at all (a dead unit correlates exactly 0 with everything)."""
         return (self.corr != 0).any(1)
 
+    @property
+    def both_alive(self) -> np.ndarray:
+        """Units of A that respond and are matched to a unit of B that responds too."""
+        paired = self.alive & (self.partner >= 0)
+        paired[paired] = (self.corr != 0).any(0)[self.partner[paired]]
+        return paired
+
     def numbers(self) -> dict[str, float | int]:
         """What the matching says about the live units of A: how alike the matched units are,
         how many are learned reliably, and whether the order is the same (against 1/C

@@ -307,9 +307,7 @@ def shown_units(result: RunMatch, layer: str) -> list[tuple[int, int, float]]:
     among units that some test image activates in both runs, as the numbers are (a dead
     unit's r is 0 by construction, and its OIP only its start image)."""
     match = result.pairs[0].layers[layer]["trained"]
-    live = match.alive & (match.partner >= 0)
-    live[live] = (match.corr != 0).any(0)[match.partner[live]]  # its partner responds too
-    units = np.flatnonzero(live)
+    units = np.flatnonzero(match.both_alive)
     order = units[np.argsort(-match.matched[units], kind="stable")]
     picked = list(order[:SHOWN]) + [u for u in order[::-1][:SHOWN] if u not in order[:SHOWN]]
     return [(int(u), int(match.partner[u]), float(match.matched[u])) for u in picked]
@@ -325,16 +323,16 @@ def _shown_oips(result: RunMatch, inspections: list[Inspection], settings: OIPSe
         for units in result.common_units(layer)[:COMMON_SHOWN]:
             for run, unit in enumerate(units):
                 needed.setdefault((run, layer), set()).add(unit)
+    # as the oip command does: a unit no noise wakes starts from the test image that drives it
+    # most (each run's images prepared once, for all its layers)
+    images = {run: reference_images(inspections[run]) for run in {run for run, _ in needed}}
     found: dict[tuple[int, str], dict[int, np.ndarray]] = {}
     for (run, layer), wanted in bar(list(needed.items()), "OIP searches", unit="layer"):
         chosen = sorted(wanted)
         shape = inspections[run].bundle.dataset.image_shape
         net = inspections[run].net
-        # as the oip command does: a unit no noise wakes starts from the test image that
-        # drives it most
-        images = reference_images(inspections[run])
         target = oip_target(net, layer)
-        search = run_oip(net, target, chosen, None, settings, input_shape=shape, images=images)
+        search = run_oip(net, target, chosen, None, settings, input_shape=shape, images=images[run])
         found[(run, layer)] = dict(zip(chosen, search.images, strict=True))
     return found
 
