@@ -29,6 +29,7 @@ from mapscope.data.drawing import centre_like_mnist
 from mapscope.errors import ConfigError
 from mapscope.inspect.taps import layer_outputs
 from mapscope.live import LiveModel, create_app, protocol
+from mapscope.live.model import Explanation
 from mapscope.runs import Run
 
 INDEX = 1302
@@ -96,6 +97,7 @@ def test_the_app_sends_the_apis_numbers(cnn_live, client, cnn_run, real_data):
         assert [layer["name"] for layer in hello["layers"]] == [
             "Conv2D_1", "Max_Pool_1", "Conv2D_2", "Max_Pool_2", "Conv2D_3", "Dense_1", "Dense_2"
         ]  # fmt: skip
+        assert hello["gradcam_layer"] == "Conv2D_3"  # the deepest map (Grad-CAM's note names it)
         ws.send_bytes(draw_frame(7, pixels))
         answer = read_answer(receive(ws), cnn_live.layers)
     assert answer["kind"] == protocol.ANSWER and answer["seq"] == 7
@@ -133,6 +135,23 @@ def test_explanations_and_alike_images_are_the_api_results(cnn_live, client):
     assert distance == pytest.approx(neighbours.distances[0], rel=1e-6)
     assert (neighbours.labels == 1).sum() >= 6  # a 1's neighbours in Dense_1 are mostly 1s
     assert np.all(np.diff(neighbours.distances) >= 0)
+
+
+@pytest.mark.parametrize("method, signed, zero_level", [("gradcam", False, 0), ("ig", True, 128)])
+def test_a_map_zero_everywhere_is_sent_as_such(method, signed, zero_level):
+    """Grad-CAM is zero over the whole image where no map of its layer raises the class's score
+    (test image 7 of a trained CNN): the frame's bound is 0, which the page words as "zero
+    everywhere", and every pixel sits at the scale's zero (transparent on the drawing)."""
+    nothing = Explanation(method, 9, np.zeros((28, 28), np.float32), signed)
+    frame = protocol.encode_explanation(5, nothing)
+    *_, bound = struct.unpack_from("<BIBHBf", frame)
+    h, w, c, lo, hi = struct.unpack_from("<HHBff", frame, 13)
+    pixels = np.frombuffer(frame, np.uint8, offset=13 + 13)
+    assert bound == 0.0 and (h, w, c) == (28, 28, 1) and pixels.size == 28 * 28
+    assert np.all(pixels == zero_level) and hi > lo
+    some = Explanation(method, 9, np.full((28, 28), 0.25, np.float32), signed)
+    *_, bound = struct.unpack_from("<BIBHBf", protocol.encode_explanation(5, some))
+    assert bound == 0.25
 
 
 def test_latest_wins_stale_frames_are_dropped(cnn_live, client):

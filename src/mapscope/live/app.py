@@ -181,6 +181,7 @@ class AppState:
             "input": [channels, height, width],
             "layers": layers,
             "methods": [] if model.autoencoder else _methods(model),
+            "gradcam_layer": None if model.autoencoder else model.gradcam_layer,
             "alike_layer": model.alike_layer,
             "centre": model.bundle.dataset.name.startswith("mnist"),
             "test_images": int(len(model.bundle.split.test)),

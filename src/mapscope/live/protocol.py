@@ -21,7 +21,8 @@ Browser -> server (first byte: the kind)::
                 | image
     DECODED     u8 4 | u32 seq | u16 latent | f32 code[latent] | image
 
-where ``image`` is u16 h | u16 w | u8 c | f32 lo | f32 hi | u8 pixels[h*w*c]. Errors are
+where ``image`` is u16 h | u16 w | u8 c | f32 lo | f32 hi | u8 pixels[h*w*c], and an
+explanation's ``bound`` is its map's largest magnitude (0: zero everywhere). Errors are
 JSON text frames ``{"type": "error", "message": ...}``; the connection goes on.
 """
 
@@ -167,9 +168,13 @@ def encode_answer(seq: int, answer, views) -> bytes:
 
 
 def encode_explanation(seq: int, explanation) -> bytes:
+    """An ``EXPLANATION`` frame; its bound is the map's largest magnitude, 0 for a map that is
+    zero everywhere (Grad-CAM where no map of its layer raises the class's score), which the
+    page then says rather than showing nothing."""
     values = explanation.map
-    bound = float(np.abs(values).max()) or 1.0
-    lo = -bound if explanation.signed else 0.0
+    bound = float(np.abs(values).max())
+    scale = bound or 1.0
+    lo = -scale if explanation.signed else 0.0
     head = struct.pack(
         "<BIBHBf",
         EXPLANATION,
@@ -179,7 +184,7 @@ def encode_explanation(seq: int, explanation) -> bytes:
         int(explanation.signed),
         bound,
     )
-    return head + image(values, lo, bound)
+    return head + image(values, lo, scale)
 
 
 def encode_alike(seq: int, neighbours) -> bytes:

@@ -485,8 +485,12 @@ const Live = (() => {
       img.data.set([...table[q], Math.round(255 * Math.min(1, strength * 1.4))], 4 * i);
     }
     g.putImageData(img, 0, 0);
+    const nothing = frame.method === "gradcam"
+      ? `: zero everywhere (no map of ${hello.gradcam_layer} raises this class's score here)`
+      : ": zero everywhere (no pixel changes this class's score here)";
     $("why-note").textContent = `${Live.METHOD_TITLES[frame.method]} for class ${hello.class_names[frame.target]}` +
-      (frame.signed ? ": red raises the score, blue lowers it" : ": brighter pixels matter more");
+      (frame.bound === 0 ? nothing
+        : frame.signed ? ": red raises the score, blue lowers it" : ": brighter pixels matter more");
   }
 
   function onAlike(frame) {
