@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 # numba's machine code for the CPU training kernels, compiled once here rather than in the first
 # training (18 s in two processes on 2 cores, 30-40 s on one); compiled again when the kernels'
 # source changes
-KERNEL_SOURCES := $(addprefix src/mapscope/cnn/,conv_pool.py conv_pool_kernels.py winograd.py winograd_kernels.py kernel_jobs.py precompile.py)
+KERNEL_SOURCES := $(addprefix src/mapscope/cnn/,conv_pool.py conv_pool_kernels.py winograd.py winograd_kernels.py kernel_jobs.py kernel_cache.py precompile.py)
 $(VENV)/.kernels: $(VENV)/.installed $(KERNEL_SOURCES)
 	$(BIN)/python -m mapscope.cnn.precompile
 	touch $@

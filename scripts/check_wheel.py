@@ -4,8 +4,10 @@ fresh virtual environment, and run the command line from outside the checkout.
 Run by ``make wheel-check`` (CI runs it after the tests). It checks that the templates,
 JavaScript and stylesheets are inside the wheel (the atlas is built from the installed
 package, not from ``src/``), that the version comes from ``mapscope.__version__``, and that
-``mapscope --help``, ``mapscope data check`` and one short training work installed, the check
-having started the kernels' compile in the background and the training having waited for it.
+``mapscope --help``, ``mapscope data check`` and one short training work installed: on a CPU
+with a level the wheel ships the kernels compiled for (``cnn/kernel_cache.py``), compiling
+nothing; elsewhere the check having started the kernels' compile in the background and the
+training having waited for it.
 
 The fresh environment borrows the dependencies of the development environment through a
 ``.pth`` line (so torch is not installed a second time); the package itself comes only from the
@@ -62,6 +64,7 @@ def main() -> None:
             "mapscope/atlas/templates/unit.html",
             "mapscope/atlas/static/viewer.js",
             "mapscope/live/static/live.js",
+            "mapscope/cnn/kernel_cache/manifest.json",
         ):
             assert needed in inside, f"{needed} is missing from {wheel.name}"
 
@@ -93,10 +96,24 @@ def main() -> None:
         assert where.startswith(purelib) and __version__ in where, where
         mapscope = str(venv / "bin" / "mapscope")
         step("mapscope --help", [mapscope, "--help"], work, env)
-        # a fresh install has no compiled kernels: the first command that does not train
-        # starts their compile in the background, and the training right after waits for it
+        shipped = subprocess.run(
+            [
+                str(python),
+                "-c",
+                "from mapscope.cnn import kernel_cache as k; print(k.ships_here())",
+            ],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        # where the wheel ships the kernels compiled for this CPU's level, nothing compiles;
+        # elsewhere the first command that does not train starts their compile in the
+        # background, and the training right after waits for it
         checked = step("mapscope data check mnist", [mapscope, "data", "check", "mnist"], work, env)
-        assert "compiling the CPU training kernels in the background" in checked, checked
+        compiling = "compiling the CPU training kernels in the background" in checked
+        assert compiling == (shipped == "False"), checked
         trained = step(
             "mapscope cnn train (1 epoch, 2000 images)",
             [
@@ -119,7 +136,10 @@ def main() -> None:
         assert done, "the background compile did not mark the installed kernels compiled"
         for line in trained.splitlines():
             if line.startswith("compiled the CPU training kernels"):
+                assert shipped == "False", f"the shipped kernels were compiled again: {line}"
                 print(f"    (the training waited for the background compile: {line})")
+        if shipped == "True":
+            print("    (the kernels came compiled with the wheel: kernel_cache)")
         step(
             "mapscope atlas (2 layers, templates from the wheel)",
             [

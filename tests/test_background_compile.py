@@ -11,15 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from mapscope.cnn import background
+from mapscope.cnn import background, kernel_cache
 
 
 @pytest.fixture()
 def markers(tmp_path, monkeypatch):
-    """This install's marker files in a folder of the test's own, the compile turned on."""
+    """This install's marker files in a folder of the test's own, the compile turned on, on a
+    CPU the package ships no compiled kernels for (``kernel_cache``: below x86-64-v3, say)."""
     monkeypatch.setattr(background, "state_dir", lambda: tmp_path)
+    monkeypatch.setattr(kernel_cache, "ships_here", lambda: False)
     monkeypatch.setenv(background.ENV, "1")
     return tmp_path
+
+
+def test_where_the_kernels_are_shipped_no_compile_starts(markers, monkeypatch):
+    monkeypatch.setattr(kernel_cache, "ships_here", lambda: True)
+    assert background.start() is None and background.running() is None
+    assert background.compiled()  # the first training copies them into numba's cache
 
 
 def test_a_background_compile_runs_once_marks_the_install_and_a_training_waits_for_it(markers):
@@ -177,35 +185,42 @@ for kernel in (forward, backward):
 """
 
 
-def test_the_first_training_from_an_empty_cache_trains_the_weights_of_every_later_one(
-    tmp_path, real_data
-):
-    """The same seed in two fresh processes, the first with nothing compiled (numba's cache
-    and the marks in a folder of the test's own): the same weights, bit for bit. A first
-    training that compiled its kernels itself ran them with other roundings (numba's code in
-    the process that compiled it), so other processes compile them (``compile_apart``), and
-    the training loads them as the later one does."""
-    import torch
-
+def _first_run(tmp_path, real_data, run: str, **env_vars: str) -> str:
+    """FIRST_RUN in a fresh process, numba's cache and the marks in a folder of the test's own
+    (empty before the first run); what it said."""
     env = {
         **os.environ,
         "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
         "MAPSCOPE_DATA": str(real_data),
         background.ENV: "0",
+        **env_vars,
     }
-    weights, said = [], []
-    for run in ("first", "later"):
-        done = subprocess.run(
-            [sys.executable, "-c", FIRST_RUN, str(tmp_path / run)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        weights.append(torch.load(tmp_path / run / "weights.pt"))
-        said.append(done.stdout + done.stderr)
-    first, later = weights
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_RUN, str(tmp_path / run)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout + done.stderr
+
+
+def test_the_first_training_from_an_empty_cache_trains_the_weights_of_every_later_one(
+    tmp_path, real_data
+):
+    """The same seed in two fresh processes, the first with nothing in numba's cache, on a CPU
+    the package ships no kernels for (numba told to target the CPU itself, as below
+    x86-64-v3): the same weights, bit for bit. A first training that compiled its kernels
+    itself ran them with other roundings (numba's code in the process that compiled it), so
+    other processes compile them (``compile_apart``), and the training loads them as the later
+    one does."""
+    import torch
+    from llvmlite import binding
+
+    host = {"NUMBA_CPU_NAME": binding.get_host_cpu_name()}
+    said = [_first_run(tmp_path, real_data, run, **host) for run in ("first", "later")]
+    first, later = (torch.load(tmp_path / run / "weights.pt") for run in ("first", "later"))
     assert first.keys() == later.keys()
     assert all(torch.equal(first[name], later[name]) for name in first)
     assert list((tmp_path / "numba").glob("kernels-*-*.done"))  # marked where numba cached
@@ -215,6 +230,19 @@ def test_the_first_training_from_an_empty_cache_trains_the_weights_of_every_late
     assert "compil" not in said[1]  # loading the cache is no compile, however long it takes
     for run in said:
         assert "kernel forward misses 0 hits 1" in run and "kernel backward misses 0 hits 1" in run
+
+
+def test_the_first_training_loads_the_shipped_kernels_and_compiles_nothing(tmp_path, real_data):
+    """On a CPU with a level the package ships the kernels for (``kernel_cache``), a first
+    training with nothing in numba's cache copies them into it and loads them, as every later
+    training does (so its bits are theirs), compiling none, in this process or another."""
+    if kernel_cache.host_level() is None:
+        pytest.skip("the package ships kernels for x86-64-v3 and v4 CPUs only")
+    said = _first_run(tmp_path, real_data, "first")
+    assert "compil" not in said
+    assert "kernel forward misses 0 hits 1" in said and "kernel backward misses 0 hits 1" in said
+    assert list((tmp_path / "numba").glob("kernels-*-*.done"))  # marked where numba cached
+    assert list((tmp_path / "numba").glob("*/conv_pool_kernels.first_layer_kernels.*.nbi"))
 
 
 def test_processes_share_the_kernel_jobs_and_tell_a_job_left_undone(tmp_path):

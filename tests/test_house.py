@@ -224,8 +224,12 @@ def test_a_cnn_training_compiles_only_what_is_not_marked_compiled(monkeypatch):
     assert task.compiles(net, "fp32", on_cpu=True)
     monkeypatch.setattr(background, "running", lambda: None)
     monkeypatch.setattr(precompile, "compiled_for", lambda spec, precision: False)
+    monkeypatch.setattr(precompile, "load_shipped", lambda spec, precision: False)
     assert task.compiles(net, "fp32", on_cpu=True)
     assert not task.compiles(net, "fp32", on_cpu=False)
+    # shipped with the package for this CPU's level (kernel_cache): nothing left to compile
+    monkeypatch.setattr(precompile, "load_shipped", lambda spec, precision: True)
+    assert not task.compiles(net, "fp32", on_cpu=True)
 
 
 def _state(module):

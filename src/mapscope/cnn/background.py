@@ -45,6 +45,7 @@ SOURCES = (
     "winograd.py",
     "winograd_kernels.py",
     "kernel_jobs.py",
+    "kernel_cache.py",
     "precompile.py",
 )
 HERE = Path(__file__).resolve().parent
@@ -71,8 +72,11 @@ def state_dir() -> Path:
 @functools.cache
 def install_key() -> str:
     """What numba's cache of the kernels depends on, hashed: a new CPU, Python, numba or
-    mapscope version, or an edited kernel source gives a new key (and a new compile)."""
-    parts = [__version__, sys.version, platform.machine(), _cpu()]
+    mapscope version, another CPU for numba to target (``NUMBA_CPU_NAME``, or the level whose
+    kernels are shipped), or an edited kernel source gives a new key (and a new compile)."""
+    from mapscope.cnn.kernel_cache import numba_target  # neither torch nor numba
+
+    parts = [__version__, sys.version, platform.machine(), _cpu(), numba_target()]
     try:
         parts.append(metadata.version("numba"))
     except metadata.PackageNotFoundError:
@@ -160,6 +164,11 @@ def start() -> Path | None:
         return None
     try:
         if compiled() or failed() or running() is not None:
+            return None
+        from mapscope.cnn import kernel_cache  # neither torch nor numba
+
+        if kernel_cache.ships_here():  # the first training copies them into numba's cache
+            mark_compiled()
             return None
         at = stem()
         with open(at.with_suffix(".log"), "w") as log:

@@ -16,7 +16,10 @@ from numba import njit, prange, uint64
 from numba.core import types
 from numba.extending import overload
 
+from mapscope.cnn.kernel_cache import use_shipped_level
 from mapscope.cnn.kernel_jobs import kernel_factory
+
+use_shipped_level()  # numba targets this CPU's level, whose cache is shipped: kernel_cache
 
 
 def _ordered(value):

@@ -156,7 +156,16 @@ def _decode(part: tuple[Any, ...] | list[Any]) -> types.Type:
 def write_jobs(jobs: list[Job], path: Path) -> None:
     """Write ``jobs`` to ``path`` whole or not at all (a waiting worker reads it once it is
     there)."""
-    listed = [
+    write_json(path, job_list(jobs))
+
+
+def read_jobs(path: Path) -> list[Job]:
+    return read_job_list(read_json(path))
+
+
+def job_list(jobs: list[Job]) -> list[dict[str, Any]]:
+    """``jobs`` as JSON holds them (the jobs file, the shipped cache's manifest)."""
+    return [
         {
             "module": job.module,
             "factory": job.factory,
@@ -166,10 +175,9 @@ def write_jobs(jobs: list[Job], path: Path) -> None:
         }
         for job in jobs
     ]
-    write_json(path, listed)
 
 
-def read_jobs(path: Path) -> list[Job]:
+def read_job_list(listed: list[dict[str, Any]]) -> list[Job]:
     return [
         Job(
             entry["module"],
@@ -178,7 +186,7 @@ def read_jobs(path: Path) -> list[Job]:
             entry["kernel"],
             tuple(tuple(part) for part in entry["signature"]),
         )
-        for entry in read_json(path)
+        for entry in listed
     ]
 
 

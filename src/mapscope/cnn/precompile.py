@@ -3,9 +3,12 @@
 numba compiles each kernel the first time a layer shape meets it and caches the machine code on
 disk beside the module. For the default network that first compile takes about 10 s for a bf16
 training and 30-36 s for a float32 one (Winograd's kernels; 2 cores), which a newcomer's first
-``mapscope cnn train`` would otherwise pay. ``make setup`` runs this module once after
-installing; with pip alone, the first ``mapscope`` command runs it in the background for the
-precision a default training takes (``background.py``), or run it yourself::
+``mapscope cnn train`` would otherwise pay. On x86-64 CPUs with AVX2 the package ships them
+compiled (``kernel_cache``), and a first training only copies them into numba's cache; on
+others, and for networks of other shapes, numba compiles. ``make setup`` runs this module once
+after installing; with pip alone, the first ``mapscope`` command runs it in the background for
+the precision a default training takes where nothing is shipped (``background.py``), or run it
+yourself::
 
     python -m mapscope.cnn.precompile
 
@@ -38,7 +41,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mapscope.cnn import background, kernel_jobs
+from mapscope.cnn import background, kernel_cache, kernel_jobs
 from mapscope.cnn.build import Network, build
 from mapscope.cnn.fast import (
     ConvBeforeFlatten,
@@ -97,6 +100,8 @@ def compile_shared(
             if usable_cores() > 1:
                 helper = kernel_jobs.start_worker(jobs_file, waiting_for=os.getpid())
         jobs = jobs_of(default_spec(), precisions, every_isa)
+        if kernel_cache.provides(jobs):  # shipped for this CPU: the helper has nothing to do
+            jobs = []
         kernel_jobs.write_jobs(jobs, jobs_file)
         kernel_jobs.work(jobs_file)
         helpers = [] if helper is None else [helper]
@@ -129,6 +134,16 @@ def compile_apart(spec: NetSpec, precision: str) -> float:
     if done and not failed:  # what they left undone, the training compiles: unmarked
         mark_compiled_for(spec, precision)
     return time.perf_counter() - began
+
+
+def load_shipped(spec: NetSpec, precision: str) -> bool:
+    """Where the package ships the kernels of ``spec``'s training in ``precision`` for this
+    CPU's level (``kernel_cache``: those of a default network), put them in numba's cache and
+    mark them compiled: nothing is left to compile (milliseconds)."""
+    if kernel_cache.provides(jobs_of(spec, (precision,))):
+        mark_compiled_for(spec, precision)
+        return True
+    return False
 
 
 def jobs_of(spec: NetSpec, precisions=("fp32", "bf16"), every_isa: bool = False) -> list[Job]:
@@ -243,14 +258,17 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m mapscope.cnn.precompile", description=__doc__.split("\n")[0]
     )
     parser.parse_args(argv)
-    print("compiling the CPU training kernels (numba; once per machine) ...", flush=True)
+    shipped = kernel_cache.ships_here()
+    if shipped:
+        print("loading the CPU training kernels compiled with the package ...", flush=True)
+    else:
+        print("compiling the CPU training kernels (numba; once per machine) ...", flush=True)
     seconds = compile_shared(every_isa=True)
     background.mark_compiled()
     for precision in ("fp32", "bf16"):
         mark_compiled_for(default_spec(), precision)
-    print(
-        f"compiled in {seconds:.1f} s, cached beside mapscope/cnn/conv_pool_kernels.py and winograd_kernels.py"
-    )
+    done = "copied into numba's cache and loaded" if shipped else "compiled"
+    print(f"{done} in {seconds:.1f} s ({kernel_cache.numba_target().split()[0]})")
 
 
 if __name__ == "__main__":

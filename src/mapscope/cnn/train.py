@@ -76,7 +76,11 @@ class CNNTask(Task[Network, TrainConfig]):
             return False
         from mapscope.cnn import background, precompile
 
-        return background.running() is not None or not precompile.compiled_for(net.spec, precision)
+        if background.running() is not None:
+            return True  # waited for: said, as a compile
+        if precompile.compiled_for(net.spec, precision):
+            return False
+        return not precompile.load_shipped(net.spec, precision)
 
     def warm_up(self, net: Network, precision: str, on_cpu: bool) -> float:
         if not on_cpu:

@@ -14,7 +14,10 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from mapscope.cnn.kernel_cache import use_shipped_level
 from mapscope.cnn.kernel_jobs import kernel_factory
+
+use_shipped_level()  # numba targets this CPU's level, whose cache is shipped: kernel_cache
 
 KERNEL = 3  # r: the kernel size these transforms are made for
 POINTS = {2: (0.0, 1.0, -1.0), 3: (0.0, 1.0, -1.0, 2.0)}  # interpolation points for m = 2 and 3

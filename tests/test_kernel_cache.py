@@ -1,0 +1,104 @@
+"""The numba cache of the training kernels that the package ships, compiled for two portable CPU
+levels (``cnn/kernel_cache.py``). A first training that uses it is in
+``test_background_compile.py``; the wheel's own is checked by ``scripts/check_wheel.py``."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+
+from mapscope.cnn import kernel_cache
+from mapscope.cnn.kernel_jobs import job_list
+from mapscope.cnn.precompile import jobs_of
+from mapscope.cnn.spec import default_spec
+
+REBUILD = "the shipped kernel cache is out of date: run `python -m mapscope.cnn.kernel_cache`"
+
+
+def test_the_shipped_cache_is_that_of_these_sources_this_numba_and_this_python():
+    """Edit a kernel, or move numba or Python on, and numba reads none of the shipped entries:
+    this test says so, and how to rebuild them."""
+    made = kernel_cache.manifest()
+    assert made["sources"] == kernel_cache.source_hashes(), REBUILD
+    assert made["numba"] == metadata.version("numba"), REBUILD
+    assert made["python"] == f"{sys.version_info[0]}.{sys.version_info[1]}", REBUILD
+    for precision in ("fp32", "bf16"):  # what a default training here calls: all shipped
+        needed = job_list(jobs_of(default_spec(), (precision,)))
+        assert all(job in made["jobs"] for job in needed), REBUILD
+    kernels = {(job["factory"], job["kernel"]) for job in made["jobs"]}
+    for level in kernel_cache.LEVELS:
+        indexes = list((kernel_cache.SHIPPED / level).glob("*.nbi"))
+        # one index per kernel function (a factory's kernels, or a plain function)
+        assert len(indexes) >= len({kernel or factory for factory, kernel in kernels}), level
+        for index in indexes:  # each names the level it was compiled for, and no more
+            entries = _entries(index)
+            assert entries and all(key[1][1:] == (level, "") for key in entries), index.name
+
+
+def _entries(index) -> dict:
+    with open(index, "rb") as f:
+        pickle.load(f)  # numba's version
+        _, entries = pickle.loads(f.read())
+    return entries
+
+
+@pytest.mark.parametrize(
+    "features, level",
+    [
+        ({"sse2", "sse4.2"}, None),
+        (set(kernel_cache.LEVELS["x86-64-v3"]), "x86-64-v3"),
+        (set(kernel_cache.LEVELS["x86-64-v3"]) - {"fma"}, None),
+        ({*kernel_cache.LEVELS["x86-64-v3"], "avx512f", "avx512bw"}, "x86-64-v3"),
+        ({*kernel_cache.LEVELS["x86-64-v3"], *kernel_cache.LEVELS["x86-64-v4"]}, "x86-64-v4"),
+        (set(kernel_cache.LEVELS["x86-64-v4"]), None),  # AVX-512 needs the level below too
+    ],
+)
+def test_a_cpu_gets_the_highest_level_it_has_all_of(features, level):
+    assert kernel_cache.level_of(features) == level
+
+
+INSTALL = """
+import json, os, pickle, sys
+from pathlib import Path
+from numba.core.caching import IndexDataCacheFile
+from mapscope.cnn import conv_pool_kernels, kernel_cache  # sets this CPU's level
+
+level = os.environ["NUMBA_CPU_NAME"]
+stamp, cache = kernel_cache._numba_cache_of(kernel_cache.HERE / "conv_pool_kernels.py")
+ours = IndexDataCacheFile(str(cache), sys.argv[1], stamp)
+ours.save(("a kernel", "compiled", "here"), ("its", "code"))  # numba's cache has one already
+first, again = kernel_cache.install(), kernel_cache.install()
+entries = ours._load_index()
+print(json.dumps({"level": level, "first": first, "again": again, "ours": ours.load(
+    ("a kernel", "compiled", "here")) == ("its", "code"), "entries": len(entries),
+    "cache": str(cache)}))
+"""
+
+
+def test_install_adds_the_shipped_entries_to_numbas_cache_and_keeps_its_own(tmp_path):
+    """Into an empty cache, every shipped entry of this CPU's level; a second install copies
+    nothing; an entry numba had cached itself for the same kernel stays."""
+    level = kernel_cache.host_level()
+    if level is None:
+        pytest.skip("the package ships kernels for x86-64-v3 and v4 CPUs only")
+    shipped = kernel_cache.SHIPPED / level
+    max_pool = next(shipped.glob("conv_pool_kernels.deeper_layer_kernels.locals.max_pool-*.nbi"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", INSTALL, max_pool.name[: -len(".nbi")]],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = __import__("json").loads(done.stdout.strip().splitlines()[-1])
+    count = sum(len(_entries(index)) for index in shipped.glob("*.nbi"))
+    assert said["level"] == level and said["first"] == count and said["again"] == 0
+    assert said["ours"] and said["entries"] == len(_entries(max_pool)) + 1
+    assert str(tmp_path) in said["cache"]
