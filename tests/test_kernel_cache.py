@@ -4,8 +4,10 @@ levels (``cnn/kernel_cache.py``). A first training that uses it is in
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import platform
 import subprocess
 import sys
 from importlib import metadata
@@ -97,8 +99,44 @@ def test_install_adds_the_shipped_entries_to_numbas_cache_and_keeps_its_own(tmp_
         text=True,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    said = __import__("json").loads(done.stdout.strip().splitlines()[-1])
+    said = json.loads(done.stdout.strip().splitlines()[-1])
     count = sum(len(_entries(index)) for index in shipped.glob("*.nbi"))
     assert said["level"] == level and said["first"] == count and said["again"] == 0
     assert said["ours"] and said["entries"] == len(_entries(max_pool)) + 1
     assert str(tmp_path) in said["cache"]
+
+
+LOAD_EVERY_JOB = """
+import importlib, json
+from mapscope.cnn import conv_pool_kernels, kernel_cache, kernel_jobs, winograd_kernels
+
+copied = kernel_cache.install()
+missing = []
+for job in kernel_jobs.read_job_list(kernel_cache.manifest()["jobs"]):
+    made = getattr(importlib.import_module(job.module), job.factory)(*job.args)
+    kernel = getattr(made, job.kernel) if job.kernel else made
+    types = tuple(kernel_jobs._decode(part) for part in job.signature)
+    # numba's cache only: what a process of this level would load, loaded, never run
+    if kernel._cache.load_overload(types, kernel.targetctx) is None:
+        missing.append(f"{job.factory}.{job.kernel}{job.args}")
+print(json.dumps({"copied": copied, "missing": missing}))
+"""
+
+
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"), reason="the levels are x86-64's"
+)
+@pytest.mark.parametrize("level", list(kernel_cache.LEVELS))
+def test_every_level_holds_every_kernel_a_process_of_that_level_asks_for(tmp_path, level):
+    """A process targeting ``level`` (as on a CPU of that level: an AVX-512 one for v4, which
+    this machine need not be) finds each shipped job in numba's cache after ``install``: the
+    entries are keyed as such a process keys them, and load. Nothing runs, so a level above
+    this CPU's is checked too."""
+    env = {**os.environ, "NUMBA_CPU_NAME": level, "NUMBA_CPU_FEATURES": ""}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_EVERY_JOB], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert said["copied"] > 0 and said["missing"] == [], said
