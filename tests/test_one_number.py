@@ -35,6 +35,11 @@ def test_compare_the_api_and_the_atlas_class_page_report_the_same_effect_sizes(
     assert len(page) >= 5
 
     api = compare_classes(Run.open(cnn_run).inspection(real_data), "Conv2D_3", "test", 4, other)
+    # its confused images are captioned as evaluate's galleries caption them
+    four, confuser = api.class_names
+    assert len(api.a_as_b) and api.confused_titles[: len(api.a_as_b)] == [
+        f"#{i}\npred {confuser}\ntrue {four}" for i in api.a_as_b
+    ]
     code, out, _ = mapscope(
         "compare",
         "--model",

@@ -11,6 +11,12 @@ from matplotlib.figure import Figure
 from mapscope.report.figures import new_figure
 
 
+def prediction_caption(index: int, predicted: str, actual: str) -> str:
+    """The caption of a test image shown for what it was taken for: its number in the split,
+    then the predicted and the true class (evaluate's galleries, compare's confusions)."""
+    return f"#{index}\npred {predicted}\ntrue {actual}"
+
+
 def image_tiles(
     images: np.ndarray,
     titles: Sequence[str],

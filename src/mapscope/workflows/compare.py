@@ -28,7 +28,7 @@ from mapscope.report.activations import plot_activation_grid
 from mapscope.report.compare import plot_group_agreement, plot_separation
 from mapscope.report.display import RichDisplay
 from mapscope.report.figures import save_figure
-from mapscope.report.samples import image_tiles
+from mapscope.report.samples import image_tiles, prediction_caption
 from mapscope.runs.folder import provenance
 
 
@@ -210,7 +210,7 @@ def compare_classes(
     a_as_b = np.flatnonzero((labels == class_a) & (predicted == class_b))
     b_as_a = np.flatnonzero((labels == class_b) & (predicted == class_a))
     confused = np.concatenate([a_as_b, b_as_a])
-    titles = [f"#{i} a{names[labels[i]]} p{names[predicted[i]]}" for i in confused]
+    titles = [prediction_caption(i, names[predicted[i]], names[labels[i]]) for i in confused]
     images = bundle.raw(part, confused) if len(confused) else np.zeros((0,))
     return ClassComparison(
         layer,

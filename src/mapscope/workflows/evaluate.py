@@ -204,11 +204,11 @@ def _write_gallery(result: Evaluation, gallery: Gallery, out: Path) -> list[Path
 
 
 def _gallery_figure(result: Evaluation, gallery: Gallery, kind: str):
-    from mapscope.report.samples import image_tiles
+    from mapscope.report.samples import image_tiles, prediction_caption
 
     names, positions = result.class_names, gallery.lists[kind]
     titles = [
-        f"#{i}\npred {names[result.predicted[i]]}\ntrue {names[result.actual[i]]}"
+        prediction_caption(i, names[result.predicted[i]], names[result.actual[i]])
         for i in positions
     ]
     title = (
