@@ -361,7 +361,7 @@ def test_training_curves_say_what_the_training_loss_adds(real_data, tmp_path):
 
     from mapscope.cnn.saved import minimised_beside_cross_entropy
     from mapscope.cnn.train import TrainConfig, train
-    from mapscope.report.curves import plot_cnn_history
+    from mapscope.report.curves import plot_cnn_history, plot_mlp_history, what_training_adds
     from mapscope.runs import Run
 
     quick = {"epochs": 1, "max_train": 128, "max_test": 200, "threads": 1}
@@ -379,6 +379,15 @@ def test_training_curves_say_what_the_training_loss_adds(real_data, tmp_path):
     assert accuracy_panel.get_legend().get_texts()[0].get_text() == "train (mean over the pass)"
     ae_loss_panel = plot_ae_history([{"epoch": 1, "loss": 0.2, "val_loss": 0.1, "lr": 0}]).axes[0]
     assert ae_loss_panel.get_legend().get_texts()[0].get_text() == "train (mean over the pass)"
+    # the MLP's L2 penalty is over half of its default training loss (0.3 against 0.15)
+    assert what_training_adds(0.1, 0.0, 0.5) == "label smoothing 0.1, L2 penalty"
+    assert what_training_adds(l1=0.01) == "L1 penalty" and what_training_adds() == ""
+    batch = {"epoch": 1, "cost": 150.0, "error": 0.01, "reg_ratio": 0.6}
+    mlp_loss_panel = plot_mlp_history([row], [batch], what_training_adds(l2=0.1)).axes[3]
+    assert [t.get_text() for t in mlp_loss_panel.get_legend().get_texts()] == [
+        "train (mean over the pass,\nwith L2 penalty)",
+        "test",
+    ]
 
 
 def test_an_attribution_that_is_zero_everywhere_says_so():

@@ -90,11 +90,10 @@ def save_epoch(
 def minimised_beside_cross_entropy(run_dir: Path, net: Network) -> str:
     """What the run's training loss adds to cross-entropy: its label smoothing (config.json)
     and its kernels' penalties (the spec); "" for none."""
+    from mapscope.report.curves import what_training_adds
+
     train = read_json(run_dir / COMMON_FILES["config"]).get("train", {})
-    smoothing = train.get("label_smoothing", 0.0)
-    terms = [f"label smoothing {smoothing:g}"] if smoothing else []
-    terms += [f"{name.upper()} penalty" for name in ("l1", "l2") if getattr(net.spec, name)]
-    return ", ".join(terms)
+    return what_training_adds(train.get("label_smoothing", 0.0), net.spec.l1, net.spec.l2)
 
 
 def load_epoch(run_dir: Path, net: Network) -> tuple[dict, list[dict]]:

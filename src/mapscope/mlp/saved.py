@@ -100,7 +100,7 @@ def write_run(
     batches: list[dict],
     metrics: dict,
 ) -> Path:
-    from mapscope.report.curves import plot_mlp_history
+    from mapscope.report.curves import plot_mlp_history, what_training_adds
     from mapscope.report.figures import save_figure
 
     spec = {"layers": list(model.layers), "activation": model.activation, "loss": model.loss}
@@ -120,7 +120,9 @@ def write_run(
     model.save(run / FILES["model"])
     write_json(run / FILES["history"], history)
     write_json(run / FILES["batches"], batches)
-    save_figure(plot_mlp_history(history, batches), run / FILES["curves"], trim=False)
+    minimised = what_training_adds(l1=config.l1, l2=config.l2)
+    curves = plot_mlp_history(history, batches, minimised)
+    save_figure(curves, run / FILES["curves"], trim=False)
     write_metrics(run, metrics)
     return run
 

@@ -27,6 +27,14 @@ def train_label(adds: str = "") -> str:
     return f"train (mean over the pass{adds})"
 
 
+def what_training_adds(label_smoothing: float = 0.0, l1: float = 0.0, l2: float = 0.0) -> str:
+    """What a training loss adds to the plain loss that validation reports ("label smoothing
+    0.1, L2 penalty"), for the curves' legend; "" for nothing."""
+    terms = [f"label smoothing {label_smoothing:g}"] if label_smoothing else []
+    terms += [f"{name} penalty" for name, value in (("L1", l1), ("L2", l2)) if value]
+    return ", ".join(terms)
+
+
 def plot_cnn_history(history: Sequence[dict[str, float]], minimised: str = "") -> Figure:
     """Loss, accuracy and learning rate per epoch. ``minimised`` names what the training loss
     adds to the plain cross-entropy that validation reports ("label smoothing 0.1"), so that a
@@ -91,8 +99,12 @@ def _notebook_display():
     return show
 
 
-def plot_mlp_history(history: Sequence[dict], batches: Sequence[dict]) -> Figure:
-    """Batch costs, averaged error, regularisation share; loss and accuracy per epoch."""
+def plot_mlp_history(
+    history: Sequence[dict], batches: Sequence[dict], minimised: str = ""
+) -> Figure:
+    """Batch costs, averaged error, regularisation share; loss and accuracy per epoch.
+    ``minimised``: what the training loss adds to the test loss ("L2 penalty"), which the
+    legend says (the default MLP's penalty is over half its training loss)."""
     fig = new_figure(14, 7)
     steps = range(1, len(batches) + 1)
     panels = [
@@ -108,7 +120,8 @@ def plot_mlp_history(history: Sequence[dict], batches: Sequence[dict]) -> Figure
         ax.grid(alpha=0.3)
     e = [h["epoch"] for h in history]
     ax = fig.add_subplot(2, 3, 4)
-    ax.plot(e, [h["loss"] for h in history], "o-", ms=3, label="train")
+    adds = f",\nwith {minimised}" if minimised else ""
+    ax.plot(e, [h["loss"] for h in history], "o-", ms=3, label=train_label(adds))
     ax.plot(e, [h["val_loss"] for h in history], "s-", ms=3, label="test")
     ax.set_title("loss per image", y=1.0)
     epoch_axis(ax, e)
