@@ -140,3 +140,25 @@ def test_every_level_holds_every_kernel_a_process_of_that_level_asks_for(tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     said = json.loads(done.stdout.strip().splitlines()[-1])
     assert said["copied"] > 0 and said["missing"] == [], said
+
+
+@pytest.mark.parametrize(
+    "name, features, level",
+    [
+        ("x86-64-v3", "", "x86-64-v3"),
+        ("x86-64-v4", "", "x86-64-v4"),
+        ("x86-64-v3", None, None),  # the level's name, the host's features: other keys
+        ("x86-64-v3", "+avx2", None),
+        ("znver3", "", None),
+    ],
+)
+def test_only_a_level_with_no_features_added_is_served_from_the_shipped_cache(
+    monkeypatch, name, features, level
+):
+    monkeypatch.setenv("NUMBA_CPU_NAME", name)
+    if features is None:
+        monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
+    else:
+        monkeypatch.setenv("NUMBA_CPU_FEATURES", features)
+    assert kernel_cache.level_in_use() == level
+    assert kernel_cache.ships_here() == (level is not None)

@@ -151,10 +151,18 @@ def shipped_for(level: str | None) -> Path | None:
     return SHIPPED / level
 
 
+def level_in_use() -> str | None:
+    """The shipped level this process's numba targets: ``NUMBA_CPU_NAME`` names one, with no
+    features added (``NUMBA_CPU_FEATURES`` empty, as ``use_shipped_level`` sets it; a level
+    name with the host's features keys its entries otherwise); None for any other target."""
+    name = os.environ.get("NUMBA_CPU_NAME")
+    return name if name in LEVELS and os.environ.get("NUMBA_CPU_FEATURES") == "" else None
+
+
 def ships_here() -> bool:
     """Whether a default training on this machine will find its kernels shipped (no numba
     imported: every command's start may ask)."""
-    level = os.environ.get("NUMBA_CPU_NAME", host_level()) or None
+    level = level_in_use() if "NUMBA_CPU_NAME" in os.environ else host_level()
     return shipped_for(level) is not None
 
 
@@ -164,7 +172,7 @@ def provides(jobs: list[Job]) -> bool:
     left to compile."""
     from mapscope.cnn.kernel_jobs import read_job_list
 
-    if shipped_for(os.environ.get("NUMBA_CPU_NAME") or None) is None:
+    if shipped_for(level_in_use()) is None:
         return False
     shipped = set(read_job_list(manifest().get("jobs", [])))
     if not set(jobs) <= shipped:
@@ -181,7 +189,7 @@ def install() -> int:
     returns how many were copied (0: none shipped for this level, numba or Python, or all
     there already). numba's own index files are merged, not replaced, so that kernels compiled
     here for other networks stay cached."""
-    folder = shipped_for(os.environ.get("NUMBA_CPU_NAME") or None)
+    folder = shipped_for(level_in_use())
     if folder is None:
         return 0
     from numba.core.caching import IndexDataCacheFile
