@@ -107,6 +107,11 @@ def test_autoencoder_figures_have_no_overlapping_text():
     ]
     for fig in figures:
         assert overlapping_texts(fig) == [], fig.axes[0].get_title()
+    # a 2-d code's two principal axes are numbered 1 and 2, with no 1.25 between them
+    scree = ae_figures.plot_pca(np.array([0.65, 0.35]), codes[:, :2], labels, names).axes[0]
+    scree.figure.canvas.draw()
+    ticks = [t.get_text() for t in scree.get_xticklabels() if t.get_text()]
+    assert ticks and all(t.lstrip("\u2212-").isdigit() for t in ticks), ticks
 
 
 def test_the_layout_check_sees_text_on_text():

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from mapscope.report.figures import new_figure
@@ -215,6 +216,7 @@ def plot_pca(
     axes = np.arange(1, len(ratio) + 1)
     ax.bar(axes, ratio, color="tab:blue", label="per axis")
     ax.plot(axes, np.cumsum(ratio), "o-", color="tab:orange", ms=3, label="cumulative")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # axes 1, 2, ...: no 1.25
     ax.set_xlabel("principal axis")
     ax.set_ylabel("share of the variance")
     ax.set_title("PCA of the codes: how elongated the cloud is", fontsize=9)
