@@ -5,6 +5,7 @@ import ast
 import json
 import subprocess
 import sys
+from inspect import cleandoc
 from pathlib import Path
 
 import numpy as np
@@ -342,3 +343,20 @@ def test_starting_the_command_line_does_not_import_what_few_commands_need():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_every_command_is_listed_in_one_unbroken_sentence():
+    """``mapscope --help`` lists each command with its help's first paragraph: typer keeps the
+    line breaks of a docstring there, so a sentence wrapped in the source broke mid-line
+    ("... in the order it runs: output shape," / "parameters, ...")."""
+    from mapscope.cli.main import command
+
+    def listed(group, path=""):
+        for name, sub in group.commands.items():
+            yield f"{path}{name}", sub.short_help or cleandoc(sub.help or "").split("\n\n")[0]
+            if getattr(sub, "commands", None):
+                yield from listed(sub, f"{path}{name} ")
+
+    shown = dict(listed(command()))
+    assert len(shown) > 20 and all(shown.values()), shown
+    assert [name for name, text in shown.items() if "\n" in text] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from inspect import cleandoc
 
 import typer
 from typer.core import TyperGroup
@@ -81,8 +82,18 @@ def command() -> TyperGroup:
 def _check_every_command(node) -> None:
     for child in getattr(node, "commands", {}).values():
         _check_every_command(child)
+        child.short_help = child.short_help or one_line(child.help)
     if getattr(node, "callback", None) is not None and not getattr(node, "commands", None):
         node.callback = checked(node.callback, {p.name: p.opts[0] for p in node.params if p.opts})
+
+
+def one_line(help_text: str | None) -> str | None:
+    """The first paragraph of a command's help on one line, for the list of commands: typer's
+    list keeps a docstring's line breaks, so a sentence wrapped in the source broke in the
+    middle of ``mapscope --help`` ("... output shape," / "parameters, ...")."""
+    if not help_text:
+        return help_text
+    return " ".join(cleandoc(help_text).split("\n\n")[0].split())
 
 
 def run(argv: list[str] | None = None) -> None:
