@@ -4,6 +4,7 @@ levels (``cnn/kernel_cache.py``). A first training that uses it is in
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
@@ -11,10 +12,11 @@ import platform
 import subprocess
 import sys
 from importlib import metadata
+from unittest import mock
 
 import pytest
 
-from mapscope.cnn import kernel_cache
+from mapscope.cnn import conv_pool, kernel_cache, winograd
 from mapscope.cnn.kernel_jobs import job_list
 from mapscope.cnn.precompile import jobs_of
 from mapscope.cnn.spec import default_spec
@@ -29,9 +31,16 @@ def test_the_shipped_cache_is_that_of_these_sources_this_numba_and_this_python()
     assert made["sources"] == kernel_cache.source_hashes(), REBUILD
     assert made["numba"] == metadata.version("numba"), REBUILD
     assert made["python"] == f"{sys.version_info[0]}.{sys.version_info[1]}", REBUILD
-    for precision in ("fp32", "bf16"):  # what a default training here calls: all shipped
-        needed = job_list(jobs_of(default_spec(), (precision,)))
-        assert all(job in made["jobs"] for job in needed), REBUILD
+    # what a default training calls on any CPU, whichever paths its instruction set picks
+    # (oneDNN's bf16 backward where it has AMX, Winograd's pooled kernel below AVX-512): shipped
+    for dense, pooled in itertools.product((False, True), repeat=2):
+        with (
+            mock.patch.object(conv_pool, "dense_backward_pays", lambda d=dense: d),
+            mock.patch.object(winograd, "pooled_pays", lambda p=pooled: p),
+        ):
+            for precision in ("fp32", "bf16"):
+                needed = job_list(jobs_of(default_spec(), (precision,)))
+                assert all(job in made["jobs"] for job in needed), (REBUILD, dense, pooled)
     kernels = {(job["factory"], job["kernel"]) for job in made["jobs"]}
     for level in kernel_cache.LEVELS:
         indexes = list((kernel_cache.SHIPPED / level).glob("*.nbi"))
