@@ -171,3 +171,17 @@ def test_only_a_level_with_no_features_added_is_served_from_the_shipped_cache(
         monkeypatch.setenv("NUMBA_CPU_FEATURES", features)
     assert kernel_cache.level_in_use() == level
     assert kernel_cache.ships_here() == (level is not None)
+
+
+def test_nothing_is_promised_where_numba_reads_another_cache(monkeypatch):
+    """Locators of the user's choosing (``NUMBA_CACHE_LOCATOR_CLASSES``) decide where numba
+    reads its cache: the shipped entries cannot be put there, so a training compiles apart
+    rather than being told that its kernels are in the cache."""
+    from numba.core import config
+
+    monkeypatch.setenv("NUMBA_CPU_NAME", "x86-64-v3")
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "")
+    jobs = jobs_of(default_spec(), ("fp32",))
+    assert kernel_cache.provides(jobs) == (kernel_cache.shipped_for("x86-64-v3") is not None)
+    monkeypatch.setattr(config, "CACHE_LOCATOR_CLASSES", "some.Locator")
+    assert not kernel_cache.provides(jobs)

@@ -5,12 +5,12 @@ numba compiles for the CPU it runs on (its cache is keyed by the CPU's name and 
 cache made on one machine serves no other, and a first training used to wait 25 s on 2 cores
 for the compile. The kernels are instead compiled for a *level* that many CPUs share:
 ``x86-64-v3`` (AVX2 and FMA: Intel Haswell, AMD Zen and later) and ``x86-64-v4`` (AVX-512 F,
-BW, CD, DQ and VL: Intel Skylake-SP, AMD Zen 4 and later). On an AMD Zen 3 the level's code ran
-the default training step as fast as code tuned for the CPU itself (13.4-15.3 against
-14.5-17.7 ms a step, runs alternated). Every process that runs or compiles the kernels targets
-the highest level its CPU has (``use_shipped_level``, before numba compiles anything), and the
-first one to need them copies the shipped entries of that level into numba's own cache
-(``install``: milliseconds); numba then loads them as it loads anything it compiled itself.
+BW, CD, DQ and VL: Intel Skylake-SP, AMD Zen 4 and later); on an AMD Zen 3 the level's code
+trained as fast as code made for that CPU itself. Every process that runs or compiles the
+kernels targets the highest level its CPU has (``use_shipped_level``, before numba compiles
+anything), and the first one to need them copies the shipped entries of that level into
+numba's own cache (``install``: milliseconds); numba then loads them as it loads anything it
+compiled itself.
 
 What makes a shipped entry usable is what numba checks for any cached entry: the same numba
 version, the same Python minor version (the key holds the function's bytecode), the same kernel
@@ -25,7 +25,10 @@ cores)::
 
     python -m mapscope.cnn.kernel_cache
 
-This module imports neither torch nor numba at its top: the kernel modules call it first.
+It reads and writes numba's cache through numba's own classes (its locators and
+``IndexDataCacheFile``), which are not public API: numba is pinned in ``pyproject.toml``, and
+the tests load every shipped entry as a process of each level would. This module imports
+neither torch nor numba at its top: the kernel modules call it first.
 """
 
 from __future__ import annotations
@@ -177,6 +180,8 @@ def provides(jobs: list[Job]) -> bool:
     shipped = set(read_job_list(manifest().get("jobs", [])))
     if not set(jobs) <= shipped:
         return False
+    if any(_numba_cache_of(HERE / name)[1] is None for name in KERNEL_FILES):
+        return False  # no cache numba would read them from
     try:
         install()
     except OSError:  # numba's cache cannot be written: numba compiles, as it would anyway
@@ -229,8 +234,11 @@ def _numba_cache_of(source: Path) -> tuple[object, Path | None]:
     """The content stamp numba gives ``source`` and the folder numba caches its functions in:
     the first of numba's locators that takes it, as numba itself chooses (the package's
     ``__pycache__``, else the user's cache folder)."""
+    from numba.core import config
     from numba.core.caching import CacheImpl
 
+    if config.CACHE_LOCATOR_CLASSES:  # locators of the user's choosing: numba compiles
+        return None, None
     for locator_class in CacheImpl._locator_classes:
         locator = locator_class.from_function(_stand_in, str(source))
         if locator is not None:
