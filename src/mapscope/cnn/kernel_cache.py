@@ -96,9 +96,8 @@ def use_shipped_level() -> str | None:
     process whose numba compiled something of its own first keeps the host's CPU."""
     if "NUMBA_CPU_NAME" in os.environ:
         return os.environ["NUMBA_CPU_NAME"] or None
-    registry = sys.modules.get("numba.core.registry")
-    if registry is not None and "_toplevel_target_context" in vars(registry.cpu_target):
-        return None  # numba's target is made already: for the host
+    if _numba_target_made():
+        return None  # for the host
     level = host_level()
     if level is not None:
         os.environ["NUMBA_CPU_NAME"] = level
@@ -116,11 +115,16 @@ def numba_target() -> str:
     if "NUMBA_CPU_NAME" in os.environ:
         name, features = os.environ["NUMBA_CPU_NAME"], os.environ.get("NUMBA_CPU_FEATURES")
     else:
-        registry = sys.modules.get("numba.core.registry")
-        made = registry is not None and "_toplevel_target_context" in vars(registry.cpu_target)
-        level = None if made else host_level()
+        level = None if _numba_target_made() else host_level()
         name, features = (level, "") if level else ("host", None)
     return f"{name} {features!r}"
+
+
+def _numba_target_made() -> bool:
+    """Whether numba has made its CPU target in this process (on its first compile or cache
+    load), which fixes the CPU it compiles for."""
+    registry = sys.modules.get("numba.core.registry")
+    return registry is not None and "_toplevel_target_context" in vars(registry.cpu_target)
 
 
 def source_hashes() -> dict[str, str]:
@@ -175,35 +179,31 @@ def provides(jobs: list[Job]) -> bool:
     left to compile."""
     from mapscope.cnn.kernel_jobs import read_job_list
 
-    if shipped_for(level_in_use()) is None:
-        return False
     shipped = set(read_job_list(manifest().get("jobs", [])))
     if not set(jobs) <= shipped:
         return False
-    if any(_numba_cache_of(HERE / name)[1] is None for name in KERNEL_FILES):
-        return False  # no cache numba would read them from
     try:
-        install()
+        return install() is not None
     except OSError:  # numba's cache cannot be written: numba compiles, as it would anyway
         return False
-    return True
 
 
-def install() -> int:
+def install() -> int | None:
     """Copy the shipped entries of this process's CPU level that numba's cache lacks into it;
-    returns how many were copied (0: none shipped for this level, numba or Python, or all
-    there already). numba's own index files are merged, not replaced, so that kernels compiled
-    here for other networks stay cached."""
+    returns how many were copied (0: all there already), or None where nothing is shipped for
+    this level, numba or Python, or numba reads no cache they could be put in. numba's own
+    index files are merged, not replaced, so that kernels compiled here for other networks
+    stay cached."""
     folder = shipped_for(level_in_use())
     if folder is None:
-        return 0
+        return None
+    caches = {name: _numba_cache_of(HERE / name) for name in KERNEL_FILES}
+    if any(cache is None for _, cache in caches.values()):
+        return None  # locators of the user's choosing: numba compiles
     from numba.core.caching import IndexDataCacheFile
 
     copied = 0
-    for name in KERNEL_FILES:
-        stamp, cache = _numba_cache_of(HERE / name)
-        if cache is None:
-            continue
+    for name, (stamp, cache) in caches.items():
         for index in sorted(folder.glob(f"{Path(name).stem}.*.nbi")):
             base = index.name[: -len(".nbi")]
             shipped = IndexDataCacheFile(str(folder), base, stamp)
