@@ -185,3 +185,9 @@ def test_nothing_is_promised_where_numba_reads_another_cache(monkeypatch):
     assert kernel_cache.provides(jobs) == (kernel_cache.shipped_for("x86-64-v3") is not None)
     monkeypatch.setattr(config, "CACHE_LOCATOR_CLASSES", "some.Locator")
     assert not kernel_cache.provides(jobs)
+
+
+@pytest.mark.parametrize("jobs", [[{"module": 1}], "jobs", [None], [{"signature": 3}]])
+def test_a_damaged_manifest_ships_nothing(monkeypatch, jobs):
+    monkeypatch.setattr(kernel_cache, "manifest", lambda: {"jobs": jobs})
+    assert not kernel_cache.provides(jobs_of(default_spec(), ("fp32",)))

@@ -179,7 +179,10 @@ def provides(jobs: list[Job]) -> bool:
     left to compile."""
     from mapscope.cnn.kernel_jobs import read_job_list
 
-    shipped = set(read_job_list(manifest().get("jobs", [])))
+    try:
+        shipped = set(read_job_list(manifest().get("jobs", [])))
+    except (KeyError, TypeError, ValueError):  # a damaged manifest ships nothing
+        return False
     if not set(jobs) <= shipped:
         return False
     try:
