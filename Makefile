@@ -7,7 +7,7 @@ export MAPSCOPE_DATA := $(abspath $(MAPSCOPE_DATA))
 endif
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup browser demo test wheel-check docs notebooks lint bench clean
+.PHONY: setup kernels browser demo test wheel-check docs notebooks lint bench clean
 
 setup: $(VENV)/.installed $(VENV)/.kernels
 
@@ -26,6 +26,12 @@ KERNEL_SOURCES := $(addprefix src/mapscope/cnn/,conv_pool.py conv_pool_kernels.p
 $(VENV)/.kernels: $(VENV)/.installed $(KERNEL_SOURCES)
 	$(BIN)/python -m mapscope.cnn.precompile
 	touch $@
+
+# after editing a kernel: the package's shipped kernel cache, then the test suite's own (tests
+# fail until both are of the kernels' current sources)
+kernels: setup
+	$(BIN)/python -m mapscope.cnn.kernel_cache
+	$(BIN)/python tests/kernels_of_tests.py
 
 demo: setup
 	$(BIN)/python scripts/demo.py $(DEMO_OUT)

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from filelock import FileLock
 from hypothesis import settings
-from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).parent))  # the test networks (user_nets.py)
 
@@ -28,6 +26,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def pytest_configure(config):
     # keep the verification cache of test runs out of the user's real cache folder
     os.environ["MAPSCOPE_CACHE"] = tempfile.mkdtemp(prefix="mapscope-test-cache-")
+    if _xdist_controller(config):
+        return  # it runs no test: torch and numba are the workers' imports
+    import torch
+    from threadpoolctl import threadpool_limits
+
     from mapscope.cnn import background
     from mapscope.cnn.kernel_jobs import skip_loop_strength_reduction
 
@@ -37,6 +40,11 @@ def pytest_configure(config):
     # processes that compile the training's kernels do (the same code, in 40 % less time)
 
     skip_loop_strength_reduction()
+    # the kernels of the kernel tests' other sizes, compiled ahead (kernels_of_tests.py)
+    from kernels_of_tests import install
+
+    with FileLock(os.path.join(tempfile.gettempdir(), "mapscope-test-kernels.lock")):
+        install()
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:  # the workers share the cores: each takes its part
         share = max(1, (os.cpu_count() or 1) // workers)
@@ -53,6 +61,20 @@ def pytest_configure(config):
         # and so do BLAS and scikit-learn's OpenMP loops (KMeans), which would otherwise spin
         # a thread per core against the other worker
         threadpool_limits(limits=share)
+
+
+def pytest_unconfigure(config):
+    from kernels_of_tests import RECORD_ENV, record
+
+    if os.environ.get(RECORD_ENV) and not _xdist_controller(config):
+        record(os.environ[RECORD_ENV])
+
+
+def _xdist_controller(config) -> bool:
+    """Whether this process hands the tests out to xdist's workers (and runs none itself)."""
+    return bool(getattr(config.option, "numprocesses", None)) and (
+        "PYTEST_XDIST_WORKER" not in os.environ
+    )
 
 
 def built_once(tmp_path_factory, name: str, build) -> Path:
@@ -140,6 +162,7 @@ def ae_run(real_data, tmp_path_factory):
 @pytest.fixture(scope="session")
 def lenet(real_data, tmp_path_factory):
     """LeNet-5 trained on 6000 real MNIST images with ToTensor + Normalize(0.1307, 0.3081)."""
+    import torch
     from safetensors.torch import save_file
     from user_nets import LeNet5, fit
 

@@ -51,6 +51,21 @@ def test_the_shipped_cache_is_that_of_these_sources_this_numba_and_this_python()
             assert entries and all(key[1][1:] == (level, "") for key in entries), index.name
 
 
+def test_the_test_suites_own_cache_is_of_these_sources():
+    """The kernels the kernel tests make at other sizes, compiled ahead (``kernels_of_tests.py``):
+    of older sources, numba skips them and every fresh clone's suite compiles them again (33 s
+    of 2 cores), so an edited kernel asks for both caches to be rebuilt."""
+    from kernels_of_tests import FOLDER
+
+    made, shipped = kernel_cache.manifest(FOLDER), kernel_cache.manifest()
+    rebuild = "the test suite's kernel cache is out of date: run `make kernels`"
+    assert made["sources"] == kernel_cache.source_hashes(), rebuild
+    assert (made["numba"], made["python"]) == (shipped["numba"], shipped["python"]), rebuild
+    assert made["jobs"] and not [job for job in made["jobs"] if job in shipped["jobs"]]
+    for level in kernel_cache.LEVELS:
+        assert list((FOLDER / level).glob("*.nbi")), level
+
+
 def _entries(index) -> dict:
     with open(index, "rb") as f:
         pickle.load(f)  # numba's version

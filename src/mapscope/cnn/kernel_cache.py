@@ -131,21 +131,22 @@ def source_hashes() -> dict[str, str]:
     return {name: hashlib.sha256((HERE / name).read_bytes()).hexdigest() for name in KERNEL_FILES}
 
 
-def manifest() -> dict:
+def manifest(folder: Path = SHIPPED) -> dict:
     try:
-        return json.loads(MANIFEST.read_text())
+        return json.loads((folder / MANIFEST.name).read_text())
     except (OSError, ValueError):
         return {}
 
 
-def shipped_for(level: str | None) -> Path | None:
-    """The folder of ``level``'s shipped entries where they suit this process: compiled by its
-    numba and Python from the kernel sources it runs; None otherwise (then numba compiles)."""
-    if level is None or not (SHIPPED / level).is_dir():
+def shipped_for(level: str | None, folder: Path = SHIPPED) -> Path | None:
+    """The folder of ``level``'s entries in ``folder`` (a cache ``build`` made: the shipped one
+    unless told) where they suit this process: compiled by its numba and Python from the
+    kernel sources it runs; None otherwise (then numba compiles)."""
+    if level is None or not (folder / level).is_dir():
         return None
     from importlib import metadata
 
-    made = manifest()
+    made = manifest(folder)
     python = f"{sys.version_info[0]}.{sys.version_info[1]}"
     try:
         numba_version = metadata.version("numba")
@@ -155,7 +156,7 @@ def shipped_for(level: str | None) -> Path | None:
         return None
     if made.get("sources") != source_hashes():
         return None
-    return SHIPPED / level
+    return folder / level
 
 
 def level_in_use() -> str | None:
@@ -191,13 +192,13 @@ def provides(jobs: list[Job]) -> bool:
         return False
 
 
-def install() -> int | None:
-    """Copy the shipped entries of this process's CPU level that numba's cache lacks into it;
-    returns how many were copied (0: all there already), or None where nothing is shipped for
-    this level, numba or Python, or numba reads no cache they could be put in. numba's own
-    index files are merged, not replaced, so that kernels compiled here for other networks
-    stay cached."""
-    folder = shipped_for(level_in_use())
+def install(made: Path = SHIPPED) -> int | None:
+    """Copy the shipped entries (or those of another cache ``build`` made) of this process's
+    CPU level that numba's cache lacks into it; returns how many were copied (0: all there
+    already), or None where nothing is shipped for this level, numba or Python, or numba
+    reads no cache they could be put in. numba's own index files are merged, not replaced, so
+    that kernels compiled here for other networks stay cached."""
+    folder = shipped_for(level_in_use(), made)
     if folder is None:
         return None
     caches = {name: _numba_cache_of(HERE / name) for name in KERNEL_FILES}
@@ -253,17 +254,18 @@ def _stand_in():
     """A function for numba's locators, which ask for one (its line only names entries)."""
 
 
-def build(out: Path = SHIPPED) -> None:
-    """Compile the kernels a default training takes, in every precision and for every path an
-    instruction set can pick (``precompile.jobs_of``), once per level, each level in a fresh
-    cache folder shared by two worker processes; then copy the entries and write the
-    manifest."""
+def build(out: Path = SHIPPED, jobs: list[Job] | None = None) -> None:
+    """Compile ``jobs``, by default the kernels a default training takes, in every precision
+    and for every path an instruction set can pick (``precompile.jobs_of``), once per level,
+    each level in a fresh cache folder shared by two worker processes; then copy the entries
+    and write the manifest."""
     import numba
 
     from mapscope.cnn import kernel_jobs, precompile
     from mapscope.cnn.spec import default_spec
 
-    jobs = precompile.jobs_of(default_spec(), ("fp32", "bf16"), every_isa=True)
+    if jobs is None:
+        jobs = precompile.jobs_of(default_spec(), ("fp32", "bf16"), every_isa=True)
     out.mkdir(parents=True, exist_ok=True)
     for level in LEVELS:
         print(f"compiling {len(jobs)} kernels for {level} ...", flush=True)

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 KERNEL_MODULES = ("mapscope.cnn.conv_pool_kernels", "mapscope.cnn.winograd_kernels")
 
 _recorded: dict[Job, None] | None = None  # the jobs of a recording(), in order; None outside
+# every factory call of this process and what it made (``jobs_made``)
+_made: dict[tuple[Callable, tuple[Any, ...]], Any] = {}
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def kernel_factory(slow_to_compile: bool = False) -> Callable[[Callable], Callab
         @functools.wraps(factory)
         def kernels(*args):
             real = made(*args)
+            _made.setdefault((factory, args), real)
             if _recorded is None:
                 return real
 
@@ -126,6 +129,20 @@ def recording() -> Iterator[list[Job]]:
     finally:
         listed, _recorded = list(_recorded), None
         jobs.extend(sorted(listed, key=lambda job: not job.slow))  # stable: call order kept
+
+
+def jobs_made() -> list[Job]:
+    """Every kernel this process has made, once per signature numba holds for it (compiled
+    here or loaded from its cache): the jobs of whatever ran, for a cache of kernels beyond
+    the default network's (the test suite's, in ``tests/kernels_of_tests.py``)."""
+    jobs = []
+    for (factory, args), real in _made.items():
+        named = real._asdict().items() if isinstance(real, tuple) else [("", real)]
+        for name, kernel in named:
+            for signature in getattr(kernel, "signatures", ()):
+                encoded = tuple(_encode(of) for of in signature)
+                jobs.append(Job(factory.__module__, factory.__name__, args, name, encoded))
+    return jobs
 
 
 def _encode(of: types.Type) -> tuple[Any, ...]:
