@@ -40,11 +40,6 @@ def pytest_configure(config):
     # processes that compile the training's kernels do (the same code, in 40 % less time)
 
     skip_loop_strength_reduction()
-    # the kernels of the kernel tests' other sizes, compiled ahead (kernels_of_tests.py)
-    from kernels_of_tests import install
-
-    with FileLock(os.path.join(tempfile.gettempdir(), "mapscope-test-kernels.lock")):
-        install()
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:  # the workers share the cores: each takes its part
         share = max(1, (os.cpu_count() or 1) // workers)
@@ -61,6 +56,12 @@ def pytest_configure(config):
         # and so do BLAS and scikit-learn's OpenMP loops (KMeans), which would otherwise spin
         # a thread per core against the other worker
         threadpool_limits(limits=share)
+    # the kernels of the kernel tests' other sizes, compiled ahead (kernels_of_tests.py); this
+    # imports numba, which reads NUMBA_NUM_THREADS once, so it comes after the share is set
+    from kernels_of_tests import install
+
+    with FileLock(os.path.join(tempfile.gettempdir(), "mapscope-test-kernels.lock")):
+        install()
 
 
 def pytest_unconfigure(config):

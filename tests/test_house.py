@@ -360,3 +360,23 @@ def test_every_command_is_listed_in_one_unbroken_sentence():
     shown = dict(listed(command()))
     assert len(shown) > 20 and all(shown.values()), shown
     assert [name for name, text in shown.items() if "\n" in text] == []
+
+
+def test_the_suites_workers_share_the_cores():
+    """Under xdist each worker takes its share of the cores in torch, numba and the trainings it
+    starts (conftest): a worker whose numba read NUMBA_NUM_THREADS before the share was set ran
+    two kernel threads against the other worker's, and tests that call the kernels took twice
+    their time in a fresh clone."""
+    import os
+
+    import numba
+
+    from mapscope.device import THREADS_ENV
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        pytest.skip("the cores are shared out only among xdist's workers")
+    share = max(1, (os.cpu_count() or 1) // workers)
+    assert os.environ[THREADS_ENV] == str(share)
+    assert torch.get_num_threads() == share
+    assert share == numba.config.NUMBA_NUM_THREADS and numba.get_num_threads() == share
