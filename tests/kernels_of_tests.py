@@ -13,9 +13,10 @@ Rebuild after editing a kernel (``make kernels`` rebuilds both caches; a test fa
 
     python tests/kernels_of_tests.py
 
-It runs the tests that make kernels once, recording every kernel each process made and the
-signatures numba holds for it (``kernel_jobs.jobs_made``), then compiles those the package does
-not ship, for each level.
+It runs the whole suite once (about 6 minutes on 2 cores), each test process recording every
+kernel it made and the signatures numba holds for it (``kernel_jobs.jobs_made``; a kernel made
+only in a process a test starts is not listed), then compiles those the package does not ship,
+for each level (another minute).
 """
 
 from __future__ import annotations

@@ -192,13 +192,13 @@ def provides(jobs: list[Job]) -> bool:
         return False
 
 
-def install(made: Path = SHIPPED) -> int | None:
+def install(cache: Path = SHIPPED) -> int | None:
     """Copy the shipped entries (or those of another cache ``build`` made) of this process's
     CPU level that numba's cache lacks into it; returns how many were copied (0: all there
     already), or None where nothing is shipped for this level, numba or Python, or numba
     reads no cache they could be put in. numba's own index files are merged, not replaced, so
     that kernels compiled here for other networks stay cached."""
-    folder = shipped_for(level_in_use(), made)
+    folder = shipped_for(level_in_use(), cache)
     if folder is None:
         return None
     caches = {name: _numba_cache_of(HERE / name) for name in KERNEL_FILES}

@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 KERNEL_MODULES = ("mapscope.cnn.conv_pool_kernels", "mapscope.cnn.winograd_kernels")
 
 _recorded: dict[Job, None] | None = None  # the jobs of a recording(), in order; None outside
-# every factory call of this process and what it made (``jobs_made``)
+# what each kernel factory made, per arguments: made once (``kernel_factory``), listed by
+# ``jobs_made``
 _made: dict[tuple[Callable, tuple[Any, ...]], Any] = {}
 
 
@@ -76,12 +77,11 @@ def kernel_factory(slow_to_compile: bool = False) -> Callable[[Callable], Callab
     start one when the others are nearly done."""
 
     def decorate(factory: Callable) -> Callable:
-        made = functools.cache(factory)
-
         @functools.wraps(factory)
         def kernels(*args):
-            real = made(*args)
-            _made.setdefault((factory, args), real)
+            real = _made.get((factory, args))
+            if real is None:
+                real = _made[(factory, args)] = factory(*args)
             if _recorded is None:
                 return real
 
