@@ -13,8 +13,8 @@ import torch
 from small_nets import SMALL_CNN
 
 from mapscope.cnn.build import build
-from mapscope.training.config import make_optimizer
 from mapscope.training.flat import FlatAdam, FlatSGD, can_flatten
+from mapscope.training.optimizers import make_optimizer
 
 PLAIN = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
@@ -194,7 +194,7 @@ import sys
 import torch
 from small_nets import SMALL_CNN
 from mapscope.cnn.build import build
-from mapscope.training.config import make_optimizer
+from mapscope.training.optimizers import make_optimizer
 net = build(SMALL_CNN, seed=3)
 optimizer = make_optimizer("adam", net.parameters(), 1e-2, 0.9)
 for _ in range(2):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
+from mapscope.ae.config import AETrainConfig
 from mapscope.ae.samplers import PAIRS, SAMPLERS
 from mapscope.ae.spec import AESpec, load_spec
-from mapscope.ae.train import AETrainConfig, train
 from mapscope.cli.common import (
     DATA_DIR,
     THREADS,
@@ -21,9 +21,9 @@ from mapscope.cli.common import (
     tested_on,
     trained_for,
     wrote,
+    wrote_run,
 )
 from mapscope.errors import ConfigError
-from mapscope.runs import Run
 
 app = typer.Typer(
     help="Autoencoders: train, reconstruct, study the latent space, generate.",
@@ -104,6 +104,8 @@ def train_command(
     """Train a convolutional autoencoder; each finished epoch is committed to the run folder."""
     options = locals()
     cfg = config_from(AETrainConfig, options)
+    from mapscope.ae.train import train  # torch: once the settings are found good
+
     if resume:
         check_resume_options(ctx)
         metrics = train(resume, cfg, resume=True, data_root=data_dir)
@@ -130,7 +132,7 @@ def train_command(
         f"{trained_for(metrics)}, "
         f"{metrics['train_seconds']:.1f} s training"
     )
-    wrote(*Run.open(out).files.values())
+    wrote_run(out)
 
 
 SPEC_OPTIONS = ("latent", "filters", "kernel", "downsample", "upsample", "batch_norm", "loss")

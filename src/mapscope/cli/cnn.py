@@ -16,14 +16,11 @@ from mapscope.cli.common import (
     given_options,
     tested_on,
     trained_for,
-    wrote,
+    wrote_run,
 )
-from mapscope.cnn.predict import predict_drawing, predict_proba
 from mapscope.cnn.spec import default_spec, load_spec
-from mapscope.cnn.summary import format_summary
-from mapscope.cnn.train import TrainConfig, train
 from mapscope.errors import ConfigError
-from mapscope.runs import Run
+from mapscope.training.config import TrainConfig
 
 app = typer.Typer(help="Build, train and use the CNN.", no_args_is_help=True)
 
@@ -34,9 +31,13 @@ def summary(
     model: Path = typer.Option(None, help="A run folder of `mapscope cnn train`."),
 ) -> None:
     """Layers, output shapes, parameters, receptive field and effective stride."""
+    from mapscope.cnn.summary import format_summary  # torch: builds the network
+
     if config and model:
         raise ConfigError("give --config or --model, not both.")
     if model:
+        from mapscope.runs import Run
+
         spec = Run.open(model, "cnn").module().spec
     else:
         spec = load_spec(config) if config else default_spec()
@@ -124,6 +125,8 @@ def train_command(
     if cfg.recipe != "default":
         settings = " ".join(f"{k}={v}" for k, v in cfg.recipe_settings().items())
         typer.echo(f"recipe {cfg.recipe}: {settings}")
+    from mapscope.cnn.train import train  # torch: once the settings are found good
+
     if resume:
         check_resume_options(ctx)
         metrics = train(resume, cfg, resume=True, data_root=data_dir)
@@ -137,7 +140,7 @@ def train_command(
         f"test accuracy {metrics['test_accuracy']:.4f}{tested_on(metrics)}, "
         f"{trained_for(metrics)}, {metrics['train_seconds']:.1f} s training"
     )
-    wrote(*Run.open(out).files.values())
+    wrote_run(out)
 
 
 @app.command()
@@ -150,8 +153,12 @@ def predict(
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Class probabilities (summing to 1) and the predicted class."""
+    from mapscope.cnn.predict import predict_drawing, predict_proba
+
     if not index and not image:
         raise ConfigError("give at least one --index N or --image FILE.png.")
+    from mapscope.runs import Run
+
     run = Run.open(model, "cnn")
     net, bundle = run.module(), run.bundle(data_dir)
     names = bundle.dataset.class_names

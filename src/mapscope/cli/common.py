@@ -153,6 +153,13 @@ def wrote(*paths: str | Path) -> None:
         typer.echo(f"wrote {path}")
 
 
+def wrote_run(folder: Path) -> None:
+    """Every file of the run folder a training committed."""
+    from mapscope.runs import Run  # the run handle reads models: torch
+
+    wrote(*Run.open(folder).files.values())
+
+
 # options that --resume may take: the run keeps its own settings for everything else
 RESUME_OPTIONS = {"resume", "epochs", "device", "threads", "data_dir"}
 

@@ -7,8 +7,6 @@ from pathlib import Path
 import typer
 
 from mapscope.cli.common import NetworkChoice, network_options, out_folder, wrote
-from mapscope.workflows.evaluate import evaluate as evaluate_run
-from mapscope.workflows.evaluate import write_evaluation
 
 
 @network_options("Run folder of a CNN, MLP or KMeans run (or --module).")
@@ -21,6 +19,9 @@ def evaluate(
     network: NetworkChoice = None,
 ) -> None:
     """Evaluate a trained model on a split of its own data."""
+    from mapscope.workflows.evaluate import evaluate as evaluate_run
+    from mapscope.workflows.evaluate import write_evaluation
+
     network.check()
     # a run as itself (KMeans runs have no network); a module as an inspection of its data
     model = network.model if network.model is not None else network.inspection()

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from mapscope.cli.common import NetworkChoice, network_options, out_folder, out_image, wrote
-from mapscope.inspect.oip.ascent import DEFAULT_STEPS
+from mapscope.inspect.oip.settings import DEFAULT_STEPS
 
 
 @network_options()

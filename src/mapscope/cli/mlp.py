@@ -13,10 +13,9 @@ from typing import get_type_hints
 
 import typer
 
-from mapscope.cli.common import DATA_DIR, config_from, out_folder, parse_ints, wrote
+from mapscope.cli.common import DATA_DIR, config_from, out_folder, parse_ints, wrote, wrote_run
 from mapscope.cli.sweep import RUN_THREADS, SCHEDULER, WORKERS
 from mapscope.mlp.train import MLPConfig, train
-from mapscope.runs import Run
 
 app = typer.Typer(help="Train the numpy MLP and sweep its parameters.", no_args_is_help=True)
 D = MLPConfig()
@@ -88,7 +87,7 @@ def train_command(
         f"test accuracy {metrics['test_accuracy']:.4f} (best {metrics['best_test_accuracy']:.4f}), "
         f"train accuracy {metrics['train_accuracy']:.4f}, {metrics['train_seconds']:.1f} s"
     )
-    wrote(*Run.open(out).files.values())
+    wrote_run(out)
 
 
 @app.command()

@@ -20,6 +20,8 @@ from mapscope.errors import ConfigError, RunError
 from mapscope.io import read_arrays, write_npz
 
 SCALINGS = ("standard", "image", "unit", "none")  # what a run folder may hold
+# the scalings that treat every pixel alike, under which a moved image stays valid (augment.py)
+SHIFTED_SCALINGS = ("unit", "image", "none")
 FITTED = ("standard", "normalize", "custom")  # the scalings that go through a scaler object
 
 

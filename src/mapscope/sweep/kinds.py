@@ -73,7 +73,7 @@ class Kind:
 
 KINDS = {
     "cnn": Kind(
-        "cnn", "mapscope.cnn.train:TrainConfig", "test_accuracy", True, True,
+        "cnn", "mapscope.training.config:TrainConfig", "test_accuracy", True, True,
         "mapscope.cnn.train:train",
     ),
     "mlp": Kind(
@@ -81,7 +81,7 @@ KINDS = {
         "mapscope.mlp.train:train",
     ),
     "ae": Kind(
-        "ae", "mapscope.ae.train:AETrainConfig", "test_loss", False, True,
+        "ae", "mapscope.ae.config:AETrainConfig", "test_loss", False, True,
         "mapscope.ae.train:train",
     ),
     "kmeans": Kind(

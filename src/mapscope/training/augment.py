@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import torch
 
-SHIFTED_SCALINGS = ("unit", "image", "none")  # scalings under which a moved image stays valid
-
 
 def shift_images(x: torch.Tensor, most: int, generator: torch.Generator) -> torch.Tensor:
     """``x`` (N, C, H, W), each image moved by its own offset, drawn uniformly from

@@ -9,13 +9,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Self
 
-import torch
-
 from mapscope.checks import Problems
-from mapscope.data.prepare import SCALINGS
+from mapscope.data.prepare import SCALINGS, SHIFTED_SCALINGS
 from mapscope.errors import ConfigError
-from mapscope.training.augment import SHIFTED_SCALINGS
-from mapscope.training.flat import FlatAdam, FlatSGD, can_flatten
 from mapscope.training.recipes import RECIPES
 from mapscope.training.schedules import SCHEDULES
 
@@ -140,24 +136,3 @@ class TrainConfig:
 
     def check_dataset(self, problems: Problems) -> None:
         problems.choice("dataset", self.dataset, ("mnist", "fashion-mnist"))
-
-
-def make_optimizer(
-    name: str, params, lr: float, momentum: float, beta2: float = TrainConfig.beta2
-) -> torch.optim.Optimizer:
-    """Adam and SGD use torch's fused kernels (one pass per tensor instead of ~10 small ops per
-    tensor, about 0.4 ms of a 10 ms CPU step for the reference network) over all parameters in
-    one buffer (``training/flat.py``: one pass in all, 0.2 ms less of a 5-7 ms step).
-    ``beta2`` is the Adam family's second beta (its first stays torch's 0.9)."""
-    params = list(params)
-    flat = can_flatten(params)
-    betas = (0.9, beta2)
-    if name == "sgd":
-        sgd = FlatSGD if flat else torch.optim.SGD
-        return sgd(params, lr=lr, momentum=momentum, fused=True)
-    if name == "adam":
-        return (FlatAdam if flat else torch.optim.Adam)(params, lr=lr, betas=betas, fused=True)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7)  # Keras defaults
-    chosen = {"nadam": torch.optim.NAdam, "adamax": torch.optim.Adamax}[name]
-    return chosen(params, lr=lr, betas=betas)

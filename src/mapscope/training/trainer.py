@@ -38,7 +38,8 @@ from mapscope.runs.epochs import current_epoch
 from mapscope.runs.folder import RunWriter, read_config, writing
 from mapscope.schema import read_as
 from mapscope.training.augment import shift_images
-from mapscope.training.config import TrainConfig, make_optimizer
+from mapscope.training.config import TrainConfig
+from mapscope.training.optimizers import make_optimizer
 from mapscope.training.schedules import learning_rate
 from mapscope.training.task import Task
 from mapscope.weights import load_weights

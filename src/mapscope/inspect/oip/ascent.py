@@ -17,11 +17,10 @@ import torch
 from torch import nn
 
 from mapscope.inspect.oip.objectives import objective_values
+from mapscope.inspect.oip.settings import DEFAULT_STEPS
 from mapscope.inspect.oip.start import gaussian_blur, standardize
 from mapscope.inspect.taps import forward_to, module_device
 from mapscope.progress import bar
-
-DEFAULT_STEPS = 600
 
 
 @dataclass

@@ -1,19 +1,23 @@
 """How an OIP search runs, as one validated settings object (like ``TrainConfig``): the CLI,
 the atlas, ``mapscope match`` and the Python API all hand an ``OIPSettings`` down to
-``run_oip``, which checks it once."""
+``run_oip``, which checks it once. It needs no torch, so the command line offers its defaults
+without loading it."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from mapscope.checks import Problems
-from mapscope.inspect.oip.ascent import DEFAULT_STEPS
-from mapscope.inspect.oip.start import DEFAULT_FACTORS, DEFAULT_SCALES
+
+if TYPE_CHECKING:
+    from torch import nn
 
 STRATEGIES = ("plain", "precursor", "coarse-to-fine")
+DEFAULT_STEPS = 600
+DEFAULT_SCALES = (3, 7, 14, 28)  # wavelengths in pixels of the start image's noise
+DEFAULT_FACTORS = (0.5, 0.5, 0.5, 0.5)  # the weight of each
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ def settings_for(net: nn.Module, settings: OIPSettings) -> OIPSettings:
     noise; it gets a faint start (0.1) and a smoothness prior (the gradient blurred by 1 pixel),
     which costs its hidden units a few percent of activation and shows strokes instead. Settings
     already away from the defaults are kept."""
+    from torch import nn
+
     if any(isinstance(m, nn.Conv2d) for m in net.modules()):
         return settings
     if settings.start_level != 1.0 or settings.smooth != 0.0:

@@ -13,9 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from mapscope.errors import ConfigError
-
-DEFAULT_SCALES = (3, 7, 14, 28)
-DEFAULT_FACTORS = (0.5, 0.5, 0.5, 0.5)
+from mapscope.inspect.oip.settings import DEFAULT_FACTORS, DEFAULT_SCALES
 
 
 def standardize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
