@@ -72,6 +72,7 @@ BAD = [
     ([*TRAIN, "--seed", "-1"], "--seed"),
     ([*TRAIN, "--seed", "99999999999999999999"], "--seed"),
     ([*TRAIN, "--momentum", "-1"], "momentum"),
+    ([*TRAIN, "--beta1", "1"], "beta1"),
     ([*TRAIN, "--beta2", "1"], "beta2"),
     ([*TRAIN, "--schedule", "power", "--decay-rate", "-1"], "decay_rate"),
     ([*TRAIN, "--schedule", "exponential", "--decay-rate", "-1"], "decay"),

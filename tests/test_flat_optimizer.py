@@ -56,14 +56,15 @@ def test_flat_optimizer_steps_as_torchs(name):
 
 
 @pytest.mark.parametrize("name", ["adam", "nadam", "adamax"])
-def test_beta2_is_the_adam_familys_second_beta(name):
-    """``beta2`` reaches the optimizer, and the flat Adam steps with it as torch's Adam does."""
+def test_the_betas_reach_the_adam_family(name):
+    """``beta1`` and ``beta2`` reach the optimizer, and the flat Adam steps with them as torch's
+    Adam does."""
     net, plain_net = _net(), _net()
-    optimizer = make_optimizer(name, net.parameters(), 1e-2, 0.9, beta2=0.95)
-    assert optimizer.param_groups[0]["betas"] == (0.9, 0.95)
+    optimizer = make_optimizer(name, net.parameters(), 1e-2, 0.9, beta2=0.95, beta1=0.8)
+    assert optimizer.param_groups[0]["betas"] == (0.8, 0.95)
     if name != "adam":
         return
-    plain = torch.optim.Adam(plain_net.parameters(), lr=1e-2, betas=(0.9, 0.95), fused=True)
+    plain = torch.optim.Adam(plain_net.parameters(), lr=1e-2, betas=(0.8, 0.95), fused=True)
     default = make_optimizer(name, _net().parameters(), 1e-2, 0.9)
     assert default.param_groups[0]["betas"] == (0.9, 0.999)  # torch's default
     _steps(net, optimizer, 5)

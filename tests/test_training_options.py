@@ -58,6 +58,8 @@ TRAINER = [
     ("lr", 1e-2, {}),
     ("momentum", 0.5, {}),  # refused: adam reads no momentum
     ("momentum", 0.5, {"optimizer": "sgd"}),
+    ("beta1", 0.8, {}),
+    ("beta1", 0.8, {"optimizer": "sgd"}),  # refused: sgd reads no beta1
     ("beta2", 0.95, {}),
     ("beta2", 0.95, {"optimizer": "sgd"}),  # refused: sgd reads no beta2
     ("schedule", "none", {}),

@@ -69,6 +69,11 @@ def train_command(
     ),
     lr: float = typer.Option(AETrainConfig.lr, help="(Peak) learning rate."),
     momentum: float = typer.Option(AETrainConfig.momentum, help="Momentum for sgd."),
+    beta1: float = typer.Option(
+        AETrainConfig.beta1,
+        help="Decay of the running gradient for adam, nadam and adamax (their first beta, "
+        "their momentum); lower (0.8) follows the gradient sooner in short runs.",
+    ),
     beta2: float = typer.Option(
         AETrainConfig.beta2,
         help="Decay of the running squared gradient for adam, nadam and adamax (their second "

@@ -19,7 +19,11 @@ OPTIMIZERS = ("rmsprop", "sgd", "adam", "nadam", "adamax")
 MOST_SHIFT = 8  # pixels: a quarter of a 28-pixel digit image
 DECAYING = ("power", "exponential")  # the schedules that read decay_rate and decay_steps
 # the settings only some optimizers read, with those optimizers (the first is the one to suggest)
-OPTIMIZER_SETTINGS = {"momentum": ("sgd",), "beta2": ("adam", "nadam", "adamax")}
+OPTIMIZER_SETTINGS = {
+    "momentum": ("sgd",),
+    "beta1": ("adam", "nadam", "adamax"),
+    "beta2": ("adam", "nadam", "adamax"),
+}
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 2e-3
     momentum: float = 0.9
+    beta1: float = 0.9  # Adam's (NAdam's, Adamax's) decay of its running gradient (momentum)
     beta2: float = 0.999  # Adam's (NAdam's, Adamax's) decay of its running squared gradient
     schedule: str = "onecycle"
     decay_rate: float | None = None  # None: the schedule's default (power 1.0, exponential 0.5)
@@ -82,6 +87,7 @@ class TrainConfig:
         problems.at_least("threads", self.threads, 1, optional=True)
         problems.finite("lr", self.lr, strict=True)
         problems.fraction("momentum", self.momentum)
+        problems.fraction("beta1", self.beta1)
         problems.fraction("beta2", self.beta2)
         problems.fraction("label_smoothing", self.label_smoothing)
         self.check_shift(problems)

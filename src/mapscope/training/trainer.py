@@ -99,7 +99,12 @@ class TrainingState:
             config=config,
             net=net,
             optimizer=make_optimizer(
-                config.optimizer, net.parameters(), config.lr, config.momentum, config.beta2
+                config.optimizer,
+                net.parameters(),
+                config.lr,
+                config.momentum,
+                beta2=config.beta2,
+                beta1=config.beta1,
             ),
             generator=torch.Generator().manual_seed(config.seed),
             bundle=bundle,
