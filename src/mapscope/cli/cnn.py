@@ -31,10 +31,10 @@ def summary(
     model: Path = typer.Option(None, help="A run folder of `mapscope cnn train`."),
 ) -> None:
     """Layers, output shapes, parameters, receptive field and effective stride."""
-    from mapscope.cnn.summary import format_summary  # torch: builds the network
-
     if config and model:
         raise ConfigError("give --config or --model, not both.")
+    from mapscope.cnn.summary import format_summary  # torch: builds the network
+
     if model:
         from mapscope.runs import Run
 
@@ -158,10 +158,9 @@ def predict(
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Class probabilities (summing to 1) and the predicted class."""
-    from mapscope.cnn.predict import predict_drawing, predict_proba
-
     if not index and not image:
         raise ConfigError("give at least one --index N or --image FILE.png.")
+    from mapscope.cnn.predict import predict_drawing, predict_proba
     from mapscope.runs import Run
 
     run = Run.open(model, "cnn")

@@ -19,10 +19,10 @@ def evaluate(
     network: NetworkChoice = None,
 ) -> None:
     """Evaluate a trained model on a split of its own data."""
+    network.check()
     from mapscope.workflows.evaluate import evaluate as evaluate_run
     from mapscope.workflows.evaluate import write_evaluation
 
-    network.check()
     # a run as itself (KMeans runs have no network); a module as an inspection of its data
     model = network.model if network.model is not None else network.inspection()
     result = evaluate_run(model, split, gallery, network.data_dir)
