@@ -60,7 +60,7 @@ def test_the_betas_reach_the_adam_family(name):
     """``beta1`` and ``beta2`` reach the optimizer, and the flat Adam steps with them as torch's
     Adam does."""
     net, plain_net = _net(), _net()
-    optimizer = make_optimizer(name, net.parameters(), 1e-2, 0.9, beta2=0.95, beta1=0.8)
+    optimizer = make_optimizer(name, net.parameters(), 1e-2, 0.9, beta1=0.8, beta2=0.95)
     assert optimizer.param_groups[0]["betas"] == (0.8, 0.95)
     if name != "adam":
         return
