@@ -9,6 +9,7 @@ import typer
 from mapscope.ae.config import AETrainConfig
 from mapscope.ae.samplers import PAIRS, SAMPLERS
 from mapscope.ae.spec import AESpec, load_spec
+from mapscope.cli import training_options as opt
 from mapscope.cli.common import (
     DATA_DIR,
     THREADS,
@@ -35,7 +36,7 @@ MODEL = typer.Option(..., help="Run folder of `mapscope ae train`.")
 @app.command(name="train")
 def train_command(
     ctx: typer.Context,
-    out: Path = typer.Option(None, help="Run folder to create (required unless --resume)."),
+    out: Path = opt.OUT,
     dataset: str = typer.Option(
         "mnist",
         help="mnist, fashion-mnist, olivetti-faces, lfw-people (downloaded by scikit-learn) or "
@@ -60,50 +61,29 @@ def train_command(
         AETrainConfig.image_size, help="Side of the square images of folders and face sets."
     ),
     colour: str = typer.Option(AETrainConfig.colour, help="grey or rgb (folders and face sets)."),
-    epochs: int = typer.Option(
-        AETrainConfig.epochs, help="Epochs (with --resume: additional epochs)."
-    ),
+    epochs: int = typer.Option(AETrainConfig.epochs, help=opt.EPOCHS_HELP),
     batch_size: int = typer.Option(AETrainConfig.batch_size),
-    optimizer: str = typer.Option(
-        AETrainConfig.optimizer, help="rmsprop, sgd, adam, nadam or adamax."
-    ),
-    lr: float = typer.Option(AETrainConfig.lr, help="(Peak) learning rate."),
-    momentum: float = typer.Option(AETrainConfig.momentum, help="Momentum for sgd."),
-    beta1: float = typer.Option(
-        AETrainConfig.beta1,
-        help="Decay of the running gradient for adam, nadam and adamax (their first beta, "
-        "their momentum); lower (0.8) follows the gradient sooner in short runs.",
-    ),
-    beta2: float = typer.Option(
-        AETrainConfig.beta2,
-        help="Decay of the running squared gradient for adam, nadam and adamax (their second "
-        "beta); lower (0.95) adapts faster in short runs.",
-    ),
-    schedule: str = typer.Option(
-        AETrainConfig.schedule, help="none, power, exponential or onecycle."
-    ),
-    decay_rate: float = typer.Option(
-        None, help="Rate of power/exponential decay (default: 1.0 power, 0.5 exponential)."
-    ),
-    decay_steps: int = typer.Option(AETrainConfig.decay_steps),
-    seed: int = typer.Option(AETrainConfig.seed),
-    resplit: bool = typer.Option(
-        False,
-        help="Shuffle train+test with the seed and split again (the test part keeps its size).",
-    ),
+    optimizer: str = opt.OPTIMIZER,
+    lr: float = typer.Option(AETrainConfig.lr, help=opt.LR_HELP),
+    momentum: float = opt.MOMENTUM,
+    beta1: float = opt.BETA1,
+    beta2: float = opt.BETA2,
+    schedule: str = opt.SCHEDULE,
+    decay_rate: float = opt.DECAY_RATE,
+    decay_steps: int = opt.DECAY_STEPS,
+    seed: int = opt.SEED,
+    resplit: bool = opt.RESPLIT,
     scaling: str = typer.Option(
         AETrainConfig.scaling,
         help="Encoder input: unit, standard, image or none (the target is always [0, 1]).",
     ),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    precision: str = typer.Option("auto", help="auto, fp32 or bf16 (see `cnn train --help`)."),
-    max_train: int = typer.Option(None, help="Train on the first N training images only."),
-    max_test: int = typer.Option(
-        None, help="Validate each epoch on the first N test images only (quick experiments)."
-    ),
+    device: str = opt.DEVICE,
+    precision: str = opt.PRECISION,
+    max_train: int = opt.MAX_TRAIN,
+    max_test: int = opt.MAX_TEST,
     threads: int = THREADS,
-    resume: Path = typer.Option(None, help="Continue this run for --epochs more epochs."),
-    overwrite: bool = typer.Option(False, help="Replace the run already in --out."),
+    resume: Path = opt.RESUME,
+    overwrite: bool = opt.OVERWRITE,
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Train a convolutional autoencoder; each finished epoch is committed to the run folder."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from mapscope.cli import training_options as opt
 from mapscope.cli.common import (
     DATA_DIR,
     THREADS,
@@ -47,50 +48,24 @@ def summary(
 @app.command(name="train")
 def train_command(
     ctx: typer.Context,
-    out: Path = typer.Option(None, help="Run folder to create (required unless --resume)."),
+    out: Path = opt.OUT,
     config: Path = typer.Option(None, help="TOML network config (default: the reference network)."),
     dataset: str = typer.Option("mnist", help="mnist or fashion-mnist."),
-    epochs: int = typer.Option(
-        TrainConfig.epochs, help="Epochs (with --resume: additional epochs)."
-    ),
+    epochs: int = typer.Option(TrainConfig.epochs, help=opt.EPOCHS_HELP),
     batch_size: int = typer.Option(TrainConfig.batch_size),
-    optimizer: str = typer.Option(
-        TrainConfig.optimizer, help="rmsprop, sgd, adam, nadam or adamax."
-    ),
-    lr: float = typer.Option(TrainConfig.lr, help="(Peak) learning rate."),
-    momentum: float = typer.Option(TrainConfig.momentum, help="Momentum for sgd."),
-    beta1: float = typer.Option(
-        TrainConfig.beta1,
-        help="Decay of the running gradient for adam, nadam and adamax (their first beta, "
-        "their momentum); lower (0.8) follows the gradient sooner in short runs.",
-    ),
-    beta2: float = typer.Option(
-        TrainConfig.beta2,
-        help="Decay of the running squared gradient for adam, nadam and adamax (their second "
-        "beta); lower (0.95) adapts faster in short runs.",
-    ),
-    schedule: str = typer.Option(
-        TrainConfig.schedule, help="none, power, exponential or onecycle."
-    ),
-    decay_rate: float = typer.Option(
-        None,
-        help="Rate of power/exponential decay (default: 1.0 for power, 0.5 for exponential, "
-        "which halves the rate every --decay-steps).",
-    ),
-    decay_steps: int = typer.Option(
-        TrainConfig.decay_steps, help="Steps of power/exponential decay."
-    ),
-    seed: int = typer.Option(TrainConfig.seed),
-    resplit: bool = typer.Option(
-        False, help="Shuffle train+test with the seed and split 60000/10000 again."
-    ),
+    optimizer: str = opt.OPTIMIZER,
+    lr: float = typer.Option(TrainConfig.lr, help=opt.LR_HELP),
+    momentum: float = opt.MOMENTUM,
+    beta1: float = opt.BETA1,
+    beta2: float = opt.BETA2,
+    schedule: str = opt.SCHEDULE,
+    decay_rate: float = opt.DECAY_RATE,
+    decay_steps: int = opt.DECAY_STEPS,
+    seed: int = opt.SEED,
+    resplit: bool = opt.RESPLIT,
     scaling: str = typer.Option(TrainConfig.scaling, help="standard, image, unit or none."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    precision: str = typer.Option(
-        "auto",
-        help="auto (bf16 autocast on GPUs, and on CPUs whose bf16 matrix products run at least "
-        "1.5 times as fast as fp32; else fp32), fp32 or bf16.",
-    ),
+    device: str = opt.DEVICE,
+    precision: str = opt.PRECISION,
     label_smoothing: float = typer.Option(
         TrainConfig.label_smoothing,
         help="Share of each training target spread evenly over all classes (0 to 0.99).",
@@ -106,19 +81,11 @@ def train_command(
         "one-pass (99.3 %) or accurate (99.5 %); printed, stored in config.json; options you "
         "give override them.",
     ),
-    max_train: int = typer.Option(
-        None, help="Train on the first N training images only (quick experiments)."
-    ),
-    max_test: int = typer.Option(
-        None, help="Validate each epoch on the first N test images only (quick experiments)."
-    ),
+    max_train: int = opt.MAX_TRAIN,
+    max_test: int = opt.MAX_TEST,
     threads: int = THREADS,
-    resume: Path = typer.Option(
-        None, help="Continue this run folder for --epochs more epochs, with its own settings."
-    ),
-    overwrite: bool = typer.Option(
-        False, help="Replace the run already in --out (swapped in once the first epoch is done)."
-    ),
+    resume: Path = opt.RESUME,
+    overwrite: bool = opt.OVERWRITE,
     restart: Path = typer.Option(None, help="Start from the saved initial weights of this run."),
     data_dir: Path = DATA_DIR,
 ) -> None:
