@@ -40,6 +40,31 @@ def test_fashion_counts(real_data):
     assert data.x[:60000].mean() == pytest.approx(72.9404, abs=1e-3)
 
 
+def test_an_unpacked_set_is_kept_in_the_cache_and_a_damaged_one_unpacked_again(
+    real_data, tmp_path, monkeypatch
+):
+    """The arrays a command reads are the same whether unpacked from the gzipped originals or
+    read from the user cache, and a damaged cache entry costs an unpacking, not an error."""
+    from mapscope.data import datasets
+
+    monkeypatch.setenv("MAPSCOPE_CACHE", str(tmp_path))
+    datasets._read_idx_set.cache_clear()  # this process's copy: read through the cache
+    unpacked = load_dataset("mnist", real_data)
+    (entry,) = (tmp_path / "decoded").glob("*.npz")
+    datasets._read_idx_set.cache_clear()
+    monkeypatch.setattr(datasets, "read_idx", lambda *a: pytest.fail("unpacked, not cached"))
+    cached = load_dataset("mnist", real_data)
+    assert np.array_equal(cached.x, unpacked.x) and np.array_equal(cached.y, unpacked.y)
+    assert cached.y.dtype == np.int64 and not cached.x.flags.writeable
+    monkeypatch.undo()
+    monkeypatch.setenv("MAPSCOPE_CACHE", str(tmp_path))
+    entry.write_bytes(entry.read_bytes()[:1000])  # cut short, as by a full disk
+    datasets._read_idx_set.cache_clear()
+    again = load_dataset("mnist", real_data)
+    assert np.array_equal(again.x, unpacked.x) and entry.stat().st_size > 50_000_000
+    datasets._read_idx_set.cache_clear()
+
+
 def test_wifi_rows(real_data):
     data = load_dataset("wifi", real_data)
     assert data.x.shape == (2000, 7) and data.x.dtype == np.int16

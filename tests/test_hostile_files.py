@@ -72,6 +72,12 @@ def edit_json(path: Path, change) -> None:
     path.write_text(json.dumps(value))
 
 
+def save_one_array(path: Path, array: np.ndarray) -> None:
+    """``array`` in np.save's format (one .npy array) under ``path``, whatever its suffix."""
+    with open(path, "wb") as handle:
+        np.save(handle, array)
+
+
 def edit_checkpoint(path: Path, change) -> None:
     state = torch.load(path, weights_only=True)
     change(state)
@@ -202,6 +208,11 @@ RUN_CASES = {
         ),
         ["cnn", "train", "--resume", "{run}", "--epochs", "1"],
         "optimizer setting 'differentiable' is True; a mapscope training sets False",
+    ),
+    "split a single array": (  # np.save's format where np.savez's belongs
+        lambda r: save_one_array(r / "split.npz", np.arange(60000)),
+        ["cnn", "predict", "--model", "{run}", "--index", "0"],
+        "split.npz: not a readable",
     ),
     "dataset a list": (
         lambda r: edit_json(r / "config.json", lambda c: c["data"].update(dataset=["mnist"])),

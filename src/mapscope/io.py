@@ -139,8 +139,14 @@ def read_arrays(
     naming the file. ``allow_pickle=False``: loading never runs code."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {name: f[name] for name in expected if name in f.files}
+        # the file opened here, so that it is closed also when numpy refuses it (np.load leaves
+        # a damaged zip's file open)
+        with open(path, "rb") as handle:
+            loaded = np.load(handle, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):  # one .npy array, or a text file
+                raise RunError(f"{path}: not a readable {what} (a single array, not an npz).")
+            with loaded as f:
+                arrays = {name: f[name] for name in expected if name in f.files}
     except FileNotFoundError:
         raise RunError(f"{path}: file missing.") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:

@@ -7,7 +7,9 @@ by the 10000 test images). Splits are index arrays into that pool, which is what
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,8 @@ from mapscope.data.folder import PREFIX as FOLDER
 from mapscope.data.folder import folder_of, read_folder
 from mapscope.data.idx import read_idx
 from mapscope.data.wifi import read_wifi
-from mapscope.errors import ConfigError, DataError
+from mapscope.errors import ConfigError, DataError, RunError
+from mapscope.io import read_arrays, write_npz
 
 
 @dataclass(frozen=True)
@@ -234,21 +237,51 @@ def fetch(name: str, root: str | Path | None = None) -> dict[str, str]:
     return verify(name, folder)
 
 
+IDX_SHAPES = ((60000, 28, 28), (60000,), (10000, 28, 28), (10000,))
+
+
 @functools.lru_cache(maxsize=2)
-def _read_idx_set(files: tuple[tuple[str, Any], ...]) -> tuple[np.ndarray, np.ndarray]:
+def _read_idx_set(
+    files: tuple[tuple[str, Any], ...], checksums: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels of an MNIST-format set (train files, then test files), read once per
     process for each version of the files (their size and modification time) and handed out
-    read-only, so that every command and test of one process shares one copy."""
-    x_train, y_train, x_test, y_test = (
-        read_idx(Path(path), shape)
-        for (path, _), shape in zip(
-            files, [(60000, 28, 28), (60000,), (10000, 28, 28), (10000,)], strict=True
+    read-only, so that every command and test of one process shares one copy.
+
+    Unpacking the gzipped files takes about half a second, which every command that reads the
+    set paid; the unpacked arrays are kept in the user cache, named by the SHA-256 of the
+    verified originals, so a cached entry holds exactly what unpacking them gives."""
+    cached = user_cache_dir() / "decoded" / f"{_set_key(checksums)}.npz"
+    arrays = _read_decoded(cached)
+    if arrays is None:
+        x_train, y_train, x_test, y_test = (
+            read_idx(Path(path), shape) for (path, _), shape in zip(files, IDX_SHAPES, strict=True)
         )
-    )
-    x = np.concatenate([x_train, x_test])
-    y = np.concatenate([y_train, y_test]).astype(np.int64)
+        arrays = np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])
+        with contextlib.suppress(OSError):  # an unwritable cache costs the unpacking next time
+            write_npz(cached, x=arrays[0], y=arrays[1])
+    x, y = arrays[0], arrays[1].astype(np.int64)
     x.flags.writeable = y.flags.writeable = False
     return x, y
+
+
+def _set_key(checksums: tuple[str, ...]) -> str:
+    return hashlib.sha256(("idx-set-1:" + ",".join(checksums)).encode()).hexdigest()[:32]
+
+
+def _read_decoded(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """A cached set's (images, labels), or None where there is none or it is damaged (it is then
+    unpacked again and written afresh)."""
+    if not path.is_file():
+        return None
+    try:
+        f = read_arrays(path, {"x": ("int", 3), "y": ("int", 1)}, what="cached dataset")
+    except RunError:
+        return None
+    n = IDX_SHAPES[0][0] + IDX_SHAPES[2][0]
+    if f["x"].dtype != np.uint8 or f["x"].shape != (n, *IDX_SHAPES[0][1:]) or f["y"].shape != (n,):
+        return None
+    return f["x"], f["y"]
 
 
 def load_dataset(
@@ -265,7 +298,10 @@ def load_dataset(
         signals, rooms = read_wifi(folder / info.files[0].relpath)
         return Dataset(name, signals, rooms - 1, info.class_names, None, folder, checksums)
     paths = [folder / f.relpath for f in info.files]
-    x, y = _read_idx_set(tuple((str(p), file_stamp(p)) for p in paths))
+    x, y = _read_idx_set(
+        tuple((str(p), file_stamp(p)) for p in paths),
+        tuple(checksums[f.relpath] for f in info.files),
+    )
     if y.max() >= len(info.class_names):
         raise DataError(f"{paths[1]}: label {y.max()} outside 0..{len(info.class_names) - 1}.")
     return Dataset(name, x, y, info.class_names, info.canonical_train, folder, checksums)
