@@ -24,8 +24,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_configure(config):
-    # keep the verification cache of test runs out of the user's real cache folder
-    os.environ["MAPSCOPE_CACHE"] = tempfile.mkdtemp(prefix="mapscope-test-cache-")
+    # keep the caches of test runs (verified hashes, unpacked datasets: 110 MB) out of the
+    # user's real cache folder, in one of this process's own, removed when its tests end
+    cache = tempfile.mkdtemp(prefix="mapscope-test-cache-")
+    os.environ["MAPSCOPE_CACHE"] = cache
+    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
     if _xdist_controller(config):
         return  # it runs no test: torch and numba are the workers' imports
     import torch
