@@ -43,7 +43,8 @@ def test_a_16_bit_drawing_with_a_dim_background(tmp_path):
     values = np.full((112, 112), 200, np.uint16)  # dim paper, dimmer than 8-bit black's 255
     values[stroke()] = 900
     Image.fromarray(values).save(tmp_path / "d.png")
-    assert Image.open(tmp_path / "d.png").mode.startswith("I")
+    with Image.open(tmp_path / "d.png") as saved:
+        assert saved.mode.startswith("I")
     bar_is_bright_on_dark(read_drawing(tmp_path / "d.png"))
 
 
@@ -69,6 +70,20 @@ def test_a_decompression_bomb_is_refused_before_decoding(tmp_path, side):
     assert (tmp_path / "bomb.png").stat().st_size < 1000
     with pytest.raises(DataError, match="too large for a drawing.*decompression bomb"):
         read_drawing(tmp_path / "bomb.png")
+
+
+def test_a_refused_drawing_leaves_no_file_open(tmp_path):
+    """PIL opens a file and reads its pixels later; a drawing refused in between has its file
+    closed at once, not when the error's frames are collected (the live app reads upload after
+    upload)."""
+    import os
+
+    bomb(tmp_path / "bomb.png", 10000, 10000)
+    open_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(DataError, match="too large") as refused:
+        read_drawing(tmp_path / "bomb.png")
+    assert refused.traceback  # the error's frames are alive here, and with them the image
+    assert len(os.listdir("/proc/self/fd")) == open_before
 
 
 def test_not_an_image(tmp_path):

@@ -135,6 +135,13 @@ def test_a_pickled_npz_is_refused(copy):
         Run.open(copy)
 
 
+def test_a_text_file_in_place_of_an_npz_is_not_called_pickled(copy):
+    """numpy reads what is neither an npz nor an npy as a pickle; the error says what it is."""
+    (copy / "split.npz").write_text("train,test\n1,2\n")
+    with pytest.raises(RunError, match=r"split\.npz: not a readable .*\(truncated or not an npz\)"):
+        Run.open(copy)
+
+
 def test_a_spec_with_many_problems_lists_them_all(copy):
     config = read_json(copy / "config.json")
     config["net"]["layers"][0]["name"] = "forward"

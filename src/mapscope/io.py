@@ -150,7 +150,7 @@ def read_arrays(
     except FileNotFoundError:
         raise RunError(f"{path}: file missing.") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        reason = "holds pickled objects" if "pickle" in str(exc) else "truncated or not an npz"
+        reason = "holds pickled objects" if _holds_pickles(path, exc) else "truncated or not an npz"
         raise RunError(f"{path}: not a readable {what} ({reason}).") from None
     missing = [n for n in expected if n not in arrays and n not in optional]
     if missing:
@@ -165,6 +165,20 @@ def read_arrays(
         if kind == "float" and not np.isfinite(array).all():
             raise RunError(f"{path}: {name!r} holds NaN or infinite values.")
     return arrays
+
+
+def _holds_pickles(path: Path, refusal: Exception) -> bool:
+    """Whether numpy refused ``path`` for pickled data it holds. numpy reads any file that is
+    neither an npz nor an npy (a text file, say) as a pickle and refuses it as one, so only an
+    archive, an array or a file starting with a pickle's protocol mark is said to hold them."""
+    if "pickle" not in str(refusal):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(6)
+    except OSError:
+        return False
+    return head.startswith((b"PK", b"\x93NUMPY", b"\x80"))
 
 
 def write_csv(path: str | os.PathLike[str], header: list[str], rows: list[list[Any]]) -> Path:

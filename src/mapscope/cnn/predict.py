@@ -32,6 +32,13 @@ def predict_proba(net: Network, inputs: np.ndarray, batch: int = INFERENCE_BATCH
 MAX_PIXELS = 4096 * 4096
 
 
+def _too_large(label: str, shape: str) -> DataError:
+    return DataError(
+        f"{label}: {shape}is too large for a drawing (at most {MAX_PIXELS} pixels; a huge "
+        "image header is how decompression bombs work)."
+    )
+
+
 def read_drawing(path, size: int = 28, name: str | None = None) -> np.ndarray:
     """A user's image as a (1, size, size) uint8 image in MNIST convention (bright digit on
     dark). Drawings are usually dark ink on white paper, so an image whose border is bright is
@@ -47,16 +54,15 @@ def read_drawing(path, size: int = 28, name: str | None = None) -> np.ndarray:
         image = None
     except UNREADABLE_IMAGE as exc:
         raise DataError(f"{label}: not a readable image ({exc}); give a PNG of a digit.") from exc
-    if image is None or image.width * image.height > MAX_PIXELS:
-        shape = "" if image is None else f"{image.width}x{image.height} pixels "
-        raise DataError(
-            f"{label}: {shape}is too large for a drawing (at most {MAX_PIXELS} pixels; a huge "
-            "image header is how decompression bombs work)."
-        )
-    try:
-        grey = _grey(image)
-    except UNREADABLE_IMAGE as exc:
-        raise DataError(f"{label}: the image data cannot be read ({exc}).") from exc
+    if image is None:
+        raise _too_large(label, "")
+    with image:  # PIL reads lazily: the file is closed here, however the reading ends
+        if image.width * image.height > MAX_PIXELS:
+            raise _too_large(label, f"{image.width}x{image.height} pixels ")
+        try:
+            grey = _grey(image)
+        except UNREADABLE_IMAGE as exc:
+            raise DataError(f"{label}: the image data cannot be read ({exc}).") from exc
     small = Image.fromarray(grey).resize((size, size), Image.Resampling.LANCZOS)
     pixels = np.asarray(small, dtype=np.uint8)
     if int(pixels.max()) - int(pixels.min()) < 16:
