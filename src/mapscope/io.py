@@ -125,6 +125,7 @@ def write_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
 
 
 ARRAY_KINDS = {"float": "f", "int": "iu", "str": "U"}
+NUMPY_MAGIC = b"\x93NUMPY"  # how an .npy array starts
 
 
 def read_arrays(
@@ -138,10 +139,13 @@ def read_arrays(
     damage (truncated, not a zip, pickled objects, wrong keys, types or values) is one RunError
     naming the file. ``allow_pickle=False``: loading never runs code."""
     path = Path(path)
+    head = b""
     try:
         # the file opened here, so that it is closed also when numpy refuses it (np.load leaves
         # a damaged zip's file open)
         with open(path, "rb") as handle:
+            head = handle.read(len(NUMPY_MAGIC))
+            handle.seek(0)
             loaded = np.load(handle, allow_pickle=False)
             if not isinstance(loaded, np.lib.npyio.NpzFile):  # one .npy array, or a text file
                 raise RunError(f"{path}: not a readable {what} (a single array, not an npz).")
@@ -150,7 +154,10 @@ def read_arrays(
     except FileNotFoundError:
         raise RunError(f"{path}: file missing.") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        reason = "holds pickled objects" if _holds_pickles(path, exc) else "truncated or not an npz"
+        # numpy reads a file that is neither an npz nor an npy (a text file, say) as a pickle
+        # and refuses it as one: only an archive, an array or a pickle is said to hold them
+        pickled = "pickle" in str(exc) and head.startswith((b"PK", NUMPY_MAGIC, b"\x80"))
+        reason = "holds pickled objects" if pickled else "truncated or not an npz"
         raise RunError(f"{path}: not a readable {what} ({reason}).") from None
     missing = [n for n in expected if n not in arrays and n not in optional]
     if missing:
@@ -165,20 +172,6 @@ def read_arrays(
         if kind == "float" and not np.isfinite(array).all():
             raise RunError(f"{path}: {name!r} holds NaN or infinite values.")
     return arrays
-
-
-def _holds_pickles(path: Path, refusal: Exception) -> bool:
-    """Whether numpy refused ``path`` for pickled data it holds. numpy reads any file that is
-    neither an npz nor an npy (a text file, say) as a pickle and refuses it as one, so only an
-    archive, an array or a file starting with a pickle's protocol mark is said to hold them."""
-    if "pickle" not in str(refusal):
-        return False
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(6)
-    except OSError:
-        return False
-    return head.startswith((b"PK", b"\x93NUMPY", b"\x80"))
 
 
 def write_csv(path: str | os.PathLike[str], header: list[str], rows: list[list[Any]]) -> Path:

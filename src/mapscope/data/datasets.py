@@ -272,8 +272,6 @@ def _set_key(checksums: tuple[str, ...]) -> str:
 def _read_decoded(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """A cached set's (images, labels), or None where there is none or it is damaged (it is then
     unpacked again and written afresh)."""
-    if not path.is_file():
-        return None
     try:
         f = read_arrays(path, {"x": ("int", 3), "y": ("int", 1)}, what="cached dataset")
     except RunError:
